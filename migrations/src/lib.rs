@@ -1,0 +1,20 @@
+//! The one schema of jobqueue, for SQLite and PostgreSQL alike. Timestamps are
+//! milliseconds since the Unix epoch in BIGINT columns, so both engines compare
+//! and index them the same way.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_jobs;
+mod m20261123_000002_job_events;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261123_000001_jobs::Migration),
+            Box::new(m20261123_000002_job_events::Migration),
+        ]
+    }
+}

@@ -1,0 +1,719 @@
+//! Conversions between the proto messages and the stored rows, with the validation
+//! of everything a client sends. Proto messages are destructured field by field, so
+//! a new field breaks the build until it is handled here.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use prost_types::value::Kind;
+use reqwest::header::{HeaderName, HeaderValue};
+
+use super::Violations;
+use crate::config::Config;
+use crate::engine::events::{Event, Watched};
+use crate::job::{Backoff, BackoffStrategy, ErrorClass, Status};
+use crate::proto;
+use crate::store::{attempts, jobs};
+
+/// Most attempts a job may ask for.
+pub const MAX_ATTEMPTS: i32 = 100;
+/// Attempts when a job asks for none.
+pub const DEFAULT_ATTEMPTS: i32 = 3;
+const MAX_TAGS: usize = 32;
+const MAX_TAG_LEN: usize = 128;
+const MAX_KEY_LEN: usize = 256;
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// The service-side limits and defaults a submitted job is checked against.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub default_timeout: Duration,
+    pub max_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub default_ttl: Duration,
+}
+
+impl From<&Config> for Limits {
+    fn from(c: &Config) -> Self {
+        Limits {
+            default_timeout: c.default_timeout,
+            max_timeout: c.max_timeout,
+            max_body_bytes: c.max_body_bytes,
+            default_ttl: c.default_ttl,
+        }
+    }
+}
+
+/// Checks a submitted job and builds its row, noting every bad field under `path`.
+pub fn new_job(
+    spec: Option<proto::JobSpec>,
+    path: &str,
+    limits: &Limits,
+    id: String,
+    now: i64,
+    v: &mut Violations,
+) -> Option<jobs::Model> {
+    let Some(spec) = spec else {
+        v.add(path, "required: the job to run");
+        return None;
+    };
+    let proto::JobSpec {
+        request,
+        timeout,
+        priority,
+        max_attempts,
+        backoff,
+        scheduled_at,
+        ttl,
+        tags,
+        idempotency_key,
+        queue,
+    } = spec;
+    let before = v.0.len();
+    let request = match request {
+        Some(r) => http_request(r, &format!("{path}.request"), limits, v),
+        None => {
+            v.add(format!("{path}.request"), "required: the HTTP call to make");
+            None
+        }
+    };
+    let timeout_ms = match timeout {
+        None => limits.default_timeout.as_millis() as i64,
+        Some(d) => match duration_ms(&d) {
+            Some(ms) if ms > 0 && ms <= limits.max_timeout.as_millis() as i64 => ms,
+            _ => {
+                v.add(
+                    format!("{path}.timeout"),
+                    format!(
+                        "must be more than 0 and at most {}",
+                        humantime::format_duration(limits.max_timeout)
+                    ),
+                );
+                0
+            }
+        },
+    };
+    let max_attempts = match max_attempts {
+        None => DEFAULT_ATTEMPTS,
+        Some(n) if (1..=MAX_ATTEMPTS).contains(&n) => n,
+        Some(_) => {
+            v.add(
+                format!("{path}.max_attempts"),
+                format!("must be from 1 to {MAX_ATTEMPTS}, or unset for {DEFAULT_ATTEMPTS}"),
+            );
+            0
+        }
+    };
+    let backoff = backoff_of(backoff, &format!("{path}.backoff"), v);
+    let scheduled_at = match scheduled_at {
+        None => now,
+        Some(t) => timestamp_ms(&t).unwrap_or_else(|| {
+            v.add(format!("{path}.scheduled_at"), "must be a valid timestamp");
+            now
+        }),
+    };
+    let ttl_ms = match ttl {
+        None => limits.default_ttl.as_millis() as i64,
+        Some(d) => match duration_ms(&d) {
+            Some(ms) if ms >= 0 => ms,
+            _ => {
+                v.add(format!("{path}.ttl"), "must not be negative");
+                0
+            }
+        },
+    };
+    if tags.len() > MAX_TAGS {
+        v.add(format!("{path}.tags"), format!("at most {MAX_TAGS} tags"));
+    }
+    for (i, tag) in tags.iter().enumerate() {
+        if tag.is_empty() || tag.len() > MAX_TAG_LEN {
+            v.add(
+                format!("{path}.tags[{i}]"),
+                format!("must be 1 to {MAX_TAG_LEN} bytes"),
+            );
+        }
+    }
+    let mut tags = tags;
+    tags.sort();
+    tags.dedup();
+    if idempotency_key.len() > MAX_KEY_LEN || HeaderValue::from_str(&idempotency_key).is_err() {
+        v.add(
+            format!("{path}.idempotency_key"),
+            format!("at most {MAX_KEY_LEN} bytes of visible ASCII (it is sent as a header)"),
+        );
+    }
+    let queue = if queue.is_empty() {
+        "default".to_string()
+    } else {
+        queue
+    };
+    if !valid_queue_name(&queue) {
+        v.add(
+            format!("{path}.queue"),
+            "must match [a-z0-9][a-z0-9_-]{0,62}",
+        );
+    }
+    if v.0.len() > before {
+        return None;
+    }
+    let (method, url, headers, params, body_kind, body) = request?;
+    Some(jobs::Model {
+        id,
+        queue,
+        status: Status::Queued.as_str().into(),
+        priority,
+        attempt: 0,
+        max_attempts,
+        retry_base: 0,
+        method,
+        url,
+        headers,
+        params,
+        body_kind,
+        body,
+        timeout_ms,
+        backoff_strategy: backoff.strategy.as_str().into(),
+        backoff_base_ms: backoff.base.as_millis() as i64,
+        backoff_max_ms: backoff.max.as_millis() as i64,
+        ttl_ms,
+        tags: serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into()),
+        idempotency_key: (!idempotency_key.is_empty()).then_some(idempotency_key),
+        created_at: now,
+        scheduled_at,
+        run_at: scheduled_at,
+        started_at: None,
+        finished_at: None,
+        lease_expires_at: None,
+        expires_at: None,
+        last_status_code: None,
+        last_error_class: None,
+    })
+}
+
+/// A status filter: each entry must name a status.
+pub fn statuses(statuses: Vec<i32>, v: &mut Violations) -> Vec<Status> {
+    let mut valid = Vec::with_capacity(statuses.len());
+    for (i, s) in statuses.into_iter().enumerate() {
+        match proto::JobStatus::try_from(s).ok().and_then(status_of) {
+            Some(status) => valid.push(status),
+            None => v.add(
+                format!("statuses[{i}]"),
+                "must be QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELED",
+            ),
+        }
+    }
+    valid
+}
+
+/// A queue filter: empty means any queue.
+pub fn queue_filter(queue: String, v: &mut Violations) -> Option<String> {
+    if queue.is_empty() {
+        return None;
+    }
+    if !valid_queue_name(&queue) {
+        v.add("queue", "must match [a-z0-9][a-z0-9_-]{0,62}");
+    }
+    Some(queue)
+}
+
+pub fn valid_queue_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
+}
+
+type StoredRequest = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<Vec<u8>>,
+);
+
+fn http_request(
+    r: proto::HttpRequest,
+    path: &str,
+    limits: &Limits,
+    v: &mut Violations,
+) -> Option<StoredRequest> {
+    let proto::HttpRequest {
+        method,
+        url,
+        headers,
+        params,
+        body,
+    } = r;
+    let method = if method.is_empty() {
+        "GET".to_string()
+    } else {
+        method.to_ascii_uppercase()
+    };
+    if !METHODS.contains(&method.as_str()) {
+        v.add(
+            format!("{path}.method"),
+            format!("must be one of {}", METHODS.join(", ")),
+        );
+    }
+    if url.is_empty() {
+        v.add(
+            format!("{path}.url"),
+            "required: an absolute http:// or https:// URL",
+        );
+    } else {
+        match url::Url::parse(&url) {
+            Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => v.add(
+                format!("{path}.url"),
+                format!("scheme must be http or https, not {}", parsed.scheme()),
+            ),
+            Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => {
+                v.add(format!("{path}.url"), "must name a host")
+            }
+            Ok(_) => {}
+            Err(e) => v.add(
+                format!("{path}.url"),
+                format!("must be an absolute http:// or https:// URL ({e})"),
+            ),
+        }
+    }
+    for (name, value) in &headers {
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            v.add(
+                format!("{path}.headers[{name:?}]"),
+                "header name must be a valid HTTP token",
+            );
+        } else if HeaderValue::from_str(value).is_err() {
+            v.add(
+                format!("{path}.headers[{name:?}]"),
+                "header value must be visible ASCII or tab, without CR or LF",
+            );
+        }
+    }
+    let (body_kind, body) = match body {
+        None => (None, None),
+        Some(proto::http_request::Body::Json(value)) => match json_from_value(&value) {
+            Some(json) => (
+                Some("json".to_string()),
+                Some(serde_json::to_vec(&json).unwrap_or_default()),
+            ),
+            None => {
+                v.add(format!("{path}.json"), "must be JSON (numbers finite)");
+                (None, None)
+            }
+        },
+        Some(proto::http_request::Body::Text(text)) => {
+            (Some("text".to_string()), Some(text.into_bytes()))
+        }
+        Some(proto::http_request::Body::Raw(raw)) => (Some("raw".to_string()), Some(raw)),
+    };
+    if let Some(body) = &body
+        && body.len() > limits.max_body_bytes
+    {
+        v.add(
+            format!("{path}.{}", body_kind.as_deref().unwrap_or("body")),
+            format!(
+                "body is {} bytes; at most {} allowed",
+                body.len(),
+                limits.max_body_bytes
+            ),
+        );
+    }
+    let headers: BTreeMap<String, String> = headers.into_iter().collect();
+    let params: BTreeMap<String, String> = params.into_iter().collect();
+    Some((
+        method,
+        url,
+        serde_json::to_string(&headers).ok()?,
+        serde_json::to_string(&params).ok()?,
+        body_kind,
+        body,
+    ))
+}
+
+fn backoff_of(b: Option<proto::Backoff>, path: &str, v: &mut Violations) -> Backoff {
+    let mut backoff = Backoff {
+        strategy: BackoffStrategy::Exponential,
+        base: Backoff::DEFAULT_BASE,
+        max: Backoff::DEFAULT_MAX,
+    };
+    let Some(proto::Backoff {
+        strategy,
+        base_delay,
+        max_delay,
+    }) = b
+    else {
+        return backoff;
+    };
+    backoff.strategy = match proto::BackoffStrategy::try_from(strategy) {
+        Ok(proto::BackoffStrategy::Unspecified | proto::BackoffStrategy::Exponential) => {
+            BackoffStrategy::Exponential
+        }
+        Ok(proto::BackoffStrategy::Fixed) => BackoffStrategy::Fixed,
+        Ok(proto::BackoffStrategy::Linear) => BackoffStrategy::Linear,
+        Err(_) => {
+            v.add(
+                format!("{path}.strategy"),
+                "must be FIXED, LINEAR or EXPONENTIAL",
+            );
+            BackoffStrategy::Exponential
+        }
+    };
+    for (name, value, slot) in [
+        ("base_delay", base_delay, &mut backoff.base),
+        ("max_delay", max_delay, &mut backoff.max),
+    ] {
+        if let Some(d) = value {
+            match duration_ms(&d) {
+                Some(ms) if ms >= 0 => *slot = Duration::from_millis(ms as u64),
+                _ => v.add(format!("{path}.{name}"), "must not be negative"),
+            }
+        }
+    }
+    backoff
+}
+
+/// Milliseconds of a proto duration, rounded up so a positive duration stays
+/// positive; `None` when it is malformed.
+pub fn duration_ms(d: &prost_types::Duration) -> Option<i64> {
+    if !(-999_999_999..=999_999_999).contains(&d.nanos)
+        || (d.seconds > 0 && d.nanos < 0)
+        || (d.seconds < 0 && d.nanos > 0)
+    {
+        return None;
+    }
+    let nanos = (d.seconds as i128) * 1_000_000_000 + d.nanos as i128;
+    let ms = if nanos >= 0 {
+        (nanos + 999_999) / 1_000_000
+    } else {
+        nanos / 1_000_000
+    };
+    i64::try_from(ms).ok()
+}
+
+/// Milliseconds since the epoch of a proto timestamp; `None` when it is malformed.
+pub fn timestamp_ms(t: &prost_types::Timestamp) -> Option<i64> {
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return None;
+    }
+    t.seconds
+        .checked_mul(1000)?
+        .checked_add((t.nanos / 1_000_000) as i64)
+}
+
+pub fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+pub fn duration(ms: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: ms / 1000,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+fn json_from_value(value: &prost_types::Value) -> Option<serde_json::Value> {
+    Some(match value.kind.as_ref() {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
+        Some(Kind::NumberValue(n)) => serde_json::Value::Number(serde_json::Number::from_f64(*n)?),
+        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
+        Some(Kind::ListValue(list)) => serde_json::Value::Array(
+            list.values
+                .iter()
+                .map(json_from_value)
+                .collect::<Option<_>>()?,
+        ),
+        Some(Kind::StructValue(s)) => serde_json::Value::Object(
+            s.fields
+                .iter()
+                .map(|(k, v)| Some((k.clone(), json_from_value(v)?)))
+                .collect::<Option<_>>()?,
+        ),
+    })
+}
+
+pub fn value_from_json(json: serde_json::Value) -> prost_types::Value {
+    let kind = match json {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        serde_json::Value::String(s) => Kind::StringValue(s),
+        serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+            values: a.into_iter().map(value_from_json).collect(),
+        }),
+        serde_json::Value::Object(o) => Kind::StructValue(prost_types::Struct {
+            fields: o
+                .into_iter()
+                .map(|(k, v)| (k, value_from_json(v)))
+                .collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+pub fn status(s: &str) -> proto::JobStatus {
+    match Status::parse(s) {
+        Some(Status::Queued) => proto::JobStatus::Queued,
+        Some(Status::Running) => proto::JobStatus::Running,
+        Some(Status::Succeeded) => proto::JobStatus::Succeeded,
+        Some(Status::Failed) => proto::JobStatus::Failed,
+        Some(Status::Canceled) => proto::JobStatus::Canceled,
+        None => proto::JobStatus::Unspecified,
+    }
+}
+
+pub fn status_of(s: proto::JobStatus) -> Option<Status> {
+    match s {
+        proto::JobStatus::Unspecified => None,
+        proto::JobStatus::Queued => Some(Status::Queued),
+        proto::JobStatus::Running => Some(Status::Running),
+        proto::JobStatus::Succeeded => Some(Status::Succeeded),
+        proto::JobStatus::Failed => Some(Status::Failed),
+        proto::JobStatus::Canceled => Some(Status::Canceled),
+    }
+}
+
+pub fn error_class(s: Option<&str>) -> proto::ErrorClass {
+    match s.and_then(ErrorClass::parse) {
+        None => proto::ErrorClass::Unspecified,
+        Some(ErrorClass::Connect) => proto::ErrorClass::Connect,
+        Some(ErrorClass::Timeout) => proto::ErrorClass::Timeout,
+        Some(ErrorClass::Network) => proto::ErrorClass::Network,
+        Some(ErrorClass::Protocol) => proto::ErrorClass::Protocol,
+        Some(ErrorClass::Canceled) => proto::ErrorClass::Canceled,
+        Some(ErrorClass::Interrupted) => proto::ErrorClass::Interrupted,
+    }
+}
+
+fn map_of(json: &str) -> std::collections::HashMap<String, String> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+pub fn job(m: jobs::Model) -> proto::Job {
+    let jobs::Model {
+        id,
+        queue,
+        status: job_status,
+        priority,
+        attempt,
+        max_attempts,
+        retry_base,
+        method,
+        url,
+        headers,
+        params,
+        body_kind,
+        body,
+        timeout_ms,
+        backoff_strategy,
+        backoff_base_ms,
+        backoff_max_ms,
+        ttl_ms,
+        tags,
+        idempotency_key,
+        created_at,
+        scheduled_at,
+        run_at,
+        started_at,
+        finished_at,
+        lease_expires_at: _,
+        expires_at,
+        last_status_code,
+        last_error_class,
+    } = m;
+    let status = status(&job_status);
+    let body = match (body_kind.as_deref(), body) {
+        (Some("json"), Some(bytes)) => serde_json::from_slice(&bytes)
+            .ok()
+            .map(|json| proto::http_request::Body::Json(value_from_json(json))),
+        (Some("text"), Some(bytes)) => Some(proto::http_request::Body::Text(
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )),
+        (_, Some(bytes)) => Some(proto::http_request::Body::Raw(bytes)),
+        (_, None) => None,
+    };
+    let strategy = match BackoffStrategy::parse(&backoff_strategy) {
+        Some(BackoffStrategy::Fixed) => proto::BackoffStrategy::Fixed,
+        Some(BackoffStrategy::Linear) => proto::BackoffStrategy::Linear,
+        _ => proto::BackoffStrategy::Exponential,
+    };
+    proto::Job {
+        id,
+        queue,
+        status: status as i32,
+        attempt,
+        max_attempts: retry_base + max_attempts,
+        priority,
+        create_time: Some(timestamp(created_at)),
+        schedule_time: Some(timestamp(scheduled_at)),
+        start_time: started_at.map(timestamp),
+        finish_time: finished_at.map(timestamp),
+        next_attempt_time: (status == proto::JobStatus::Queued).then(|| timestamp(run_at)),
+        expire_time: expires_at.map(timestamp),
+        request: Some(proto::HttpRequest {
+            method,
+            url,
+            headers: map_of(&headers),
+            params: map_of(&params),
+            body,
+        }),
+        timeout: Some(duration(timeout_ms)),
+        backoff: Some(proto::Backoff {
+            strategy: strategy as i32,
+            base_delay: Some(duration(backoff_base_ms)),
+            max_delay: Some(duration(backoff_max_ms)),
+        }),
+        ttl: Some(duration(ttl_ms)),
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        idempotency_key: idempotency_key.unwrap_or_default(),
+        last_status_code: last_status_code.unwrap_or(0),
+        last_error_class: error_class(last_error_class.as_deref()) as i32,
+    }
+}
+
+pub fn attempt(a: attempts::Model) -> proto::Attempt {
+    let attempts::Model {
+        job_id: _,
+        number,
+        started_at,
+        finished_at,
+        duration_ms,
+        status_code,
+        headers,
+        body,
+        body_size,
+        truncated,
+        error_class: class,
+        error_message,
+    } = a;
+    let response = status_code.map(|status_code| {
+        let body = body
+            .filter(|b| !b.is_empty())
+            .map(|bytes| response_body(bytes, truncated));
+        proto::HttpResponse {
+            status_code,
+            headers: headers.as_deref().map(map_of).unwrap_or_default(),
+            body,
+            truncated,
+            body_size,
+        }
+    });
+    proto::Attempt {
+        number,
+        start_time: Some(timestamp(started_at)),
+        finish_time: Some(timestamp(finished_at)),
+        duration_ms,
+        response,
+        error_class: error_class(class.as_deref()) as i32,
+        error_message: error_message.unwrap_or_default(),
+    }
+}
+
+/// JSON when it parses (and is whole), text when it is UTF-8, bytes otherwise.
+fn response_body(bytes: Vec<u8>, truncated: bool) -> proto::http_response::Body {
+    if !truncated && let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+        return proto::http_response::Body::Json(value_from_json(json));
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => proto::http_response::Body::Text(text),
+        Err(e) => proto::http_response::Body::Raw(e.into_bytes()),
+    }
+}
+
+/// A watch item as the stream carries it.
+pub fn watched(item: Watched) -> proto::JobEvent {
+    match item {
+        Watched::Snapshot { job, cursor } => {
+            let time = job.finished_at.or(job.started_at).unwrap_or(job.created_at);
+            let queued = Status::parse(&job.status) == Some(Status::Queued);
+            proto::JobEvent {
+                kind: proto::JobEventKind::Snapshot as i32,
+                cursor: cursor.to_string(),
+                status: status(&job.status) as i32,
+                attempt: job.attempt,
+                time: Some(timestamp(time)),
+                tags: serde_json::from_str(&job.tags).unwrap_or_default(),
+                status_code: job.last_status_code.unwrap_or(0),
+                error_class: error_class(job.last_error_class.as_deref()) as i32,
+                next_attempt_time: queued.then(|| timestamp(job.run_at)),
+                job_id: job.id,
+                queue: job.queue,
+            }
+        }
+        Watched::Change(e) => {
+            let Event {
+                seq,
+                job_id,
+                status: changed_to,
+                attempt,
+                at,
+                queue,
+                tags,
+                status_code,
+                error_class: class,
+                next_attempt_at,
+            } = e;
+            proto::JobEvent {
+                kind: proto::JobEventKind::Change as i32,
+                cursor: seq.to_string(),
+                job_id,
+                status: status(changed_to.as_str()) as i32,
+                attempt,
+                time: Some(timestamp(at)),
+                queue,
+                tags,
+                status_code: status_code.unwrap_or(0),
+                error_class: error_class(class.as_deref()) as i32,
+                next_attempt_time: next_attempt_at.map(timestamp),
+            }
+        }
+        Watched::Heartbeat { cursor } => proto::JobEvent {
+            kind: proto::JobEventKind::Heartbeat as i32,
+            cursor: cursor.to_string(),
+            ..Default::default()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_up_to_whole_milliseconds_and_reject_mixed_signs() {
+        let d = |seconds, nanos| prost_types::Duration { seconds, nanos };
+        assert_eq!(duration_ms(&d(1, 500_000_000)), Some(1500));
+        assert_eq!(
+            duration_ms(&d(0, 1)),
+            Some(1),
+            "a positive duration stays positive"
+        );
+        assert_eq!(duration_ms(&d(-1, 0)), Some(-1000));
+        assert_eq!(duration_ms(&d(1, -1)), None);
+        assert_eq!(duration_ms(&d(0, 1_000_000_000)), None);
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        for ms in [0, 1, 999, 1_700_000_000_123, -1] {
+            assert_eq!(timestamp_ms(&timestamp(ms)), Some(ms));
+        }
+    }
+
+    #[test]
+    fn queue_names_follow_the_pattern() {
+        for good in ["default", "a", "0-x_y", &"q".repeat(63)] {
+            assert!(valid_queue_name(good), "{good}");
+        }
+        for bad in ["", "Default", "-a", "_a", "a b", "a.b", &"q".repeat(64)] {
+            assert!(!valid_queue_name(bad), "{bad}");
+        }
+    }
+}

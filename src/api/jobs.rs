@@ -1,0 +1,415 @@
+//! `jobqueue.v1.JobService`.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, Limits};
+use super::{Violations, invalid};
+use crate::engine::events::{Start, WatchFilter};
+use crate::engine::{Engine, Submitted};
+use crate::now_ms;
+use crate::proto::{self, job_service_server::JobService};
+use crate::store::JobFilter;
+
+/// Most jobs in one `SubmitJobs`.
+pub const MAX_BATCH: usize = 1000;
+const DEFAULT_PAGE: i32 = 50;
+const MAX_PAGE: i32 = 1000;
+
+pub struct JobApi {
+    engine: Engine,
+    limits: Limits,
+    ids: std::sync::Mutex<ulid::Generator>,
+}
+
+impl JobApi {
+    pub fn new(engine: Engine, limits: Limits) -> Self {
+        JobApi {
+            engine,
+            limits,
+            ids: std::sync::Mutex::new(ulid::Generator::new()),
+        }
+    }
+
+    /// A new job id. Ids increase within this process, so listing by id is listing
+    /// by creation.
+    fn new_id(&self) -> String {
+        let mut ids = self
+            .ids
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let ulid = ids.generate().unwrap_or_else(|_| ulid::Ulid::new());
+        format!("j_{ulid}")
+    }
+}
+
+fn submitted(s: Submitted) -> proto::SubmitJobResponse {
+    let Submitted {
+        id,
+        status,
+        existing,
+    } = s;
+    proto::SubmitJobResponse {
+        id,
+        status: convert::status(status.as_str()) as i32,
+        existing,
+    }
+}
+
+/// Checks an id's shape: `j_` and a ULID.
+fn job_id(id: String, field: &str) -> Result<String, Status> {
+    match id.strip_prefix("j_") {
+        Some(ulid) if ulid::Ulid::from_string(ulid).is_ok() => Ok(id),
+        _ => Err(invalid(
+            field,
+            "must be a job id: j_ followed by a 26-character ULID",
+        )),
+    }
+}
+
+const PAGE_TOKEN_PREFIX: &str = "jobs-after:";
+
+fn encode_page_token(last_id: &str) -> String {
+    format!("{PAGE_TOKEN_PREFIX}{last_id}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn page_after(token: &str) -> Result<Option<String>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let malformed = || {
+        invalid(
+            "page_token",
+            "must be a next_page_token returned by ListJobs",
+        )
+    };
+    if !token.len().is_multiple_of(2) {
+        return Err(malformed());
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(malformed)?;
+    let text = String::from_utf8(bytes).map_err(|_| malformed())?;
+    let id = text.strip_prefix(PAGE_TOKEN_PREFIX).ok_or_else(malformed)?;
+    job_id(id.to_string(), "page_token")
+        .map(Some)
+        .map_err(|_| malformed())
+}
+
+/// Most ids one watch may name.
+const MAX_WATCH_IDS: usize = 1000;
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+const HEARTBEAT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(300);
+
+type JobEventStream = Pin<Box<dyn Stream<Item = Result<proto::JobEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl JobService for JobApi {
+    type WatchJobsStream = JobEventStream;
+
+    async fn watch_jobs(
+        &self,
+        request: Request<proto::WatchJobsRequest>,
+    ) -> Result<Response<Self::WatchJobsStream>, Status> {
+        let proto::WatchJobsRequest {
+            ids,
+            tags,
+            statuses,
+            queue,
+            all,
+            snapshot,
+            cursor,
+            heartbeat_interval,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let mut filter = WatchFilter::default();
+        if ids.len() > MAX_WATCH_IDS {
+            v.add("ids", format!("at most {MAX_WATCH_IDS} ids per watch"));
+        }
+        for (i, id) in ids.into_iter().enumerate() {
+            match job_id(id, "") {
+                Ok(id) => filter.ids.push(id),
+                Err(_) => v.add(
+                    format!("ids[{i}]"),
+                    "must be a job id: j_ followed by a 26-character ULID",
+                ),
+            }
+        }
+        filter.ids.sort();
+        filter.ids.dedup();
+        filter.tags = tags;
+        filter.statuses = convert::statuses(statuses, &mut v);
+        filter.queue = convert::queue_filter(queue, &mut v);
+        let narrowed = !filter.ids.is_empty()
+            || !filter.tags.is_empty()
+            || !filter.statuses.is_empty()
+            || filter.queue.is_some();
+        if all && narrowed {
+            v.add(
+                "all",
+                "must be alone: it means every job, which other filters contradict",
+            );
+        } else if !all && !narrowed && v.is_empty() {
+            v.add(
+                "all",
+                "set ids, tags, statuses or queue, or all: true to watch every job",
+            );
+        }
+        let start = match (snapshot, cursor.is_empty()) {
+            (true, false) => {
+                v.add(
+                    "cursor",
+                    "a cursor resumes a watch; it cannot be combined with snapshot",
+                );
+                Start::Snapshot
+            }
+            (true, true) => Start::Snapshot,
+            (false, true) => Start::Now,
+            (false, false) => match cursor.parse::<i64>() {
+                Ok(seq) if seq >= 0 => Start::After(seq),
+                _ => {
+                    v.add("cursor", "must be a cursor from an earlier JobEvent");
+                    Start::Now
+                }
+            },
+        };
+        let heartbeat = match heartbeat_interval {
+            None => DEFAULT_HEARTBEAT,
+            Some(d) => match convert::duration_ms(&d) {
+                Some(ms)
+                    if ms > 0 && HEARTBEAT_RANGE.contains(&Duration::from_millis(ms as u64)) =>
+                {
+                    Duration::from_millis(ms as u64)
+                }
+                _ => {
+                    v.add("heartbeat_interval", "must be from 1s to 5m");
+                    DEFAULT_HEARTBEAT
+                }
+            },
+        };
+        v.into_result(())?;
+        let items = self.engine.watch(filter, start, heartbeat).await?;
+        let stream =
+            ReceiverStream::new(items).map(|item| item.map(convert::watched).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn submit_job(
+        &self,
+        request: Request<proto::SubmitJobRequest>,
+    ) -> Result<Response<proto::SubmitJobResponse>, Status> {
+        let proto::SubmitJobRequest { job } = request.into_inner();
+        let mut v = Violations::default();
+        let row = convert::new_job(job, "job", &self.limits, self.new_id(), now_ms(), &mut v);
+        let row = v
+            .into_result(row)?
+            .ok_or_else(|| Status::internal("job not built"))?;
+        let mut answers = self.engine.submit(vec![row]).await?;
+        let answer = answers
+            .pop()
+            .ok_or_else(|| Status::internal("no answer for the job"))?;
+        Ok(Response::new(submitted(answer)))
+    }
+
+    async fn submit_jobs(
+        &self,
+        request: Request<proto::SubmitJobsRequest>,
+    ) -> Result<Response<proto::SubmitJobsResponse>, Status> {
+        let proto::SubmitJobsRequest { jobs } = request.into_inner();
+        if jobs.is_empty() {
+            return Err(invalid("jobs", "at least one job"));
+        }
+        if jobs.len() > MAX_BATCH {
+            return Err(invalid(
+                "jobs",
+                format!("at most {MAX_BATCH} jobs per call, got {}", jobs.len()),
+            ));
+        }
+        let now = now_ms();
+        let mut v = Violations::default();
+        let rows: Vec<_> = jobs
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, job)| {
+                convert::new_job(
+                    Some(job),
+                    &format!("jobs[{i}]"),
+                    &self.limits,
+                    self.new_id(),
+                    now,
+                    &mut v,
+                )
+            })
+            .collect();
+        let rows = v.into_result(rows)?;
+        let answers = self.engine.submit(rows).await?;
+        Ok(Response::new(proto::SubmitJobsResponse {
+            results: answers.into_iter().map(submitted).collect(),
+        }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<proto::GetJobRequest>,
+    ) -> Result<Response<proto::Job>, Status> {
+        let proto::GetJobRequest { id } = request.into_inner();
+        let id = job_id(id, "id")?;
+        let job = self
+            .engine
+            .store()
+            .job(&id)
+            .await?
+            .ok_or_else(|| Status::not_found(format!("job {id} not found")))?;
+        Ok(Response::new(convert::job(job)))
+    }
+
+    async fn get_job_result(
+        &self,
+        request: Request<proto::GetJobResultRequest>,
+    ) -> Result<Response<proto::JobResult>, Status> {
+        let proto::GetJobResultRequest { id } = request.into_inner();
+        let id = job_id(id, "id")?;
+        let store = self.engine.store();
+        let job = store
+            .job(&id)
+            .await?
+            .ok_or_else(|| Status::not_found(format!("job {id} not found")))?;
+        let attempts: Vec<proto::Attempt> = store
+            .attempts(&id)
+            .await?
+            .into_iter()
+            .map(convert::attempt)
+            .collect();
+        Ok(Response::new(proto::JobResult {
+            id,
+            status: convert::status(&job.status) as i32,
+            final_attempt: attempts.last().cloned(),
+            attempts,
+        }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<proto::CancelJobRequest>,
+    ) -> Result<Response<proto::Job>, Status> {
+        let proto::CancelJobRequest { id } = request.into_inner();
+        let job = self.engine.cancel(job_id(id, "id")?).await?;
+        Ok(Response::new(convert::job(job)))
+    }
+
+    async fn retry_job(
+        &self,
+        request: Request<proto::RetryJobRequest>,
+    ) -> Result<Response<proto::Job>, Status> {
+        let proto::RetryJobRequest { id } = request.into_inner();
+        let job = self.engine.retry(job_id(id, "id")?).await?;
+        Ok(Response::new(convert::job(job)))
+    }
+
+    async fn delete_job(
+        &self,
+        request: Request<proto::DeleteJobRequest>,
+    ) -> Result<Response<()>, Status> {
+        let proto::DeleteJobRequest { id } = request.into_inner();
+        self.engine.delete(job_id(id, "id")?).await?;
+        Ok(Response::new(()))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<proto::ListJobsRequest>,
+    ) -> Result<Response<proto::ListJobsResponse>, Status> {
+        let proto::ListJobsRequest {
+            page_size,
+            page_token,
+            statuses,
+            tags,
+            created_after,
+            created_before,
+            queue,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let page_size = match page_size {
+            0 => DEFAULT_PAGE,
+            n if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                v.add(
+                    "page_size",
+                    format!("must be from 1 to {MAX_PAGE} (0 for {DEFAULT_PAGE})"),
+                );
+                DEFAULT_PAGE
+            }
+        };
+        let mut filter = JobFilter {
+            statuses: convert::statuses(statuses, &mut v),
+            tags,
+            queue: convert::queue_filter(queue, &mut v),
+            ..Default::default()
+        };
+        for (field, t, slot) in [
+            ("created_after", created_after, &mut filter.created_after),
+            ("created_before", created_before, &mut filter.created_before),
+        ] {
+            if let Some(t) = t {
+                match convert::timestamp_ms(&t) {
+                    Some(ms) => *slot = Some(ms),
+                    None => v.add(field, "must be a valid timestamp"),
+                }
+            }
+        }
+        let after = match page_after(&page_token) {
+            Ok(after) => after,
+            Err(_) => {
+                v.add(
+                    "page_token",
+                    "must be a next_page_token returned by ListJobs",
+                );
+                None
+            }
+        };
+        v.into_result(())?;
+        let (mut rows, total) = self
+            .engine
+            .store()
+            .list_jobs(&filter, after.as_deref(), page_size as u64 + 1)
+            .await?;
+        let next_page_token = if rows.len() > page_size as usize {
+            rows.truncate(page_size as usize);
+            rows.last()
+                .map(|j| encode_page_token(&j.id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(proto::ListJobsResponse {
+            jobs: rows.into_iter().map(convert::job).collect(),
+            next_page_token,
+            total_size: total as i64,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_anything_else() {
+        let id = format!("j_{}", ulid::Ulid::new());
+        assert_eq!(page_after(&encode_page_token(&id)).unwrap(), Some(id));
+        assert_eq!(page_after("").unwrap(), None);
+        for bad in ["zz", "abc", "6a6f62732d61667465723a", "not a token"] {
+            assert!(page_after(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The gRPC services: each handler validates, converts, delegates and `?`s. The one
+//! mapping from the engine's errors to gRPC statuses lives here.
+
+pub mod convert;
+pub mod jobs;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::engine::EngineError;
+use crate::engine::events::WatchError;
+use crate::store::StoreError;
+
+/// Bad fields of a request: each with its path (`jobs[2].request.url`) and what was
+/// expected. Becomes one `INVALID_ARGUMENT` carrying `google.rpc.BadRequest`.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<(String, String)>);
+
+impl Violations {
+    pub fn add(&mut self, field: impl Into<String>, expected: impl Into<String>) {
+        self.0.push((field.into(), expected.into()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was wrong.
+    pub fn into_result<T>(self, value: T) -> Result<T, Status> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.into())
+        }
+    }
+}
+
+impl From<Violations> for Status {
+    fn from(violations: Violations) -> Status {
+        let message = violations
+            .0
+            .iter()
+            .map(|(field, expected)| format!("{field}: {expected}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut details = ErrorDetails::new();
+        for (field, expected) in violations.0 {
+            details.add_bad_request_violation(field, expected);
+        }
+        Status::with_error_details(Code::InvalidArgument, message, details)
+    }
+}
+
+/// One bad field, as a status.
+pub fn invalid(field: impl Into<String>, expected: impl Into<String>) -> Status {
+    let mut v = Violations::default();
+    v.add(field, expected);
+    v.into()
+}
+
+impl From<EngineError> for Status {
+    fn from(error: EngineError) -> Status {
+        match error {
+            EngineError::NotFound(_) => Status::not_found(error.to_string()),
+            EngineError::WrongState { .. } => Status::failed_precondition(error.to_string()),
+            EngineError::ShuttingDown => Status::unavailable(error.to_string()),
+            EngineError::Store(e) => e.into(),
+            EngineError::Client(_) | EngineError::Writer(_) => Status::internal(error.to_string()),
+        }
+    }
+}
+
+impl From<WatchError> for Status {
+    fn from(error: WatchError) -> Status {
+        match &error {
+            WatchError::Pruned { .. } => Status::out_of_range(error.to_string()),
+            WatchError::Ahead { .. } => invalid("cursor", error.to_string()),
+            WatchError::SnapshotTooLarge { .. } => Status::failed_precondition(error.to_string()),
+            WatchError::NotFound(_) => Status::not_found(error.to_string()),
+            WatchError::Closing { .. } => Status::unavailable(error.to_string()),
+            WatchError::Store(_) => Status::internal(error.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(error: StoreError) -> Status {
+        tracing::error!(%error, "store error");
+        Status::internal(format!("storage failed: {error}"))
+    }
+}

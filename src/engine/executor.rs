@@ -1,0 +1,152 @@
+//! Runs one attempt of one job and decides what it means. It never touches the
+//! database: the outcome goes back to the writer as a [`Completion`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Op;
+use crate::http::{Call, CallError, Captured, HttpClient, header_map, merge_params};
+use crate::job::{Backoff, BackoffStrategy, CallOutcome, ErrorClass, Next, next_step};
+use crate::now_ms;
+use crate::store::write::Claim;
+use crate::store::{attempts, jobs};
+
+/// An attempt's outcome, for the writer to record.
+#[derive(Debug)]
+pub struct Completion {
+    /// The attempt as it will be stored: times, and the response or the error.
+    pub record: attempts::Model,
+    /// The job: its ttl for the expiry, its queue and tags for the event.
+    pub job: Arc<jobs::Model>,
+    pub next: Next,
+}
+
+/// Runs the attempt the claim just started. `cancel` fires when a client cancels
+/// this job, `interrupt` when the service stops; either drops the call at once.
+pub(crate) async fn run(
+    job: Arc<jobs::Model>,
+    claim: Claim,
+    client: Arc<HttpClient>,
+    cancel: CancellationToken,
+    interrupt: CancellationToken,
+    outcomes: mpsc::Sender<Op>,
+) {
+    let started_at = claim.started_at;
+    let clock = Instant::now();
+    let result = match build_call(&job) {
+        Err(message) => Err(CallError {
+            class: ErrorClass::Protocol,
+            message,
+        }),
+        Ok(call) => tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(CallError {
+                class: ErrorClass::Canceled,
+                message: "canceled by a client while in flight".into(),
+            }),
+            _ = interrupt.cancelled() => Err(CallError {
+                class: ErrorClass::Interrupted,
+                message: "the service stopped during the call; the attempt does not count".into(),
+            }),
+            result = client.call(call) => result,
+        },
+    };
+    let duration_ms = clock.elapsed().as_millis() as i64;
+    let outcome = match &result {
+        Ok(captured) => CallOutcome::Response {
+            status: captured.status,
+            retry_after: captured.retry_after,
+        },
+        Err(error) => CallOutcome::Error(error.class),
+    };
+    let backoff = Backoff {
+        strategy: BackoffStrategy::parse(&job.backoff_strategy)
+            .unwrap_or(BackoffStrategy::Exponential),
+        base: Duration::from_millis(job.backoff_base_ms.max(0) as u64),
+        max: Duration::from_millis(job.backoff_max_ms.max(0) as u64),
+    };
+    let budget_used = (claim.attempt - claim.retry_base).max(1) as u32;
+    let next = next_step(
+        &outcome,
+        budget_used,
+        job.max_attempts.max(1) as u32,
+        &backoff,
+    );
+    let completion = Completion {
+        record: attempt_record(
+            job.id.clone(),
+            claim.attempt,
+            started_at,
+            duration_ms,
+            result,
+        ),
+        job,
+        next,
+    };
+    // The writer outlives every executor (they hold its channel open), so this only
+    // fails if the writer itself died; the lease then brings the job back.
+    let _ = outcomes.send(Op::Complete(completion)).await;
+}
+
+fn build_call(job: &jobs::Model) -> Result<Call, String> {
+    let headers: BTreeMap<String, String> =
+        serde_json::from_str(&job.headers).map_err(|e| format!("stored headers: {e}"))?;
+    let params: BTreeMap<String, String> =
+        serde_json::from_str(&job.params).map_err(|e| format!("stored params: {e}"))?;
+    let url = merge_params(&job.url, &params).map_err(|e| format!("url: {e}"))?;
+    let method = reqwest::Method::from_bytes(job.method.as_bytes())
+        .map_err(|_| format!("method {}", job.method))?;
+    let headers = header_map(
+        &headers,
+        job.body_kind.as_deref(),
+        job.idempotency_key.as_deref(),
+    )?;
+    Ok(Call {
+        method,
+        url,
+        headers,
+        body: job.body.clone(),
+        timeout: Duration::from_millis(job.timeout_ms.max(1) as u64),
+    })
+}
+
+fn attempt_record(
+    job_id: String,
+    number: i32,
+    started_at: i64,
+    duration_ms: i64,
+    result: Result<Captured, CallError>,
+) -> attempts::Model {
+    let mut record = attempts::Model {
+        job_id,
+        number,
+        started_at,
+        finished_at: now_ms().max(started_at),
+        duration_ms,
+        status_code: None,
+        headers: None,
+        body: None,
+        body_size: 0,
+        truncated: false,
+        error_class: None,
+        error_message: None,
+    };
+    match result {
+        Ok(response) => {
+            record.status_code = Some(response.status as i32);
+            record.headers = serde_json::to_string(&response.headers).ok();
+            record.body_size = response.body_size as i64;
+            record.truncated = response.truncated;
+            record.body = Some(response.body);
+        }
+        Err(error) => {
+            record.error_class = Some(error.class.as_str().to_string());
+            record.error_message = Some(error.message);
+        }
+    }
+    record
+}

@@ -1,0 +1,263 @@
+//! The engine moves jobs through their lives.
+//!
+//! - [`writer`]: the one task that writes. It takes submits, cancels, retries, deletes
+//!   and attempt outcomes from a channel, applies everything that has arrived in one
+//!   transaction (group commit), claims due jobs for free slots in that same
+//!   transaction, and after the commit answers the callers and hands claimed jobs to
+//!   executors. Maintenance (lease rescue, ttl removal) runs in its batches too.
+//! - [`executor`]: runs one attempt and decides its outcome; it never touches the
+//!   database, it sends the outcome back to the writer.
+
+pub mod events;
+pub mod executor;
+pub mod hub;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::http::HttpClient;
+use crate::job::Status;
+use crate::store::{Store, StoreError, jobs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("job {0} not found")]
+    NotFound(String),
+    #[error("job {id} is {status}; {action} needs a job that is {expected}")]
+    WrongState {
+        id: String,
+        status: &'static str,
+        action: &'static str,
+        expected: &'static str,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    #[error("outbound HTTP client: {0}")]
+    Client(String),
+    #[error("starting the writer thread: {0}")]
+    Writer(std::io::Error),
+}
+
+/// The answer to one submitted job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub id: String,
+    pub status: Status,
+    /// The idempotency key named a job that already existed.
+    pub existing: bool,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+/// What the writer is asked to do.
+pub(crate) enum Op {
+    Submit {
+        /// Shared so the writer can keep a due job for its claim without a copy.
+        jobs: Vec<Arc<jobs::Model>>,
+        reply: Reply<Vec<Submitted>>,
+    },
+    Cancel {
+        id: String,
+        reply: Reply<jobs::Model>,
+    },
+    Retry {
+        id: String,
+        reply: Reply<jobs::Model>,
+    },
+    Delete {
+        id: String,
+        reply: Reply<()>,
+    },
+    Complete(executor::Completion),
+}
+
+/// The settings the engine runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub concurrency: usize,
+    pub poll_interval: Duration,
+    pub lease_grace: Duration,
+    pub shutdown_grace: Duration,
+    pub maintenance_interval: Duration,
+    pub event_retention: Duration,
+}
+
+impl From<&Config> for Settings {
+    fn from(config: &Config) -> Self {
+        Settings {
+            concurrency: config.concurrency,
+            poll_interval: config.poll_interval,
+            lease_grace: config.lease_grace,
+            shutdown_grace: config.shutdown_grace,
+            maintenance_interval: config.maintenance_interval,
+            event_retention: config.event_retention,
+        }
+    }
+}
+
+/// What the engine knows of other processes on the same database.
+#[derive(Clone)]
+pub(crate) struct Neighbours {
+    /// This process's name in its announcements, to tell its own from others'.
+    pub instance: String,
+    /// Fires when another process announces that it committed changes.
+    pub announced: Arc<tokio::sync::Notify>,
+}
+
+/// A handle on the engine: cheap to clone, one per caller.
+#[derive(Clone)]
+pub struct Engine {
+    ops: mpsc::Sender<Op>,
+    store: Store,
+    /// Routes committed changes to watchers.
+    hub: hub::Hub,
+    /// Fires when the service stops: watches end so the server can drain.
+    stopping: CancellationToken,
+}
+
+/// Ops waiting for the writer. Callers wait for room rather than pile up in memory.
+const OP_QUEUE: usize = 8192;
+
+impl Engine {
+    /// Starts the writer. When `shutdown` fires it stops claiming, lets running calls
+    /// finish within the shutdown grace, puts the rest back in the queue, and ends
+    /// once every handle is dropped; the returned receiver resolves when it has.
+    ///
+    /// The writer runs on a thread of its own: every job passes through it several
+    /// times, so it must never wait in a run queue behind hundreds of HTTP calls and
+    /// gRPC requests. Executors run on the caller's runtime.
+    pub async fn start(
+        store: Store,
+        config: &Config,
+        shutdown: CancellationToken,
+    ) -> Result<(Engine, oneshot::Receiver<()>), EngineError> {
+        let client = HttpClient::new(config.result_max_bytes)
+            .map_err(|e| EngineError::Client(e.to_string()))?;
+        let shutdown_token = shutdown.clone();
+        let (tx, rx) = mpsc::channel(OP_QUEUE);
+        let feed = events::Feed::new();
+        let neighbours = Neighbours {
+            instance: ulid::Ulid::new().to_string(),
+            announced: Arc::new(tokio::sync::Notify::new()),
+        };
+        let writer = writer::Writer::new(
+            store.clone(),
+            Settings::from(config),
+            Arc::new(client),
+            rx,
+            tx.downgrade(),
+            tokio::runtime::Handle::current(),
+            feed.clone(),
+            neighbours.clone(),
+        )
+        .await?;
+        // On PostgreSQL, other replicas' commits wake this writer and this hub
+        // at once; polling remains for anything missed while reconnecting.
+        let log_news = Arc::new(tokio::sync::Notify::new());
+        {
+            let (store, stop, news) = (store.clone(), shutdown.clone(), log_news.clone());
+            let Neighbours {
+                instance,
+                announced,
+            } = neighbours;
+            tokio::spawn(async move {
+                store
+                    .listen(&instance, stop, || {
+                        announced.notify_one();
+                        news.notify_one();
+                    })
+                    .await
+            });
+        }
+        let hub = hub::Hub::counting(feed.watchers.clone());
+        // Where routing starts, read before anyone can watch.
+        let (_, head) = store.event_bounds().await?;
+        tokio::spawn(hub.clone().run(
+            head + 1,
+            store.clone(),
+            feed.sender.subscribe(),
+            log_news,
+            config.poll_interval,
+            shutdown.clone(),
+        ));
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(EngineError::Writer)?;
+        let (stopped, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("jobqueue-writer".into())
+            .spawn(move || {
+                runtime.block_on(writer.run(shutdown));
+                let _ = stopped.send(());
+            })
+            .map_err(EngineError::Writer)?;
+        Ok((
+            Engine {
+                ops: tx,
+                store,
+                hub,
+                stopping: shutdown_token,
+            },
+            done,
+        ))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Follows status changes: see [`events::watch`].
+    pub async fn watch(
+        &self,
+        filter: events::WatchFilter,
+        start: events::Start,
+        heartbeat: Duration,
+    ) -> Result<mpsc::Receiver<Result<events::Watched, events::WatchError>>, events::WatchError>
+    {
+        events::watch(
+            self.store.clone(),
+            &self.hub,
+            self.stopping.clone(),
+            filter,
+            start,
+            heartbeat,
+        )
+        .await
+    }
+
+    async fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.ops
+            .send(op(reply))
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        answer.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Stores jobs, all or none; answers in the same order.
+    pub async fn submit(&self, jobs: Vec<jobs::Model>) -> Result<Vec<Submitted>, EngineError> {
+        let jobs = jobs.into_iter().map(Arc::new).collect();
+        self.ask(|reply| Op::Submit { jobs, reply }).await
+    }
+
+    pub async fn cancel(&self, id: String) -> Result<jobs::Model, EngineError> {
+        self.ask(|reply| Op::Cancel { id, reply }).await
+    }
+
+    pub async fn retry(&self, id: String) -> Result<jobs::Model, EngineError> {
+        self.ask(|reply| Op::Retry { id, reply }).await
+    }
+
+    pub async fn delete(&self, id: String) -> Result<(), EngineError> {
+        self.ask(|reply| Op::Delete { id, reply }).await
+    }
+}

@@ -1,0 +1,36 @@
+//! jobqueue: a durable job queue, served over gRPC, whose jobs are outbound HTTP calls.
+//!
+//! - [`config`]: typed settings from flags and `JOBQUEUE_*` variables, validated once.
+//! - [`server`]: the tonic server (jobs, health, reflection); [`server::run`] starts the
+//!   engine, serves until shutdown, then drains.
+//! - [`api`]: the gRPC services: validate, convert, delegate; the one `Error -> Status`.
+//! - [`job`]: pure domain logic: statuses, backoff, what an attempt's outcome means.
+//! - [`store`]: SeaORM entities and every query; nothing outside it writes SQL.
+//! - [`engine`]: the writer (group commit, claims, completions, maintenance) and the
+//!   executor that makes one HTTP call.
+//! - [`http`]: the shared outbound client and response capture.
+
+pub mod api;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod job;
+pub mod server;
+pub mod store;
+
+/// Code generated from `proto/jobqueue/v1/jobs.proto`.
+pub mod proto {
+    tonic::include_proto!("jobqueue.v1");
+
+    /// The encoded descriptor set served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("jobqueue_descriptor");
+}
+
+/// Milliseconds since the Unix epoch: the one time unit of the store.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

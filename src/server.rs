@@ -1,0 +1,101 @@
+//! The gRPC server: the job service, health and reflection on one listener.
+//! [`run`] is what `main` calls and what the tests call: it connects the store,
+//! starts the engine, serves until `shutdown` resolves, then drains.
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::convert::Limits;
+use crate::api::jobs::JobApi;
+use crate::config::Config;
+use crate::engine::{Engine, EngineError};
+use crate::proto::job_service_server::JobServiceServer;
+use crate::store::{Store, StoreError};
+
+/// How much longer than the shutdown grace open calls may take to drain.
+const DRAIN_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Largest request message: a full `SubmitJobs` batch of large bodies fits.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("JOBQUEUE_DB_URL: cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    #[error("starting the engine: {0}")]
+    Engine(#[from] EngineError),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("serving: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves on `listener` until `shutdown` resolves. Then it stops taking calls and
+/// claims, lets running jobs finish within the shutdown grace, requeues the rest,
+/// and returns once everything is written.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let store = Store::connect(&config.db_url).await?;
+    let stopping = CancellationToken::new();
+    let (engine, writer) = Engine::start(store, &config, stopping.clone()).await?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<JobServiceServer<JobApi>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // So grpcurl can show the google.rpc.BadRequest details of a refusal.
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let jobs = JobServiceServer::new(JobApi::new(engine, Limits::from(&config)))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let signal = {
+        let stopping = stopping.clone();
+        let health = health.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutdown requested");
+            health.set_not_serving::<JobServiceServer<JobApi>>().await;
+            stopping.cancel();
+        }
+    };
+    let serving = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        // Pings keep idle watch streams open through proxies and find dead peers.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(jobs)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    // Draining waits for open calls; a client that never reads its stream must not
+    // keep the process alive past the grace.
+    let drain_deadline = async {
+        stopping.cancelled().await;
+        tokio::time::sleep(config.shutdown_grace + DRAIN_SLACK).await;
+    };
+    tokio::select! {
+        served = serving => served?,
+        _ = drain_deadline => tracing::warn!("calls still open after the shutdown grace; closing them"),
+    }
+    // The job service (and its engine handle) is gone; the writer ends once the
+    // running calls have finished or been requeued.
+    stopping.cancel();
+    if writer.await.is_err() {
+        tracing::error!("the writer thread ended without finishing its work");
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! SeaORM entities: the tables `migrations/` creates, as Rust types.
+
+pub mod jobs {
+    use sea_orm::entity::prelude::*;
+
+    /// One job: what to call, how to retry it, and where it stands.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "jobs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub queue: String,
+        pub status: String,
+        pub priority: i32,
+        /// Attempts made, counting one in flight.
+        pub attempt: i32,
+        /// Attempts allowed per budget.
+        pub max_attempts: i32,
+        /// Attempts made before the latest RetryJob; the budget counts from here.
+        pub retry_base: i32,
+        pub method: String,
+        pub url: String,
+        /// JSON object of header name to value.
+        pub headers: String,
+        /// JSON object of query parameter name to value.
+        pub params: String,
+        /// `json`, `text` or `raw` when there is a body.
+        pub body_kind: Option<String>,
+        pub body: Option<Vec<u8>>,
+        pub timeout_ms: i64,
+        pub backoff_strategy: String,
+        pub backoff_base_ms: i64,
+        pub backoff_max_ms: i64,
+        pub ttl_ms: i64,
+        /// JSON array of tags; `job_tags` indexes them.
+        pub tags: String,
+        pub idempotency_key: Option<String>,
+        pub created_at: i64,
+        pub scheduled_at: i64,
+        /// When a queued job is next due.
+        pub run_at: i64,
+        pub started_at: Option<i64>,
+        pub finished_at: Option<i64>,
+        pub lease_expires_at: Option<i64>,
+        pub expires_at: Option<i64>,
+        pub last_status_code: Option<i32>,
+        pub last_error_class: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod job_tags {
+    use sea_orm::entity::prelude::*;
+
+    /// One tag of one job, so jobs can be found by tag.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "job_tags")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tag: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub job_id: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod attempts {
+    use sea_orm::entity::prelude::*;
+
+    /// One attempt of one job and what came back.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "attempts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub job_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub number: i32,
+        pub started_at: i64,
+        pub finished_at: i64,
+        pub duration_ms: i64,
+        pub status_code: Option<i32>,
+        /// JSON object of header name to value.
+        pub headers: Option<String>,
+        pub body: Option<Vec<u8>>,
+        pub body_size: i64,
+        pub truncated: bool,
+        pub error_class: Option<String>,
+        pub error_message: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod job_events {
+    use sea_orm::entity::prelude::*;
+
+    /// One status change of one job: the log watchers read and resume from.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "job_events")]
+    pub struct Model {
+        /// The cursor: grows with every change, never reused.
+        #[sea_orm(primary_key)]
+        pub seq: i64,
+        pub job_id: String,
+        pub status: String,
+        pub attempt: i32,
+        pub at: i64,
+        pub queue: String,
+        /// JSON array of the job's tags, so watchers can filter without a join.
+        pub tags: String,
+        pub status_code: Option<i32>,
+        pub error_class: Option<String>,
+        pub next_attempt_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,402 @@
+//! The store: SeaORM entities and every query. Nothing outside this module writes SQL.
+//!
+//! Reads go through a pool of connections. Writes happen only inside the transactions
+//! the engine's writer opens (see `engine::writer`), through the functions in
+//! [`write`]; on SQLite that writer has a connection of its own, so there is exactly one
+//! writer per database file. The SQL here is the shared dialect of SQLite (3.35 and
+//! later) and PostgreSQL; [`sql`] adapts placeholders to the engine.
+
+pub mod entities;
+pub mod write;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sea_orm::sea_query::{LikeExpr, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlxPostgresConnector, SqlxSqliteConnector, Statement,
+    TransactionTrait, Value,
+};
+
+pub use entities::{attempts, job_events, job_tags, jobs};
+/// The driver underneath, for tools that must talk to a database directly.
+pub use sea_orm::sqlx;
+
+use crate::job::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("database connection: {0}")]
+    Connect(#[from] sqlx::Error),
+    #[error("database folder {path}: {source}")]
+    Folder {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("stored row is not valid: {0}")]
+    Corrupt(String),
+}
+
+/// The database: a pool for reads and one connection (or small pool) for the writer.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) reader: DatabaseConnection,
+    pub(crate) writer: DatabaseConnection,
+    /// On PostgreSQL, the URL, for a connection that listens for other replicas.
+    postgres_url: Option<String>,
+}
+
+impl Store {
+    /// Connects, creating the SQLite folder and file when needed, and brings the
+    /// schema up to date.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let store = if url.starts_with("sqlite:") {
+            Self::connect_sqlite(url).await?
+        } else {
+            Self::connect_postgres(url).await?
+        };
+        use migration::MigratorTrait;
+        migration::Migrator::up(&store.writer, None).await?;
+        Ok(store)
+    }
+
+    async fn connect_sqlite(url: &str) -> Result<Store, StoreError> {
+        use sqlx::sqlite::{
+            SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+        };
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an acknowledged submit survives power loss, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .statement_cache_capacity(256)
+            // Rows cross from SQLite's thread in this channel; a claim returns up to
+            // the concurrency in rows, and a small channel makes the two threads take
+            // turns row by row.
+            .row_buffer_size(4096);
+        if let Some(parent) = options.get_filename().parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Folder {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        // No ping before each use: the writer takes its connection once per turn, and
+        // a failing connection shows in the turn's own statements anyway.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        Ok(Store {
+            reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
+            writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+            postgres_url: None,
+        })
+    }
+
+    async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
+        use sqlx::postgres::PgPoolOptions;
+        let reader = PgPoolOptions::new().max_connections(8).connect(url).await?;
+        let writer = PgPoolOptions::new().max_connections(2).connect(url).await?;
+        Ok(Store {
+            reader: SqlxPostgresConnector::from_sqlx_postgres_pool(reader),
+            writer: SqlxPostgresConnector::from_sqlx_postgres_pool(writer),
+            postgres_url: Some(url.to_string()),
+        })
+    }
+
+    /// Waits for word from other processes on the same PostgreSQL database that they
+    /// committed changes (see [`write::announce`]); calls `heard` for each, except
+    /// this process's own (`me`). Reconnects after errors; returns at `stop`.
+    /// Does nothing on SQLite, where polling covers the rare second process.
+    pub async fn listen(
+        &self,
+        me: &str,
+        stop: tokio_util::sync::CancellationToken,
+        heard: impl Fn(),
+    ) {
+        let Some(url) = &self.postgres_url else {
+            return;
+        };
+        loop {
+            let listening = async {
+                let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+                listener.listen(write::ANNOUNCE_CHANNEL).await?;
+                // Anything missed while not listening is found by the next look.
+                heard();
+                loop {
+                    let note = listener.recv().await?;
+                    if note.payload() != me {
+                        heard();
+                    }
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sqlx::Error>(())
+            };
+            tokio::select! {
+                result = listening => if let Err(error) = result {
+                    tracing::warn!(%error, "listening for other replicas failed; retrying in 1s");
+                },
+                _ = stop.cancelled() => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.writer.get_database_backend()
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Option<jobs::Model>, StoreError> {
+        Ok(jobs::Entity::find_by_id(id.to_string())
+            .one(&self.reader)
+            .await?)
+    }
+
+    /// A job's attempts, oldest first.
+    pub async fn attempts(&self, job_id: &str) -> Result<Vec<attempts::Model>, StoreError> {
+        Ok(attempts::Entity::find()
+            .filter(attempts::Column::JobId.eq(job_id))
+            .order_by_asc(attempts::Column::Number)
+            .all(&self.reader)
+            .await?)
+    }
+
+    /// A page of jobs matching `filter`, newest first, after the job `after` (ids sort
+    /// by creation), and how many match in all.
+    pub async fn list_jobs(
+        &self,
+        filter: &JobFilter,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<(Vec<jobs::Model>, u64), StoreError> {
+        let mut query = filtered(filter);
+        let total = query.clone().count(&self.reader).await?;
+        if let Some(after) = after {
+            query = query.filter(jobs::Column::Id.lt(after));
+        }
+        let page = query
+            .order_by_desc(jobs::Column::Id)
+            .limit(limit)
+            .all(&self.reader)
+            .await?;
+        Ok((page, total))
+    }
+
+    /// The jobs a watcher starts from, read in one transaction with the newest
+    /// cursor, so the changes after that cursor are exactly those the snapshot does
+    /// not show. With `ids`, those jobs; else up to `limit` jobs matching `filter`
+    /// (one more when there are more, so the caller can refuse).
+    pub async fn snapshot(
+        &self,
+        ids: &[String],
+        filter: &JobFilter,
+        limit: u64,
+    ) -> Result<(i64, Vec<jobs::Model>), StoreError> {
+        let txn = self.reader.begin().await?;
+        let head = event_head(&txn).await?;
+        let jobs = if ids.is_empty() {
+            filtered(filter)
+                .order_by_desc(jobs::Column::Id)
+                .limit(limit + 1)
+                .all(&txn)
+                .await?
+        } else {
+            jobs::Entity::find()
+                .filter(jobs::Column::Id.is_in(ids.iter().map(String::as_str)))
+                .all(&txn)
+                .await?
+        };
+        txn.commit().await?;
+        Ok((head, jobs))
+    }
+
+    /// The cursors the log can resume from: everything after `pruned_through`, up to
+    /// `head`, the newest.
+    pub async fn event_bounds(&self) -> Result<(i64, i64), StoreError> {
+        let txn = self.reader.begin().await?;
+        let row = txn
+            .query_one_raw(sql(
+                self.backend(),
+                "SELECT pruned_through FROM event_log WHERE id = 1",
+                vec![],
+            ))
+            .await?;
+        let pruned_through = match row {
+            Some(row) => row.try_get::<i64>("", "pruned_through")?,
+            None => 0,
+        };
+        let head = event_head(&txn).await?.max(pruned_through);
+        txn.commit().await?;
+        Ok((pruned_through, head))
+    }
+
+    /// Up to `limit` events after cursor `after` that pass `filter`, oldest first.
+    pub async fn events_after(
+        &self,
+        after: i64,
+        filter: &EventFilter,
+        limit: u64,
+    ) -> Result<Vec<job_events::Model>, StoreError> {
+        let mut query = job_events::Entity::find().filter(job_events::Column::Seq.gt(after));
+        if !filter.ids.is_empty() {
+            query = query
+                .filter(job_events::Column::JobId.is_in(filter.ids.iter().map(String::as_str)));
+        }
+        if !filter.statuses.is_empty() {
+            query = query.filter(
+                job_events::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())),
+            );
+        }
+        if let Some(queue) = &filter.queue {
+            query = query.filter(job_events::Column::Queue.eq(queue.as_str()));
+        }
+        if let Some(tag) = &filter.tag {
+            // Tags are stored as a JSON array: look for the tag's JSON string in it.
+            let quoted = serde_json::to_string(tag).unwrap_or_default();
+            let escaped = quoted
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let pattern = LikeExpr::new(format!("%{escaped}%")).escape('\\');
+            query = query.filter(job_events::Column::Tags.like(pattern));
+        }
+        Ok(query
+            .order_by_asc(job_events::Column::Seq)
+            .limit(limit)
+            .all(&self.reader)
+            .await?)
+    }
+
+    /// The earliest time a queued job is due, to know when to look again.
+    pub async fn earliest_due(&self) -> Result<Option<i64>, StoreError> {
+        let row = self
+            .reader
+            .query_one_raw(sql(
+                self.backend(),
+                "SELECT MIN(run_at) AS due FROM jobs WHERE status = 'queued'",
+                vec![],
+            ))
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get::<Option<i64>>("", "due")?,
+            None => None,
+        })
+    }
+}
+
+/// The newest cursor of the event log, 0 when it is empty.
+async fn event_head(db: &impl ConnectionTrait) -> Result<i64, StoreError> {
+    let row = db
+        .query_one_raw(sql(
+            db.get_database_backend(),
+            "SELECT MAX(seq) AS head FROM job_events",
+            vec![],
+        ))
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get::<Option<i64>>("", "head")?.unwrap_or(0),
+        None => 0,
+    })
+}
+
+/// The jobs matching `filter`, as a query to page, count or read.
+fn filtered(filter: &JobFilter) -> sea_orm::Select<jobs::Entity> {
+    let mut query = jobs::Entity::find();
+    if !filter.statuses.is_empty() {
+        query =
+            query.filter(jobs::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
+    }
+    if let Some(queue) = &filter.queue {
+        query = query.filter(jobs::Column::Queue.eq(queue.as_str()));
+    }
+    for tag in &filter.tags {
+        let tagged = Query::select()
+            .column(job_tags::Column::JobId)
+            .from(job_tags::Entity)
+            .and_where(job_tags::Column::Tag.eq(tag.as_str()))
+            .to_owned();
+        query = query.filter(jobs::Column::Id.in_subquery(tagged));
+    }
+    if let Some(after) = filter.created_after {
+        query = query.filter(jobs::Column::CreatedAt.gte(after));
+    }
+    if let Some(before) = filter.created_before {
+        query = query.filter(jobs::Column::CreatedAt.lt(before));
+    }
+    query
+}
+
+/// What the event log can be narrowed by when read back.
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub ids: Vec<String>,
+    /// One tag the job carries; further tags are checked by the reader.
+    pub tag: Option<String>,
+    pub statuses: Vec<Status>,
+    pub queue: Option<String>,
+}
+
+/// What `ListJobs` filters on.
+#[derive(Debug, Default, Clone)]
+pub struct JobFilter {
+    pub statuses: Vec<Status>,
+    pub tags: Vec<String>,
+    pub queue: Option<String>,
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
+}
+
+/// A statement in the shared dialect, written with `?` placeholders, adapted to the
+/// engine (PostgreSQL numbers them).
+pub(crate) fn sql(backend: DbBackend, text: &str, values: Vec<Value>) -> Statement {
+    let text = match backend {
+        DbBackend::Postgres => {
+            let mut out = String::with_capacity(text.len() + 16);
+            let mut n = 0;
+            for c in text.chars() {
+                if c == '?' {
+                    n += 1;
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+        _ => text.to_string(),
+    };
+    Statement::from_sql_and_values(backend, text, values)
+}
+
+/// `?, ?, ?` for `n` values.
+pub(crate) fn placeholders(n: usize) -> String {
+    let mut out = String::with_capacity(n * 3);
+    for i in 0..n {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push('?');
+    }
+    out
+}

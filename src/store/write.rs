@@ -1,0 +1,690 @@
+//! Every write, as set-based statements inside the writer's transaction: one
+//! statement per kind of change, however many jobs it touches. Each state change is
+//! guarded by the state it expects, so a cancel or a rescue that landed first is never
+//! overwritten.
+
+use std::collections::HashSet;
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    FromQueryResult, Value,
+};
+
+use super::{StoreError, attempts, job_events, job_tags, jobs, placeholders, sql};
+use crate::job::Status;
+
+/// Rows per multi-row statement: SQLite allows 32,766 bound values, PostgreSQL 65,535.
+const JOB_ROWS_PER_STATEMENT: usize = 500;
+const SMALL_ROWS_PER_STATEMENT: usize = 2000;
+
+/// `(?, ?), (?, ?)`: `rows` rows of `columns` placeholders, for a multi-row VALUES.
+fn value_rows(columns: usize, rows: usize) -> String {
+    vec![format!("({})", placeholders(columns)); rows].join(", ")
+}
+
+fn backend(txn: &DatabaseTransaction) -> DbBackend {
+    txn.get_database_backend()
+}
+
+/// Existing jobs holding any of these idempotency keys: key, id, status.
+pub async fn jobs_by_idempotency_key(
+    txn: &DatabaseTransaction,
+    keys: &[String],
+) -> Result<Vec<(String, String, String)>, StoreError> {
+    let mut found = Vec::new();
+    for chunk in keys.chunks(SMALL_ROWS_PER_STATEMENT) {
+        let text = format!(
+            "SELECT idempotency_key, id, status FROM jobs WHERE idempotency_key IN ({})",
+            placeholders(chunk.len())
+        );
+        let values = chunk.iter().map(|k| Value::from(k.as_str())).collect();
+        for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
+            found.push((
+                row.try_get::<String>("", "idempotency_key")?,
+                row.try_get::<String>("", "id")?,
+                row.try_get::<String>("", "status")?,
+            ));
+        }
+    }
+    Ok(found)
+}
+
+const JOB_COLUMNS: [&str; 29] = [
+    "id",
+    "queue",
+    "status",
+    "priority",
+    "attempt",
+    "max_attempts",
+    "retry_base",
+    "method",
+    "url",
+    "headers",
+    "params",
+    "body_kind",
+    "body",
+    "timeout_ms",
+    "backoff_strategy",
+    "backoff_base_ms",
+    "backoff_max_ms",
+    "ttl_ms",
+    "tags",
+    "idempotency_key",
+    "created_at",
+    "scheduled_at",
+    "run_at",
+    "started_at",
+    "finished_at",
+    "lease_expires_at",
+    "expires_at",
+    "last_status_code",
+    "last_error_class",
+];
+
+/// A row's values in [`JOB_COLUMNS`] order; every field is named, so a new column
+/// breaks the build here until it is written.
+fn job_values(job: jobs::Model) -> [Value; 29] {
+    let jobs::Model {
+        id,
+        queue,
+        status,
+        priority,
+        attempt,
+        max_attempts,
+        retry_base,
+        method,
+        url,
+        headers,
+        params,
+        body_kind,
+        body,
+        timeout_ms,
+        backoff_strategy,
+        backoff_base_ms,
+        backoff_max_ms,
+        ttl_ms,
+        tags,
+        idempotency_key,
+        created_at,
+        scheduled_at,
+        run_at,
+        started_at,
+        finished_at,
+        lease_expires_at,
+        expires_at,
+        last_status_code,
+        last_error_class,
+    } = job;
+    [
+        id.into(),
+        queue.into(),
+        status.into(),
+        priority.into(),
+        attempt.into(),
+        max_attempts.into(),
+        retry_base.into(),
+        method.into(),
+        url.into(),
+        headers.into(),
+        params.into(),
+        body_kind.into(),
+        body.into(),
+        timeout_ms.into(),
+        backoff_strategy.into(),
+        backoff_base_ms.into(),
+        backoff_max_ms.into(),
+        ttl_ms.into(),
+        tags.into(),
+        idempotency_key.into(),
+        created_at.into(),
+        scheduled_at.into(),
+        run_at.into(),
+        started_at.into(),
+        finished_at.into(),
+        lease_expires_at.into(),
+        expires_at.into(),
+        last_status_code.into(),
+        last_error_class.into(),
+    ]
+}
+
+pub async fn insert_jobs(
+    txn: &DatabaseTransaction,
+    rows: Vec<jobs::Model>,
+) -> Result<(), StoreError> {
+    let mut tags = Vec::new();
+    for job in &rows {
+        let job_tags: Vec<String> = serde_json::from_str(&job.tags).unwrap_or_default();
+        for tag in job_tags {
+            tags.push(job_tags::Model {
+                tag,
+                job_id: job.id.clone(),
+            });
+        }
+    }
+    // A plain multi-row INSERT with the values moved out of the rows: the query
+    // builder's copies of every value were a measured share of the writer's time.
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut values = Vec::with_capacity(JOB_ROWS_PER_STATEMENT * JOB_COLUMNS.len());
+        let mut count = 0;
+        for job in rows.by_ref().take(JOB_ROWS_PER_STATEMENT) {
+            values.extend(job_values(job));
+            count += 1;
+        }
+        let text = format!(
+            "INSERT INTO jobs ({}) VALUES {}",
+            JOB_COLUMNS.join(", "),
+            value_rows(JOB_COLUMNS.len(), count)
+        );
+        txn.execute_raw(sql(backend(txn), &text, values)).await?;
+    }
+    let mut tags = tags.into_iter().peekable();
+    while tags.peek().is_some() {
+        let chunk = tags
+            .by_ref()
+            .take(SMALL_ROWS_PER_STATEMENT)
+            .map(|m| job_tags::ActiveModel::from(m).reset_all());
+        job_tags::Entity::insert_many(chunk)
+            .on_conflict(
+                OnConflict::columns([job_tags::Column::Tag, job_tags::Column::JobId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A job the claim moved to running: what the claim changed, plus the budget it
+/// counts against (a RetryJob elsewhere may have moved it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub attempt: i32,
+    pub retry_base: i32,
+    pub started_at: i64,
+}
+
+/// Moves up to `limit` due queued jobs to running, highest priority first. The lease
+/// covers the call's own timeout plus `lease_grace_ms`. Returns the ids with what the
+/// claim changed; what the jobs ask for is read with [`jobs_by_id`] when not at hand.
+pub async fn claim(
+    txn: &DatabaseTransaction,
+    now: i64,
+    lease_grace_ms: i64,
+    limit: usize,
+) -> Result<Vec<(String, Claim)>, StoreError> {
+    let lock = match backend(txn) {
+        DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
+        _ => "",
+    };
+    let text = format!(
+        "UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = ?, \
+         lease_expires_at = ? + timeout_ms \
+         WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= ? \
+         ORDER BY priority DESC, run_at, id LIMIT ?{lock}) \
+         RETURNING id, attempt, retry_base"
+    );
+    let values = vec![
+        now.into(),
+        (now + lease_grace_ms).into(),
+        now.into(),
+        (limit as i64).into(),
+    ];
+    let rows = txn.query_all_raw(sql(backend(txn), &text, values)).await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let claim = Claim {
+            attempt: row.try_get("", "attempt")?,
+            retry_base: row.try_get("", "retry_base")?,
+            started_at: now,
+        };
+        claimed.push((row.try_get::<String>("", "id")?, claim));
+    }
+    Ok(claimed)
+}
+
+/// The stored jobs with these ids (those that exist).
+pub async fn jobs_by_id(
+    txn: &DatabaseTransaction,
+    ids: &[&str],
+) -> Result<Vec<jobs::Model>, StoreError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(SMALL_ROWS_PER_STATEMENT) {
+        let text = format!(
+            "SELECT * FROM jobs WHERE id IN ({})",
+            placeholders(chunk.len())
+        );
+        let values = chunk.iter().map(|id| Value::from(*id)).collect();
+        for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
+            found.push(jobs::Model::from_query_result(&row, "")?);
+        }
+    }
+    Ok(found)
+}
+
+/// How an attempt leaves its job.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub id: String,
+    /// The attempt this outcome belongs to: only that attempt may write it.
+    pub attempt: i32,
+    /// Queued (a retry), succeeded or failed.
+    pub status: Status,
+    pub run_at: i64,
+    pub finished_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub last_status_code: Option<i32>,
+    pub last_error_class: Option<String>,
+}
+
+/// Writes attempts' outcomes to jobs still running that attempt; returns the ids
+/// written. A job canceled or rescued meanwhile is left as it is.
+pub async fn finish(
+    txn: &DatabaseTransaction,
+    finishes: &[Finish],
+) -> Result<HashSet<String>, StoreError> {
+    let mut written = HashSet::with_capacity(finishes.len());
+    for chunk in finishes.chunks(SMALL_ROWS_PER_STATEMENT) {
+        let rows = value_rows(8, chunk.len());
+        let text = format!(
+            "WITH v(vid, vattempt, vstatus, vrun_at, vfinished_at, vexpires_at, vcode, verror) AS \
+             (VALUES {rows}) \
+             UPDATE jobs SET status = v.vstatus, run_at = v.vrun_at, finished_at = v.vfinished_at, \
+             expires_at = v.vexpires_at, lease_expires_at = NULL, last_status_code = v.vcode, \
+             last_error_class = v.verror \
+             FROM v WHERE jobs.id = v.vid AND jobs.status = 'running' AND jobs.attempt = v.vattempt \
+             RETURNING id"
+        );
+        let mut values = Vec::with_capacity(chunk.len() * 8);
+        for f in chunk {
+            values.extend([
+                Value::from(f.id.as_str()),
+                f.attempt.into(),
+                f.status.as_str().into(),
+                f.run_at.into(),
+                f.finished_at.into(),
+                f.expires_at.into(),
+                f.last_status_code.into(),
+                f.last_error_class.clone().into(),
+            ]);
+        }
+        for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
+            written.insert(row.try_get::<String>("", "id")?);
+        }
+    }
+    Ok(written)
+}
+
+/// Records attempts. An attempt already recorded (same job and number) is kept.
+pub async fn insert_attempts(
+    txn: &DatabaseTransaction,
+    rows: Vec<attempts::Model>,
+) -> Result<(), StoreError> {
+    const COLUMNS: &str = "job_id, number, started_at, finished_at, duration_ms, status_code, \
+                           headers, body, body_size, truncated, error_class, error_message";
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut values = Vec::with_capacity(JOB_ROWS_PER_STATEMENT * 12);
+        let mut count = 0;
+        for row in rows.by_ref().take(JOB_ROWS_PER_STATEMENT) {
+            let attempts::Model {
+                job_id,
+                number,
+                started_at,
+                finished_at,
+                duration_ms,
+                status_code,
+                headers,
+                body,
+                body_size,
+                truncated,
+                error_class,
+                error_message,
+            } = row;
+            values.extend([
+                Value::from(job_id),
+                number.into(),
+                started_at.into(),
+                finished_at.into(),
+                duration_ms.into(),
+                status_code.into(),
+                headers.into(),
+                body.into(),
+                body_size.into(),
+                truncated.into(),
+                error_class.into(),
+                error_message.into(),
+            ]);
+            count += 1;
+        }
+        let text = format!(
+            "INSERT INTO attempts ({COLUMNS}) VALUES {} ON CONFLICT (job_id, number) DO NOTHING",
+            value_rows(12, count)
+        );
+        txn.execute_raw(sql(backend(txn), &text, values)).await?;
+    }
+    Ok(())
+}
+
+async fn update_returning_job(
+    txn: &DatabaseTransaction,
+    text: &str,
+    values: Vec<Value>,
+) -> Result<Option<jobs::Model>, StoreError> {
+    let row = txn.query_one_raw(sql(backend(txn), text, values)).await?;
+    Ok(match row {
+        Some(row) => Some(jobs::Model::from_query_result(&row, "")?),
+        None => None,
+    })
+}
+
+/// Cancels a queued or running job; `None` when it is neither (or unknown).
+pub async fn cancel(
+    txn: &DatabaseTransaction,
+    id: &str,
+    now: i64,
+) -> Result<Option<jobs::Model>, StoreError> {
+    update_returning_job(
+        txn,
+        "UPDATE jobs SET status = 'canceled', finished_at = ?, expires_at = ? + ttl_ms, \
+         lease_expires_at = NULL WHERE id = ? AND status IN ('queued', 'running') RETURNING *",
+        vec![now.into(), now.into(), id.into()],
+    )
+    .await
+}
+
+/// Queues a failed or canceled job again with a fresh attempt budget; `None` when it
+/// is in another state (or unknown).
+pub async fn retry(
+    txn: &DatabaseTransaction,
+    id: &str,
+    now: i64,
+) -> Result<Option<jobs::Model>, StoreError> {
+    update_returning_job(
+        txn,
+        "UPDATE jobs SET status = 'queued', retry_base = attempt, run_at = ?, finished_at = NULL, \
+         expires_at = NULL, lease_expires_at = NULL WHERE id = ? AND status IN ('failed', 'canceled') \
+         RETURNING *",
+        vec![now.into(), id.into()],
+    )
+    .await
+}
+
+/// Removes a finished job with its attempts and tags; false when it is not finished
+/// (or unknown).
+pub async fn delete(txn: &DatabaseTransaction, id: &str) -> Result<bool, StoreError> {
+    let deleted = txn
+        .execute_raw(sql(
+            backend(txn),
+            "DELETE FROM jobs WHERE id = ? AND status IN ('succeeded', 'failed', 'canceled')",
+            vec![id.into()],
+        ))
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        return Ok(false);
+    }
+    for table in ["attempts", "job_tags"] {
+        txn.execute_raw(sql(
+            backend(txn),
+            &format!("DELETE FROM {table} WHERE job_id = ?"),
+            vec![id.into()],
+        ))
+        .await?;
+    }
+    Ok(true)
+}
+
+/// Puts running jobs interrupted by a shutdown back in the queue, as if the attempt
+/// had not been made.
+pub async fn requeue(
+    txn: &DatabaseTransaction,
+    jobs: &[(String, i32)],
+    now: i64,
+) -> Result<HashSet<String>, StoreError> {
+    let mut requeued = HashSet::new();
+    for (id, attempt) in jobs {
+        let changed = txn
+            .execute_raw(sql(
+                backend(txn),
+                "UPDATE jobs SET status = 'queued', attempt = attempt - 1, run_at = ?, \
+             lease_expires_at = NULL WHERE id = ? AND status = 'running' AND attempt = ?",
+                vec![now.into(), id.as_str().into(), (*attempt).into()],
+            ))
+            .await?;
+        if changed.rows_affected() > 0 {
+            requeued.insert(id.clone());
+        }
+    }
+    Ok(requeued)
+}
+
+/// Running jobs whose lease ran out (their process died) go back to the queue, or
+/// fail when that was their last attempt. The lost attempt is recorded. Returns the
+/// changes, as events to log.
+pub async fn rescue(
+    txn: &DatabaseTransaction,
+    now: i64,
+) -> Result<Vec<job_events::Model>, StoreError> {
+    let spent = "attempt - retry_base >= max_attempts";
+    let text = format!(
+        "UPDATE jobs SET status = CASE WHEN {spent} THEN 'failed' ELSE 'queued' END, run_at = ?, \
+         finished_at = CASE WHEN {spent} THEN ? ELSE NULL END, \
+         expires_at = CASE WHEN {spent} THEN ? + ttl_ms ELSE NULL END, \
+         lease_expires_at = NULL, last_status_code = NULL, last_error_class = 'interrupted' \
+         WHERE status = 'running' AND lease_expires_at < ? \
+         RETURNING id, attempt, started_at, status, queue, tags"
+    );
+    let rows = txn
+        .query_all_raw(sql(
+            backend(txn),
+            &text,
+            vec![now.into(), now.into(), now.into(), now.into()],
+        ))
+        .await?;
+    let mut changes = Vec::with_capacity(rows.len());
+    let mut lost = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.try_get("", "id")?;
+        let attempt: i32 = row.try_get("", "attempt")?;
+        let status: String = row.try_get("", "status")?;
+        let started_at: Option<i64> = row.try_get("", "started_at")?;
+        let started_at = started_at.unwrap_or(now);
+        changes.push(job_events::Model {
+            seq: 0,
+            job_id: id.clone(),
+            next_attempt_at: (status == "queued").then_some(now),
+            status,
+            attempt,
+            at: now,
+            queue: row.try_get("", "queue")?,
+            tags: row.try_get("", "tags")?,
+            status_code: None,
+            error_class: Some("interrupted".into()),
+        });
+        lost.push(attempts::Model {
+            job_id: id,
+            number: attempt,
+            started_at,
+            finished_at: now,
+            duration_ms: now - started_at,
+            status_code: None,
+            headers: None,
+            body: None,
+            body_size: 0,
+            truncated: false,
+            error_class: Some("interrupted".into()),
+            error_message: Some(
+                "the process running this attempt stopped; its lease ran out".into(),
+            ),
+        });
+    }
+    insert_attempts(txn, lost).await?;
+    Ok(changes)
+}
+
+/// Removes up to `limit` finished jobs whose ttl ran out, with their attempts and
+/// tags; returns how many.
+pub async fn remove_expired(
+    txn: &DatabaseTransaction,
+    now: i64,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let expired = "SELECT id FROM jobs WHERE expires_at <= ? ORDER BY expires_at LIMIT ?";
+    let values = || vec![Value::from(now), Value::from(limit as i64)];
+    for table in ["attempts", "job_tags"] {
+        txn.execute_raw(sql(
+            backend(txn),
+            &format!("DELETE FROM {table} WHERE job_id IN ({expired})"),
+            values(),
+        ))
+        .await?;
+    }
+    let removed = txn
+        .execute_raw(sql(
+            backend(txn),
+            &format!("DELETE FROM jobs WHERE id IN ({expired})"),
+            values(),
+        ))
+        .await?
+        .rows_affected();
+    Ok(removed)
+}
+
+/// The PostgreSQL advisory lock that orders appends to the event log.
+const EVENT_LOG_LOCK: i64 = 0x6a6f_6271_7565; // "jobque"
+
+/// Appends status changes to the event log in the order given; returns their
+/// cursors, in the same order.
+pub async fn insert_events(
+    txn: &DatabaseTransaction,
+    events: &[job_events::Model],
+) -> Result<Vec<i64>, StoreError> {
+    const COLUMNS: &str =
+        "job_id, status, attempt, at, queue, tags, status_code, error_class, next_attempt_at";
+    if backend(txn) == DbBackend::Postgres && !events.is_empty() {
+        // Watchers read the log in cursor order, so cursors must be drawn in commit
+        // order: replicas take turns appending, from here until their commit.
+        txn.execute_raw(sql(
+            backend(txn),
+            "SELECT pg_advisory_xact_lock(?)",
+            vec![EVENT_LOG_LOCK.into()],
+        ))
+        .await?;
+    }
+    let mut seqs = Vec::with_capacity(events.len());
+    for chunk in events.chunks(SMALL_ROWS_PER_STATEMENT) {
+        let mut values = Vec::with_capacity(chunk.len() * 9);
+        for event in chunk {
+            let job_events::Model {
+                seq: _,
+                job_id,
+                status,
+                attempt,
+                at,
+                queue,
+                tags,
+                status_code,
+                error_class,
+                next_attempt_at,
+            } = event;
+            values.extend([
+                Value::from(job_id.as_str()),
+                status.as_str().into(),
+                (*attempt).into(),
+                (*at).into(),
+                queue.as_str().into(),
+                tags.as_str().into(),
+                (*status_code).into(),
+                error_class.clone().into(),
+                (*next_attempt_at).into(),
+            ]);
+        }
+        let rows = value_rows(9, chunk.len());
+        match backend(txn) {
+            // One writer per SQLite file: a multi-row insert takes consecutive
+            // AUTOINCREMENT values, ending at the last inserted rowid.
+            DbBackend::Sqlite => {
+                let text = format!("INSERT INTO job_events ({COLUMNS}) VALUES {rows}");
+                let last = txn
+                    .execute_raw(sql(backend(txn), &text, values))
+                    .await?
+                    .last_insert_id() as i64;
+                let first = last - chunk.len() as i64 + 1;
+                seqs.extend(first..=last);
+            }
+            _ => {
+                let text =
+                    format!("INSERT INTO job_events ({COLUMNS}) VALUES {rows} RETURNING seq");
+                let mut drawn = Vec::with_capacity(chunk.len());
+                for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
+                    drawn.push(row.try_get::<i64>("", "seq")?);
+                }
+                // Sequence values are drawn in VALUES order; RETURNING promises no order.
+                drawn.sort_unstable();
+                seqs.extend(drawn);
+            }
+        }
+    }
+    Ok(seqs)
+}
+
+/// Forgets events older than `before`, at most `limit` of them, and records how far
+/// the log has been pruned so older cursors are refused.
+pub async fn prune_events(
+    txn: &DatabaseTransaction,
+    before: i64,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let row = txn
+        .query_one_raw(sql(
+            backend(txn),
+            "SELECT MAX(seq) AS last FROM (SELECT seq FROM job_events WHERE at < ? ORDER BY seq LIMIT ?) AS old",
+            vec![before.into(), (limit as i64).into()],
+        ))
+        .await?;
+    let Some(last) = row
+        .map(|r| r.try_get::<Option<i64>>("", "last"))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(0);
+    };
+    let removed = txn
+        .execute_raw(sql(
+            backend(txn),
+            "DELETE FROM job_events WHERE seq <= ?",
+            vec![last.into()],
+        ))
+        .await?
+        .rows_affected();
+    txn.execute_raw(sql(
+        backend(txn),
+        "UPDATE event_log SET pruned_through = ? WHERE id = 1 AND pruned_through < ?",
+        vec![last.into(), last.into()],
+    ))
+    .await?;
+    Ok(removed)
+}
+
+/// The PostgreSQL channel on which processes announce their commits.
+pub const ANNOUNCE_CHANNEL: &str = "jobqueue";
+
+/// Tells the other processes on this PostgreSQL database that this transaction
+/// changed jobs (delivered when it commits), so their writers look for due work and
+/// their watchers read the log now rather than at the next poll. `me` names this
+/// process, so it can ignore its own word. Nothing to do on SQLite.
+pub async fn announce(txn: &DatabaseTransaction, me: &str) -> Result<(), StoreError> {
+    if backend(txn) == DbBackend::Postgres {
+        txn.execute_raw(sql(
+            backend(txn),
+            "SELECT pg_notify(?, ?)",
+            vec![ANNOUNCE_CHANNEL.into(), me.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! What the black-box tests share: a real server on port 0 with a real SQLite file,
+//! a client generated from `proto/`, and helpers that wait on the server's answers.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use jobqueue::config::Config;
+use jobqueue::proto::job_service_client::JobServiceClient;
+use jobqueue::proto::{self, JobSpec};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+pub use testkit::Target;
+
+pub type Client = JobServiceClient<Channel>;
+
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    pub client: Client,
+    pub db: std::sync::Arc<TestDb>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), jobqueue::server::ServerError>>>,
+}
+
+/// Where one test's data lives: a fresh SQLite file, or with
+/// `JOBQUEUE_TEST_DB=postgres` a fresh database on the PostgreSQL server at
+/// 127.0.0.1:5432 (`.ci/run` runs the suite both ways).
+pub struct TestDb {
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = if std::env::var("JOBQUEUE_TEST_DB").is_ok_and(|v| v == "postgres") {
+            use jobqueue::store::sqlx::Connection;
+            let name = format!("jq_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+            let admin = "postgres://postgres@127.0.0.1:5432/postgres";
+            let mut conn = jobqueue::store::sqlx::PgConnection::connect(admin)
+                .await
+                .expect("PostgreSQL at 127.0.0.1:5432 (JOBQUEUE_TEST_DB=postgres)");
+            // The name is ours: a fixed prefix and a ULID.
+            let create = jobqueue::store::sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"));
+            jobqueue::store::sqlx::raw_sql(create)
+                .execute(&mut conn)
+                .await
+                .expect("create the test database");
+            format!("postgres://postgres@127.0.0.1:5432/{name}")
+        } else {
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("jobqueue.db").display()
+            )
+        };
+        TestDb { url, _dir: dir }
+    }
+}
+
+/// Settings for tests: short intervals so maintenance shows within a test.
+pub fn test_config(db_url: &str) -> Config {
+    let mut config = Config::with_db_url(db_url);
+    config.poll_interval = Duration::from_millis(200);
+    config.maintenance_interval = Duration::from_millis(100);
+    config.concurrency = 32;
+    config
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
+        Self::start_on(std::sync::Arc::new(TestDb::new().await), tweak).await
+    }
+
+    /// A server on the database of another: a second process on the same data.
+    pub async fn start_beside(other: &Server, tweak: impl FnOnce(&mut Config)) -> Server {
+        Self::start_on(other.db.clone(), tweak).await
+    }
+
+    async fn start_on(db: std::sync::Arc<TestDb>, tweak: impl FnOnce(&mut Config)) -> Server {
+        let mut config = test_config(&db.url);
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(jobqueue::server::run(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        let client = connect(addr).await;
+        Server {
+            addr,
+            client,
+            db,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Asks the server to stop and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server stopped with an error");
+        }
+    }
+}
+
+/// A client of the server at `addr`, once its health check says it serves jobs: a
+/// bound port alone says nothing about the store being open.
+pub async fn connect(addr: std::net::SocketAddr) -> Client {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let last = match tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .expect("address")
+            .connect()
+            .await
+        {
+            Ok(channel) => {
+                let check = HealthCheckRequest {
+                    service: "jobqueue.v1.JobService".into(),
+                };
+                match HealthClient::new(channel.clone()).check(check).await {
+                    Ok(answer) if answer.get_ref().status == ServingStatus::Serving as i32 => {
+                        return JobServiceClient::new(channel);
+                    }
+                    other => format!("{other:?}"),
+                }
+            }
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() > deadline {
+            panic!("server at {addr} never served: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A GET of `url` with every other field at its default.
+pub fn get(url: impl Into<String>) -> JobSpec {
+    JobSpec {
+        request: Some(proto::HttpRequest {
+            method: "GET".into(),
+            url: url.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn ms(ms: u64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+pub fn backoff(strategy: proto::BackoffStrategy, base_ms: u64) -> Option<proto::Backoff> {
+    Some(proto::Backoff {
+        strategy: strategy as i32,
+        base_delay: Some(ms(base_ms)),
+        max_delay: None,
+    })
+}
+
+pub async fn submit(client: &mut Client, spec: JobSpec) -> String {
+    client
+        .submit_job(proto::SubmitJobRequest { job: Some(spec) })
+        .await
+        .expect("submit accepted")
+        .into_inner()
+        .id
+}
+
+pub async fn get_job(client: &mut Client, id: &str) -> proto::Job {
+    client
+        .get_job(proto::GetJobRequest { id: id.into() })
+        .await
+        .expect("job readable")
+        .into_inner()
+}
+
+pub async fn result(client: &mut Client, id: &str) -> proto::JobResult {
+    client
+        .get_job_result(proto::GetJobResultRequest { id: id.into() })
+        .await
+        .expect("result readable")
+        .into_inner()
+}
+
+/// Reads the job until `done` holds for it; panics with the last state after `within`.
+pub async fn wait_job(
+    client: &mut Client,
+    id: &str,
+    within: Duration,
+    done: impl Fn(&proto::Job) -> bool,
+) -> proto::Job {
+    let deadline = Instant::now() + within;
+    loop {
+        let job = get_job(client, id).await;
+        if done(&job) {
+            return job;
+        }
+        if Instant::now() > deadline {
+            panic!("job {id} did not reach the expected state within {within:?}; last: {job:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub async fn wait_status(
+    client: &mut Client,
+    id: &str,
+    status: proto::JobStatus,
+    within: Duration,
+) -> proto::Job {
+    wait_job(client, id, within, |j| j.status == status as i32).await
+}
+
+pub fn status_of(job: &proto::Job) -> proto::JobStatus {
+    proto::JobStatus::try_from(job.status).expect("known status")
+}
+
+/// The field paths a `google.rpc.BadRequest` in the status names.
+pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+/// Whether an outside test tool can run. Missing locally, the test says why and is
+/// skipped; with `CI=true`, missing is a failure.
+pub fn tool_available(check: &mut std::process::Command, what: &str) -> bool {
+    let ok = check
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(!ci, "{what} is missing and CI=true: .ci/run installs it");
+        eprintln!("SKIPPED: {what} is not installed here (.ci/run installs it)");
+    }
+    ok
+}

@@ -1,0 +1,348 @@
+//! The service as a process: kill -9 loses no acknowledged job, running jobs come
+//! back when their lease runs out, and SIGTERM drains and exits 0.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use jobqueue::proto::{self, JobStatus};
+use jobqueue::store::Store;
+
+struct Process {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Process {
+    /// Starts `jobqueue serve` on port 0 over `db`, and reads the address it prints.
+    fn start(db: &TestDb, extra: &[&str]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jobqueue"))
+            .args(["serve", "--listen-addr", "127.0.0.1:0"])
+            .args(["--db-url", &db.url])
+            .args([
+                "--poll-interval",
+                "200ms",
+                "--maintenance-interval",
+                "100ms",
+            ])
+            .args(extra)
+            .env("JOBQUEUE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start jobqueue");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("jobqueue listening on ") {
+                    let _ = tx.send(addr.parse::<std::net::SocketAddr>().expect("address"));
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server printed its address");
+        Process { child, addr }
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("server did not exit within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_job_survives_kill_9() {
+    let target = Target::start().await.unwrap();
+    let db = TestDb::new().await;
+    let mut server = Process::start(&db, &["--lease-grace", "500ms"]);
+    let client = connect(server.addr).await;
+
+    // Submitters that keep going until the server dies under them: singles and batches.
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut submitters = Vec::new();
+    for worker in 0..6 {
+        let mut client = client.clone();
+        let acknowledged = acknowledged.clone();
+        let target_url = target.url("");
+        submitters.push(tokio::spawn(async move {
+            for n in 0.. {
+                let spec = |i: usize| {
+                    let mut spec = get(format!("{target_url}/k/{worker}-{n}-{i}?delay_ms=20"));
+                    spec.timeout = Some(ms(1000));
+                    spec.backoff = backoff(proto::BackoffStrategy::Fixed, 50);
+                    spec.max_attempts = Some(10);
+                    spec
+                };
+                let ids = if worker % 2 == 0 {
+                    match client
+                        .submit_job(proto::SubmitJobRequest { job: Some(spec(0)) })
+                        .await
+                    {
+                        Ok(r) => vec![r.into_inner().id],
+                        Err(_) => return,
+                    }
+                } else {
+                    match client
+                        .submit_jobs(proto::SubmitJobsRequest {
+                            jobs: (0..20).map(spec).collect(),
+                        })
+                        .await
+                    {
+                        Ok(r) => r.into_inner().results.into_iter().map(|r| r.id).collect(),
+                        Err(_) => return,
+                    }
+                };
+                acknowledged.lock().unwrap().extend(ids);
+            }
+        }));
+    }
+    // Kill mid-stream, while submits, calls and completions are all in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < 3000 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill9();
+    for s in submitters {
+        s.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 1000,
+        "only {} jobs acknowledged before the kill",
+        acknowledged.len()
+    );
+
+    let restarted = Process::start(&db, &["--lease-grace", "500ms"]);
+    let mut client = connect(restarted.addr).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut pending: Vec<String> = acknowledged.clone();
+    while !pending.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{} acknowledged jobs never succeeded, e.g. {}",
+            pending.len(),
+            pending[0]
+        );
+        let mut still = Vec::new();
+        for id in pending {
+            match client
+                .get_job(proto::GetJobRequest { id: id.clone() })
+                .await
+            {
+                Ok(job) if job.get_ref().status == JobStatus::Succeeded as i32 => {}
+                Ok(_) => still.push(id),
+                Err(e) => panic!("acknowledged job {id} is gone after kill -9: {e}"),
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let total = client
+        .list_jobs(proto::ListJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .total_size;
+    assert!(total as usize >= acknowledged.len());
+    eprintln!(
+        "{} acknowledged before kill -9, all succeeded after restart; {} stored",
+        acknowledged.len(),
+        total
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_running_when_the_process_died_runs_again_after_its_lease() {
+    let target = Target::start().await.unwrap();
+    let db = TestDb::new().await;
+    let mut server = Process::start(&db, &["--lease-grace", "300ms"]);
+    let mut client = connect(server.addr).await;
+    let mut spec = get(target.url("/rescue?delay_ms=700"));
+    spec.timeout = Some(ms(1000));
+    let id = submit(&mut client, spec).await;
+    assert!(target.wait_for(1, Duration::from_secs(10)).await);
+    server.kill9();
+
+    let restarted = Process::start(&db, &["--lease-grace", "300ms"]);
+    let mut client = connect(restarted.addr).await;
+    let job = wait_status(
+        &mut client,
+        &id,
+        JobStatus::Succeeded,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(job.attempt, 2);
+    let seen = target.received_on("/rescue");
+    assert_eq!(seen.len(), 2, "run once more, not more");
+    assert!(
+        seen[1].at - seen[0].at >= Duration::from_millis(1300),
+        "not before the lease (1 s + 300 ms) ran out"
+    );
+    let attempts = result(&mut client, &id).await.attempts;
+    assert_eq!(
+        attempts[0].error_class,
+        proto::ErrorClass::Interrupted as i32
+    );
+    assert_eq!(attempts[1].response.as_ref().unwrap().status_code, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_running_calls_finish_requeues_the_rest_and_exits_0() {
+    let target = Target::start().await.unwrap();
+    let db = TestDb::new().await;
+    let mut server = Process::start(&db, &["--shutdown-grace", "1s"]);
+    let mut client = connect(server.addr).await;
+    let mut quick = get(target.url("/quick?delay_ms=400"));
+    quick.timeout = Some(ms(10_000));
+    let mut long = get(target.url("/long?delay_ms=8000"));
+    long.timeout = Some(ms(10_000));
+    let quick = submit(&mut client, quick).await;
+    let long = submit(&mut client, long).await;
+    assert!(target.wait_for(2, Duration::from_secs(10)).await);
+    let mut later = get(target.url("/later"));
+    later.scheduled_at = Some(prost_types::Timestamp {
+        seconds: 4_000_000_000,
+        nanos: 0,
+    });
+    let later = submit(&mut client, later).await;
+
+    let stopping = Instant::now();
+    server.sigterm();
+    let status = server.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "it waited {:?}, past the 1 s grace",
+        stopping.elapsed()
+    );
+
+    let store = Store::connect(&db.url).await.unwrap();
+    let quick = store.job(&quick).await.unwrap().unwrap();
+    assert_eq!(
+        quick.status, "succeeded",
+        "a call that ends within the grace is finished and written"
+    );
+    let long = store.job(&long).await.unwrap().unwrap();
+    assert_eq!(
+        long.status, "queued",
+        "a call still running at the end of the grace goes back to the queue"
+    );
+    assert_eq!(long.attempt, 0, "the interrupted attempt does not count");
+    let later = store.job(&later).await.unwrap().unwrap();
+    assert_eq!(later.status, "queued");
+}
+
+#[test]
+fn bad_configuration_stops_the_start_with_one_line_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/x.db?mode=rwc", dir.path().display());
+    let cases = [
+        ("JOBQUEUE_CONCURRENCY", "0"),
+        ("JOBQUEUE_CONCURRENCY", "lots"),
+        ("JOBQUEUE_POLL_INTERVAL", "0s"),
+        ("JOBQUEUE_DEFAULT_TIMEOUT", "soon"),
+        ("JOBQUEUE_RESULT_MAX_BYTES", "-1"),
+        ("JOBQUEUE_DB_URL", "mysql://localhost/x"),
+        ("JOBQUEUE_DB_URL", "sqlite:///proc/no/such/dir/x.db"),
+        ("JOBQUEUE_LISTEN_ADDR", "nowhere"),
+    ];
+    for (var, value) in cases {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jobqueue"))
+            .arg("serve")
+            .env("JOBQUEUE_LISTEN_ADDR", "127.0.0.1:0")
+            .env("JOBQUEUE_DB_URL", &db)
+            .env(var, value)
+            .env("JOBQUEUE_LOG", "off")
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{var}={value} was accepted: the server started");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(!output.status.success(), "{var}={value} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first = stderr.lines().next().unwrap_or("");
+        assert!(
+            first.contains(var),
+            "{var}={value}: the first line names the variable: {stderr}"
+        );
+        let lines = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("For more information"))
+            .count();
+        assert_eq!(lines, 1, "{var}={value}: one line: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_open_watches_with_a_cursor_to_resume_from() {
+    let db = TestDb::new().await;
+    let mut server = Process::start(&db, &["--shutdown-grace", "1s"]);
+    let mut client = connect(server.addr).await;
+    let mut events = client
+        .watch_jobs(proto::WatchJobsRequest {
+            all: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    server.sigterm();
+    let ended = tokio::time::timeout(Duration::from_secs(10), events.message())
+        .await
+        .expect("the watch ended when the service stopped");
+    let status = ended.expect_err("ended with a status, not silently");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        status.message().contains("resume from cursor"),
+        "{}",
+        status.message()
+    );
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+}

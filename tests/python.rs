@@ -1,0 +1,42 @@
+//! A Python client generated from `proto/` at test time drives the real server.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_client_built_from_the_proto_submits_and_reads_jobs() {
+    if !tool_available(
+        Command::new("python3").args(["-c", "import grpc, grpc_tools"]),
+        "Python grpcio and grpcio-tools",
+    ) {
+        return;
+    }
+    let target = Target::start().await.unwrap();
+    let server = Server::start().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/client_check.py");
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("python3")
+            .args([script, &server.addr.to_string(), &target.url("")])
+            .output(),
+    )
+    .await
+    .expect("the client finished")
+    .expect("python3 ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "python client failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("python client: ok"));
+    assert_eq!(target.received().len(), 3);
+    for r in target.received() {
+        assert_eq!(r.method, "PUT");
+    }
+    server.stop().await;
+}
