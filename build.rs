@@ -10,7 +10,10 @@ fn main() -> anyhow::Result<()> {
     let include = protoc_bin_vendored::include_path()?;
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    let protos = ["proto/jobqueue/v1/jobs.proto"];
+    let protos = [
+        "proto/jobqueue/v1/jobs.proto",
+        "proto/jobqueue/v1/queues.proto",
+    ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");
     }

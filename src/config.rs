@@ -35,12 +35,20 @@ pub struct Config {
           value_parser = parse_db_url)]
     pub db_url: String,
 
-    /// Most HTTP calls in flight at once. Each writer turn starts as many calls as
-    /// have finished; more in flight means fewer commits per job (batch throughput
-    /// measured 15.1-16.5k jobs/s at 128, 17.3-17.6k at 256).
-    #[arg(long, env = "JOBQUEUE_CONCURRENCY", default_value = "256",
+    /// Most HTTP calls in flight at once in this process, all queues together.
+    #[arg(long, env = "JOBQUEUE_CONCURRENCY", default_value = "1024",
           value_parser = parse_count("JOBQUEUE_CONCURRENCY", 1, 100_000))]
     pub concurrency: usize,
+
+    /// Most HTTP calls one queue may have in flight in this process, so a queue
+    /// whose target hangs holds at most this many slots and the others keep theirs.
+    /// A queue's own `max_concurrency` (across every process) may lower it. Each
+    /// writer turn starts as many calls as have finished, so more in flight means
+    /// fewer commits per job (one queue measured 15.1-16.5k jobs/s at 128,
+    /// 17.3-17.6k at 256).
+    #[arg(long, env = "JOBQUEUE_QUEUE_CONCURRENCY", default_value = "256",
+          value_parser = parse_count("JOBQUEUE_QUEUE_CONCURRENCY", 1, 100_000))]
+    pub queue_concurrency: usize,
 
     /// How often to look for due work when nothing announces it.
     #[arg(long, env = "JOBQUEUE_POLL_INTERVAL", default_value = "1s",
@@ -94,6 +102,12 @@ pub struct Config {
     #[arg(long, env = "JOBQUEUE_MAINTENANCE_INTERVAL", default_value = "1s",
           value_parser = parse_duration("JOBQUEUE_MAINTENANCE_INTERVAL"))]
     pub maintenance_interval: Duration,
+
+    /// Whether a job naming a queue that does not exist creates it (with no limits),
+    /// or is refused until the queue is created with CreateQueue.
+    #[arg(long, env = "JOBQUEUE_CREATE_QUEUES_ON_USE", default_value = "true",
+          value_parser = parse_bool("JOBQUEUE_CREATE_QUEUES_ON_USE"), action = clap::ArgAction::Set)]
+    pub create_queues_on_use: bool,
 }
 
 impl Config {
@@ -118,6 +132,14 @@ fn parse_db_url(s: &str) -> Result<String, String> {
         Ok(s.to_string())
     } else {
         Err("JOBQUEUE_DB_URL must start with sqlite: or postgres://".into())
+    }
+}
+
+fn parse_bool(var: &'static str) -> impl Fn(&str) -> Result<bool, String> + Clone {
+    move |s| match s {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("{var} must be true or false")),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The gRPC server: the job service, health and reflection on one listener.
+//! The gRPC server: the job and queue services, health and reflection on one listener.
 //! [`run`] is what `main` calls and what the tests call: it connects the store,
 //! starts the engine, serves until `shutdown` resolves, then drains.
 
@@ -10,9 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::convert::Limits;
 use crate::api::jobs::JobApi;
+use crate::api::queues::QueueApi;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::proto::job_service_server::JobServiceServer;
+use crate::proto::queue_service_server::QueueServiceServer;
 use crate::store::{Store, StoreError};
 
 /// How much longer than the shutdown grace open calls may take to drain.
@@ -47,6 +49,7 @@ pub async fn run(
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<JobServiceServer<JobApi>>().await;
+    health.set_serving::<QueueServiceServer<QueueApi>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -58,6 +61,7 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let queues = QueueServiceServer::new(QueueApi::new(engine.clone(), Limits::from(&config)));
     let jobs = JobServiceServer::new(JobApi::new(engine, Limits::from(&config)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -69,6 +73,9 @@ pub async fn run(
             shutdown.await;
             tracing::info!("shutdown requested");
             health.set_not_serving::<JobServiceServer<JobApi>>().await;
+            health
+                .set_not_serving::<QueueServiceServer<QueueApi>>()
+                .await;
             stopping.cancel();
         }
     };
@@ -80,6 +87,7 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(jobs)
+        .add_service(queues)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     // Draining waits for open calls; a client that never reads its stream must not
     // keep the process alive past the grace.

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_jobs;
 mod m20261123_000002_job_events;
+mod m20261123_000003_queues;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_jobs::Migration),
             Box::new(m20261123_000002_job_events::Migration),
+            Box::new(m20261123_000003_queues::Migration),
         ]
     }
 }

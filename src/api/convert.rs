@@ -11,6 +11,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use super::Violations;
 use crate::config::Config;
 use crate::engine::events::{Event, Watched};
+use crate::engine::{NewJob, Unset};
 use crate::job::{Backoff, BackoffStrategy, ErrorClass, Status};
 use crate::proto;
 use crate::store::{attempts, jobs};
@@ -52,7 +53,7 @@ pub fn new_job(
     id: String,
     now: i64,
     v: &mut Violations,
-) -> Option<jobs::Model> {
+) -> Option<NewJob> {
     let Some(spec) = spec else {
         v.add(path, "required: the job to run");
         return None;
@@ -70,6 +71,12 @@ pub fn new_job(
         queue,
     } = spec;
     let before = v.0.len();
+    let unset = Unset {
+        timeout: timeout.is_none(),
+        max_attempts: max_attempts.is_none(),
+        backoff: backoff.is_none(),
+        ttl: ttl.is_none(),
+    };
     let request = match request {
         Some(r) => http_request(r, &format!("{path}.request"), limits, v),
         None => {
@@ -157,7 +164,7 @@ pub fn new_job(
         return None;
     }
     let (method, url, headers, params, body_kind, body) = request?;
-    Some(jobs::Model {
+    let job = jobs::Model {
         id,
         queue,
         status: Status::Queued.as_str().into(),
@@ -187,7 +194,8 @@ pub fn new_job(
         expires_at: None,
         last_status_code: None,
         last_error_class: None,
-    })
+    };
+    Some(NewJob { job, unset })
 }
 
 /// A status filter: each entry must name a status.
@@ -334,7 +342,7 @@ fn http_request(
     ))
 }
 
-fn backoff_of(b: Option<proto::Backoff>, path: &str, v: &mut Violations) -> Backoff {
+pub fn backoff_of(b: Option<proto::Backoff>, path: &str, v: &mut Violations) -> Backoff {
     let mut backoff = Backoff {
         strategy: BackoffStrategy::Exponential,
         base: Backoff::DEFAULT_BASE,
@@ -378,6 +386,46 @@ fn backoff_of(b: Option<proto::Backoff>, path: &str, v: &mut Violations) -> Back
 
 /// Milliseconds of a proto duration, rounded up so a positive duration stays
 /// positive; `None` when it is malformed.
+/// A page token: where the next page starts, opaque to clients.
+pub fn page_token(prefix: &str, last: &str) -> String {
+    format!("{prefix}{last}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A page token this service did not make.
+#[derive(Debug)]
+pub struct MalformedToken;
+
+/// What [`page_token`] encoded: `None` for an empty token (the first page), an
+/// error for a token it did not make.
+pub fn page_token_after(prefix: &str, token: &str) -> Result<Option<String>, MalformedToken> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    if !token.len().is_multiple_of(2) {
+        return Err(MalformedToken);
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()
+        .ok_or(MalformedToken)?;
+    let text = String::from_utf8(bytes).map_err(|_| MalformedToken)?;
+    let last = text.strip_prefix(prefix).ok_or(MalformedToken)?;
+    Ok(Some(last.to_string()))
+}
+
+/// A stored backoff strategy, as the proto enum.
+pub fn backoff_strategy_of(stored: &str) -> proto::BackoffStrategy {
+    match BackoffStrategy::parse(stored) {
+        Some(BackoffStrategy::Fixed) => proto::BackoffStrategy::Fixed,
+        Some(BackoffStrategy::Linear) => proto::BackoffStrategy::Linear,
+        _ => proto::BackoffStrategy::Exponential,
+    }
+}
+
 pub fn duration_ms(d: &prost_types::Duration) -> Option<i64> {
     if !(-999_999_999..=999_999_999).contains(&d.nanos)
         || (d.seconds > 0 && d.nanos < 0)
@@ -539,11 +587,7 @@ pub fn job(m: jobs::Model) -> proto::Job {
         (_, Some(bytes)) => Some(proto::http_request::Body::Raw(bytes)),
         (_, None) => None,
     };
-    let strategy = match BackoffStrategy::parse(&backoff_strategy) {
-        Some(BackoffStrategy::Fixed) => proto::BackoffStrategy::Fixed,
-        Some(BackoffStrategy::Linear) => proto::BackoffStrategy::Linear,
-        _ => proto::BackoffStrategy::Exponential,
-    };
+    let strategy = backoff_strategy_of(&backoff_strategy);
     proto::Job {
         id,
         queue,

@@ -74,35 +74,21 @@ fn job_id(id: String, field: &str) -> Result<String, Status> {
 const PAGE_TOKEN_PREFIX: &str = "jobs-after:";
 
 fn encode_page_token(last_id: &str) -> String {
-    format!("{PAGE_TOKEN_PREFIX}{last_id}")
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    convert::page_token(PAGE_TOKEN_PREFIX, last_id)
 }
 
 fn page_after(token: &str) -> Result<Option<String>, Status> {
-    if token.is_empty() {
-        return Ok(None);
-    }
     let malformed = || {
         invalid(
             "page_token",
             "must be a next_page_token returned by ListJobs",
         )
     };
-    if !token.len().is_multiple_of(2) {
-        return Err(malformed());
+    match convert::page_token_after(PAGE_TOKEN_PREFIX, token) {
+        Err(convert::MalformedToken) => Err(malformed()),
+        Ok(None) => Ok(None),
+        Ok(Some(id)) => job_id(id, "page_token").map(Some).map_err(|_| malformed()),
     }
-    let bytes = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
-        .collect::<Option<Vec<u8>>>()
-        .ok_or_else(malformed)?;
-    let text = String::from_utf8(bytes).map_err(|_| malformed())?;
-    let id = text.strip_prefix(PAGE_TOKEN_PREFIX).ok_or_else(malformed)?;
-    job_id(id.to_string(), "page_token")
-        .map(Some)
-        .map_err(|_| malformed())
 }
 
 /// Most ids one watch may name.

@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod jobs;
+pub mod queues;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -61,8 +62,13 @@ pub fn invalid(field: impl Into<String>, expected: impl Into<String>) -> Status 
 impl From<EngineError> for Status {
     fn from(error: EngineError) -> Status {
         match error {
-            EngineError::NotFound(_) => Status::not_found(error.to_string()),
-            EngineError::WrongState { .. } => Status::failed_precondition(error.to_string()),
+            EngineError::NotFound(_) | EngineError::QueueNotFound(_) => {
+                Status::not_found(error.to_string())
+            }
+            EngineError::QueueExists(_) => Status::already_exists(error.to_string()),
+            EngineError::WrongState { .. } | EngineError::QueueState { .. } => {
+                Status::failed_precondition(error.to_string())
+            }
             EngineError::ShuttingDown => Status::unavailable(error.to_string()),
             EngineError::Store(e) => e.into(),
             EngineError::Client(_) | EngineError::Writer(_) => Status::internal(error.to_string()),

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::http::HttpClient;
 use crate::job::Status;
-use crate::store::{Store, StoreError, jobs};
+use crate::store::{Store, StoreError, jobs, queues};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -32,6 +32,17 @@ pub enum EngineError {
     WrongState {
         id: String,
         status: &'static str,
+        action: &'static str,
+        expected: &'static str,
+    },
+    #[error("queue {0} not found; create it with CreateQueue")]
+    QueueNotFound(String),
+    #[error("queue {0} already exists")]
+    QueueExists(String),
+    #[error("queue {name} is {state}; {action} needs a queue that is {expected}")]
+    QueueState {
+        name: String,
+        state: &'static str,
         action: &'static str,
         expected: &'static str,
     },
@@ -56,12 +67,73 @@ pub struct Submitted {
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
+/// Which of a submitted job's settings the client left unset: its queue's defaults
+/// fill them (the job holds the service's until then).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unset {
+    pub timeout: bool,
+    pub max_attempts: bool,
+    pub backoff: bool,
+    pub ttl: bool,
+}
+
+/// A job to store, as the client sent it.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub job: jobs::Model,
+    pub unset: Unset,
+}
+
+/// A change to a queue's settings or state.
+#[derive(Debug, Clone)]
+pub enum QueueChange {
+    Create(queues::Model),
+    /// Replaces the settings `fields` names with those of the given queue.
+    Update(queues::Model, QueueFields),
+    Pause(String),
+    Resume(String),
+    /// Cancels the queue's queued jobs.
+    Purge(String),
+}
+
+/// Which of a queue's settings an update replaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueFields {
+    pub max_concurrency: bool,
+    pub rate_limit: bool,
+    pub timeout: bool,
+    pub max_attempts: bool,
+    pub backoff: bool,
+    pub ttl: bool,
+}
+
+impl QueueFields {
+    pub const ALL: QueueFields = QueueFields {
+        max_concurrency: true,
+        rate_limit: true,
+        timeout: true,
+        max_attempts: true,
+        backoff: true,
+        ttl: true,
+    };
+}
+
+/// What a queue change answers.
+#[derive(Debug, Clone)]
+pub enum QueueChanged {
+    Queue(queues::Model),
+    Purged(u64),
+}
+
 /// What the writer is asked to do.
 pub(crate) enum Op {
     Submit {
-        /// Shared so the writer can keep a due job for its claim without a copy.
-        jobs: Vec<Arc<jobs::Model>>,
+        jobs: Vec<(Arc<jobs::Model>, Unset)>,
         reply: Reply<Vec<Submitted>>,
+    },
+    Queue {
+        change: QueueChange,
+        reply: Reply<QueueChanged>,
     },
     Cancel {
         id: String,
@@ -81,23 +153,30 @@ pub(crate) enum Op {
 /// The settings the engine runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Calls in flight in this process, all queues together.
     pub concurrency: usize,
+    /// Calls in flight in this process for one queue.
+    pub queue_concurrency: usize,
     pub poll_interval: Duration,
     pub lease_grace: Duration,
     pub shutdown_grace: Duration,
     pub maintenance_interval: Duration,
     pub event_retention: Duration,
+    /// Whether a submit to a queue with no row creates it, or is refused.
+    pub create_queues_on_use: bool,
 }
 
 impl From<&Config> for Settings {
     fn from(config: &Config) -> Self {
         Settings {
             concurrency: config.concurrency,
+            queue_concurrency: config.queue_concurrency,
             poll_interval: config.poll_interval,
             lease_grace: config.lease_grace,
             shutdown_grace: config.shutdown_grace,
             maintenance_interval: config.maintenance_interval,
             event_retention: config.event_retention,
+            create_queues_on_use: config.create_queues_on_use,
         }
     }
 }
@@ -244,8 +323,12 @@ impl Engine {
     }
 
     /// Stores jobs, all or none; answers in the same order.
-    pub async fn submit(&self, jobs: Vec<jobs::Model>) -> Result<Vec<Submitted>, EngineError> {
-        let jobs = jobs.into_iter().map(Arc::new).collect();
+    /// Shared so the writer can keep a due job for its claim without a copy.
+    pub async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>, EngineError> {
+        let jobs = jobs
+            .into_iter()
+            .map(|j| (Arc::new(j.job), j.unset))
+            .collect();
         self.ask(|reply| Op::Submit { jobs, reply }).await
     }
 
@@ -259,5 +342,9 @@ impl Engine {
 
     pub async fn delete(&self, id: String) -> Result<(), EngineError> {
         self.ask(|reply| Op::Delete { id, reply }).await
+    }
+
+    pub async fn change_queue(&self, change: QueueChange) -> Result<QueueChanged, EngineError> {
+        self.ask(|reply| Op::Queue { change, reply }).await
     }
 }

@@ -7,7 +7,7 @@
 //! on disk, and a claimed job is marked running before its call starts.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{Batch, Event, Feed};
 use super::executor::{self, Completion};
-use super::{EngineError, Neighbours, Op, Settings, Submitted};
+use super::{EngineError, Neighbours, Op, QueueChange, QueueChanged, Settings, Submitted, Unset};
 use crate::http::HttpClient;
+use crate::job::limits::{self, Bucket};
 use crate::job::{Next, Status};
 use crate::now_ms;
 use crate::store::write::{self, Claim};
-use crate::store::{Store, StoreError, job_events, jobs};
+use crate::store::{Store, StoreError, job_events, jobs, queues};
 
 /// Most ops applied in one transaction; more wait for the next turn.
 const MAX_OPS_PER_TURN: usize = 4096;
@@ -42,6 +43,8 @@ pub(crate) struct Writer {
     executors: tokio::runtime::Handle,
     /// Cancel tokens of the calls in flight, by job id.
     running: HashMap<String, CancellationToken>,
+    /// Calls in flight by queue.
+    running_by_queue: HashMap<String, usize>,
     /// Fires when the shutdown grace runs out: in-flight calls stop and are requeued.
     interrupt: CancellationToken,
     /// What due jobs ask for, kept from their submit for their claim.
@@ -58,9 +61,12 @@ pub(crate) struct Writer {
     event_retention_ms: i64,
     /// Times at which queued jobs this writer knows of become due.
     due: BinaryHeap<Reverse<i64>>,
-    /// Whether a claim might find something; false after a claim found less than it
-    /// could take and nothing has changed since.
-    maybe_due: bool,
+    /// Which queues a claim might find due jobs in.
+    due_queues: DueQueues,
+    /// Turns the order in which queues get slots that do not divide evenly.
+    rotation: usize,
+    /// Queues with a concurrency or rate limit, as of the latest claim.
+    limited: HashSet<String>,
     draining: bool,
     next_poll: Instant,
     next_maintenance: Instant,
@@ -73,6 +79,64 @@ struct AfterCommit {
     claimed: Vec<(Arc<jobs::Model>, Claim)>,
     /// Changes logged, with their cursors, to feed once committed.
     events: Vec<job_events::Model>,
+}
+
+/// Which queues a claim might find due jobs in: a queue leaves the set when a
+/// claim from it comes back short (or it is at its limit), and is marked again
+/// when something could have made work due in it. `all` stands for every queue:
+/// after a start, a poll, or another process's announcement.
+#[derive(Default)]
+struct DueQueues {
+    all: bool,
+    some: HashSet<String>,
+}
+
+impl DueQueues {
+    fn everywhere() -> DueQueues {
+        DueQueues {
+            all: true,
+            some: HashSet::new(),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.all || !self.some.is_empty()
+    }
+
+    fn mark(&mut self, queue: &str) {
+        if !self.all && !self.some.contains(queue) {
+            self.some.insert(queue.to_string());
+        }
+    }
+
+    fn mark_all(&mut self) {
+        self.all = true;
+        self.some.clear();
+    }
+
+    fn contains(&self, queue: &str) -> bool {
+        self.all || self.some.contains(queue)
+    }
+}
+
+/// A queue a claim may take jobs from, and how many at most.
+struct Lane {
+    name: String,
+    /// Most jobs its limits let this claim take.
+    cap: usize,
+    /// Whether `cap` comes from the queue's limits rather than the free slots.
+    limit_bound: bool,
+    /// The rate limiter's bucket and the tokens it holds now, when it has one.
+    bucket: Option<(Bucket, f64)>,
+    asked: usize,
+    got: usize,
+}
+
+/// Rounds of a claim: each gives the slots queues left unused to the others.
+const CLAIM_ROUNDS: usize = 3;
+
+fn is_limited(queue: &queues::Model) -> bool {
+    queue.max_concurrency.is_some() || queue.rate_per_second.is_some()
 }
 
 /// Most bytes of job definitions kept in memory for the hand-off from submit to claim.
@@ -150,6 +214,7 @@ impl Writer {
             outcomes,
             executors,
             running: HashMap::new(),
+            running_by_queue: HashMap::new(),
             interrupt: CancellationToken::new(),
             definitions: Definitions::default(),
             feed,
@@ -158,7 +223,9 @@ impl Writer {
             changes: Vec::new(),
             event_retention_ms: settings.event_retention.as_millis() as i64,
             due,
-            maybe_due: true,
+            due_queues: DueQueues::everywhere(),
+            rotation: 0,
+            limited: HashSet::new(),
             draining: false,
             next_poll: now + settings.poll_interval,
             next_maintenance: now,
@@ -179,7 +246,7 @@ impl Writer {
                 },
                 _ = tokio::time::sleep_until(wake) => {}
                 // Another process committed changes: there may be work for us.
-                _ = self.announced.notified() => self.maybe_due = true,
+                _ = self.announced.notified() => self.due_queues.mark_all(),
                 _ = shutdown.cancelled(), if !self.draining => {
                     tracing::info!(in_flight = self.running.len(), "shutting down: no new claims");
                     self.draining = true;
@@ -217,7 +284,7 @@ impl Writer {
         let clock = Instant::now();
         if clock >= self.next_poll {
             // Someone else (another process) may have made work due.
-            self.maybe_due = true;
+            self.due_queues.mark_all();
             self.next_poll = clock + self.settings.poll_interval;
         }
         while let Some(Reverse(at)) = self.due.peek() {
@@ -225,7 +292,7 @@ impl Writer {
                 break;
             }
             self.due.pop();
-            self.maybe_due = true;
+            self.due_queues.mark_all();
         }
         let maintain = clock >= self.next_maintenance;
         if maintain {
@@ -242,7 +309,9 @@ impl Writer {
         }
         // Calls that ended free their slots whatever happens to the write.
         for c in &completions {
-            self.running.remove(&c.record.job_id);
+            if self.running.remove(&c.record.job_id).is_some() {
+                self.slot_freed(&c.job.queue);
+            }
         }
         let lost_outcomes = completions.len();
         let submits: usize = requests
@@ -266,7 +335,7 @@ impl Writer {
             Err(error) => {
                 tracing::error!(%error, ops = requests.len(), "group commit failed; applying ops one by one");
                 // Its claim was rolled back with it: look again next turn.
-                self.maybe_due = true;
+                self.due_queues.mark_all();
                 self.changes.clear();
                 self.apply_one_by_one(now, requests).await;
                 if lost_outcomes > 0 {
@@ -298,6 +367,21 @@ impl Writer {
         }
     }
 
+    /// A call of `queue` ended: a queue that was at its limits may go on.
+    fn slot_freed(&mut self, queue: &str) {
+        let Some(count) = self.running_by_queue.get_mut(queue) else {
+            return;
+        };
+        let was_full = *count >= self.settings.queue_concurrency;
+        *count -= 1;
+        if *count == 0 {
+            self.running_by_queue.remove(queue);
+        }
+        if was_full || self.limited.contains(queue) {
+            self.due_queues.mark(queue);
+        }
+    }
+
     fn free_slots(&self) -> usize {
         self.settings.concurrency.saturating_sub(self.running.len())
     }
@@ -317,7 +401,7 @@ impl Writer {
             let rescued = write::rescue(&txn, now).await?;
             if !rescued.is_empty() {
                 tracing::warn!(count = rescued.len(), "rescued jobs whose lease ran out");
-                self.maybe_due = true;
+                self.due_queues.mark_all();
                 self.changes.extend(rescued);
             }
             write::prune_events(&txn, now - self.event_retention_ms, REMOVE_PER_PASS).await?;
@@ -327,11 +411,8 @@ impl Writer {
             }
         }
         let free = self.free_slots();
-        if !self.draining && free > 0 && self.maybe_due {
-            let lease_grace = self.settings.lease_grace.as_millis() as i64;
-            let claimed = write::claim(&txn, now, lease_grace, free).await?;
-            // A full claim means there may be more; a short one means nothing is due.
-            self.maybe_due = claimed.len() == free;
+        if !self.draining && free > 0 && self.due_queues.any() {
+            let claimed = self.claim(&txn, now, free).await?;
             after.claimed = self.definitions_of(&txn, claimed).await?;
             for (job, claim) in &after.claimed {
                 self.change(job, Status::Running, claim.attempt, now, None, None, None);
@@ -343,6 +424,180 @@ impl Writer {
         }
         txn.commit().await?;
         Ok((answers, after))
+    }
+
+    /// Claims due jobs for `free` slots, shared fairly among the queues that may
+    /// have some: a paused queue gets none, a limited queue no more than its limits
+    /// allow, and what one queue cannot use goes to the others. Within a queue,
+    /// higher priority goes first.
+    async fn claim(
+        &mut self,
+        txn: &DatabaseTransaction,
+        now: i64,
+        free: usize,
+    ) -> Result<Vec<(String, Claim)>, StoreError> {
+        let queues = write::all_queues(txn).await?;
+        self.limited = queues
+            .iter()
+            .filter(|q| is_limited(q))
+            .map(|q| q.name.clone())
+            .collect();
+        let wanted: Vec<&queues::Model> = queues
+            .iter()
+            .filter(|q| !q.paused && self.due_queues.contains(&q.name))
+            .collect();
+        let limited: Vec<&str> = wanted
+            .iter()
+            .filter(|q| is_limited(q))
+            .map(|q| q.name.as_str())
+            .collect();
+        // Read again, and on PostgreSQL held to the commit: another replica's claim
+        // from the same limited queue waits, so neither oversteps its limits.
+        let locked = write::lock_queues(txn, &limited).await?;
+        let capped: Vec<&str> = locked
+            .iter()
+            .filter(|q| q.max_concurrency.is_some())
+            .map(|q| q.name.as_str())
+            .collect();
+        let running = write::running_by_queue(txn, &capped).await?;
+
+        let mut lanes = Vec::with_capacity(wanted.len());
+        // Held by a replica claiming from it right now: look again after its commit.
+        let mut skipped = HashSet::new();
+        let slots = self.settings.queue_concurrency;
+        for queue in wanted {
+            // This process's slots for the queue.
+            let here = self.running_by_queue.get(&queue.name).copied().unwrap_or(0);
+            let own = slots.saturating_sub(here).min(free);
+            if !is_limited(queue) {
+                lanes.push(Lane {
+                    name: queue.name.clone(),
+                    cap: own,
+                    limit_bound: own < free,
+                    bucket: None,
+                    asked: 0,
+                    got: 0,
+                });
+                continue;
+            }
+            let Some(fresh) = locked.iter().find(|q| q.name == queue.name) else {
+                skipped.insert(queue.name.clone());
+                continue;
+            };
+            if fresh.paused {
+                continue;
+            }
+            let mut cap = own;
+            if let Some(max) = fresh.max_concurrency {
+                let open = running.get(&fresh.name).copied().unwrap_or(0);
+                cap = cap.min((i64::from(max) - open).max(0) as usize);
+            }
+            let bucket = fresh.rate_per_second.map(|per_second| {
+                let bucket = Bucket {
+                    per_second,
+                    burst: f64::from(fresh.rate_burst.unwrap_or(1)),
+                };
+                (bucket, bucket.refill(fresh.tokens, fresh.tokens_at, now))
+            });
+            if let Some((_, tokens)) = bucket {
+                cap = cap.min(tokens.max(0.0).floor() as usize);
+            }
+            lanes.push(Lane {
+                name: fresh.name.clone(),
+                cap,
+                limit_bound: cap < free,
+                bucket,
+                asked: 0,
+                got: 0,
+            });
+        }
+
+        let index: HashMap<String, usize> = lanes
+            .iter()
+            .enumerate()
+            .map(|(i, lane)| (lane.name.clone(), i))
+            .collect();
+        self.rotation = self.rotation.wrapping_add(1);
+        let first = self.rotation % lanes.len().max(1);
+        let lease_grace = self.settings.lease_grace.as_millis() as i64;
+        let mut claimed = Vec::new();
+        let mut left = free;
+        // A queue with fewer due jobs than its share leaves its slots to the others
+        // in the next round; a few rounds place nearly every slot.
+        for _ in 0..CLAIM_ROUNDS {
+            let caps: Vec<usize> = lanes
+                .iter()
+                .map(|l| if l.got < l.asked { 0 } else { l.cap - l.got })
+                .collect();
+            let shares = limits::share(left, &caps, first);
+            let asks: Vec<(&str, usize)> = lanes
+                .iter()
+                .zip(&shares)
+                .filter(|(_, n)| **n > 0)
+                .map(|(lane, n)| (lane.name.as_str(), *n))
+                .collect();
+            if asks.is_empty() {
+                break;
+            }
+            let rows = write::claim(txn, now, lease_grace, &asks).await?;
+            for (lane, n) in lanes.iter_mut().zip(&shares) {
+                lane.asked += n;
+            }
+            for (id, queue, claim) in rows {
+                if let Some(&i) = index.get(&queue) {
+                    lanes[i].got += 1;
+                }
+                left = left.saturating_sub(1);
+                claimed.push((id, claim));
+            }
+            if left == 0 {
+                break;
+            }
+        }
+
+        let mut buckets = Vec::new();
+        let mut still_due = skipped;
+        for lane in &lanes {
+            // Asked for more than it had: nothing else is due there.
+            let drained = lane.got < lane.asked;
+            let at_limit = lane.limit_bound && lane.got >= lane.cap;
+            if let Some((bucket, tokens)) = lane.bucket {
+                let tokens = tokens - lane.got as f64;
+                buckets.push((lane.name.clone(), tokens, now));
+                if !drained && tokens < 1.0 {
+                    // Jobs may be waiting for a token: look again when there is one.
+                    let wait = bucket.until_next(tokens).as_millis() as i64;
+                    self.due.push(Reverse(now + wait));
+                }
+            }
+            // A queue at its concurrency limit is marked again when a call of it ends.
+            if !drained && !at_limit {
+                still_due.insert(lane.name.clone());
+            }
+        }
+        write::save_buckets(txn, &buckets).await?;
+        if self.due_queues.all {
+            self.due_queues = DueQueues {
+                all: false,
+                some: still_due,
+            };
+        } else {
+            for lane in &lanes {
+                if !still_due.contains(&lane.name) {
+                    self.due_queues.some.remove(&lane.name);
+                }
+            }
+            // Marked queues that are paused or unknown wait for a resume.
+            let known: HashSet<&str> = queues
+                .iter()
+                .filter(|q| !q.paused)
+                .map(|q| q.name.as_str())
+                .collect();
+            self.due_queues
+                .some
+                .retain(|name| known.contains(name.as_str()));
+        }
+        Ok(claimed)
     }
 
     /// Notes a change of `job` for the event log of the open transaction.
@@ -452,7 +707,7 @@ impl Writer {
             .iter()
             .filter_map(|op| match op {
                 Op::Submit { jobs, .. } => {
-                    Some(jobs.iter().filter_map(|j| j.idempotency_key.clone()))
+                    Some(jobs.iter().filter_map(|(j, _)| j.idempotency_key.clone()))
                 }
                 _ => None,
             })
@@ -466,13 +721,22 @@ impl Writer {
                 by_key.insert(key, (id, status));
             }
         }
+        let queues = self.queues_of_submits(txn, now, requests).await?;
         let mut inserts = Vec::new();
         let mut answers = Vec::with_capacity(requests.len());
         for op in requests {
             let answer = match op {
                 Op::Submit { jobs, .. } => {
+                    if let Some((job, _)) =
+                        jobs.iter().find(|(j, _)| !queues.contains_key(&j.queue))
+                    {
+                        answers.push(Answer::Refused(EngineError::QueueNotFound(
+                            job.queue.clone(),
+                        )));
+                        continue;
+                    }
                     let mut submitted = Vec::with_capacity(jobs.len());
-                    for job in jobs {
+                    for (job, unset) in jobs {
                         if let Some(key) = &job.idempotency_key {
                             if let Some((id, status)) = by_key.get(key) {
                                 submitted.push(Submitted {
@@ -484,8 +748,9 @@ impl Writer {
                             }
                             by_key.insert(key.clone(), (job.id.clone(), Status::Queued));
                         }
+                        let job = &with_defaults(job, *unset, queues.get(&job.queue));
                         if job.run_at <= now {
-                            self.maybe_due = true;
+                            self.due_queues.mark(&job.queue);
                             self.definitions.keep(job);
                         } else {
                             self.due.push(Reverse(job.run_at));
@@ -500,6 +765,10 @@ impl Writer {
                     }
                     Answer::Submitted(submitted)
                 }
+                Op::Queue { change, .. } => match self.change_queue(txn, now, change).await? {
+                    Ok(changed) => Answer::Queue(changed),
+                    Err(refusal) => Answer::Refused(refusal),
+                },
                 Op::Cancel { id, .. } => match write::cancel(txn, id, now).await? {
                     Some(job) => {
                         self.definitions.forget(&job.id);
@@ -514,7 +783,7 @@ impl Writer {
                 },
                 Op::Retry { id, .. } => match write::retry(txn, id, now).await? {
                     Some(job) => {
-                        self.maybe_due = true;
+                        self.due_queues.mark(&job.queue);
                         let (code, class) = (job.last_status_code, job.last_error_class.clone());
                         let next = Some(job.run_at);
                         self.change(&job, Status::Queued, job.attempt, now, code, class, next);
@@ -543,6 +812,109 @@ impl Writer {
             write::insert_jobs(txn, inserts).await?;
         }
         Ok(answers)
+    }
+
+    /// The queues the submits among `requests` name, by name. Missing ones are
+    /// created (with no limits) when the service creates queues on use; otherwise
+    /// they stay missing and their submits are refused.
+    async fn queues_of_submits(
+        &self,
+        txn: &DatabaseTransaction,
+        now: i64,
+        requests: &[Op],
+    ) -> Result<HashMap<String, queues::Model>, StoreError> {
+        let mut names: Vec<&str> = requests
+            .iter()
+            .filter_map(|op| match op {
+                Op::Submit { jobs, .. } => Some(jobs.iter().map(|(j, _)| j.queue.as_str())),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut found: HashMap<String, queues::Model> = write::queues_named(txn, &names)
+            .await?
+            .into_iter()
+            .map(|q| (q.name.clone(), q))
+            .collect();
+        if self.settings.create_queues_on_use && found.len() < names.len() {
+            let missing: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| !found.contains_key(*n))
+                .collect();
+            write::create_queues_if_missing(txn, &missing, now).await?;
+            for queue in write::queues_named(txn, &missing).await? {
+                found.insert(queue.name.clone(), queue);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Applies a change to a queue; the refusal when it does not apply.
+    async fn change_queue(
+        &mut self,
+        txn: &DatabaseTransaction,
+        now: i64,
+        change: &QueueChange,
+    ) -> Result<Result<QueueChanged, EngineError>, StoreError> {
+        use sea_orm::EntityTrait;
+        let exists = |name: &str| {
+            let name = name.to_string();
+            async move { queues::Entity::find_by_id(name).one(txn).await }
+        };
+        Ok(match change {
+            QueueChange::Create(queue) => {
+                if write::create_queue(txn, queue.clone()).await? {
+                    Ok(QueueChanged::Queue(queue.clone()))
+                } else {
+                    Err(EngineError::QueueExists(queue.name.clone()))
+                }
+            }
+            QueueChange::Update(queue, fields) => {
+                match write::update_queue(txn, queue, *fields).await? {
+                    Some(stored) => {
+                        // Raised limits may let waiting jobs go.
+                        self.due_queues.mark(&stored.name);
+                        Ok(QueueChanged::Queue(stored))
+                    }
+                    None => Err(EngineError::QueueNotFound(queue.name.clone())),
+                }
+            }
+            QueueChange::Pause(name) | QueueChange::Resume(name) => {
+                let pause = matches!(change, QueueChange::Pause(_));
+                match write::set_paused(txn, name, pause, now).await? {
+                    Some(stored) => {
+                        if !pause {
+                            self.due_queues.mark(name);
+                        }
+                        Ok(QueueChanged::Queue(stored))
+                    }
+                    None if exists(name).await?.is_none() => {
+                        Err(EngineError::QueueNotFound(name.clone()))
+                    }
+                    None => Err(EngineError::QueueState {
+                        name: name.clone(),
+                        state: if pause { "paused" } else { "not paused" },
+                        action: if pause { "pause" } else { "resume" },
+                        expected: if pause { "not paused" } else { "paused" },
+                    }),
+                }
+            }
+            QueueChange::Purge(name) => {
+                if exists(name).await?.is_none() {
+                    return Ok(Err(EngineError::QueueNotFound(name.clone())));
+                }
+                let canceled = write::purge(txn, name, now).await?;
+                for change in &canceled {
+                    self.definitions.forget(&change.job_id);
+                }
+                let count = canceled.len() as u64;
+                self.changes.extend(canceled);
+                Ok(QueueChanged::Purged(count))
+            }
+        })
     }
 
     /// Why an op on job `id` did not apply: it does not exist, or it is in another state.
@@ -616,7 +988,7 @@ impl Writer {
                 Next::Canceled => {}
                 Next::Requeue => {
                     requeues.push((r.job_id.clone(), r.number));
-                    self.maybe_due = true;
+                    self.due_queues.mark(&c.job.queue);
                     continue;
                 }
             }
@@ -689,6 +1061,7 @@ impl Writer {
         };
         let cancel = CancellationToken::new();
         self.running.insert(job.id.clone(), cancel.clone());
+        *self.running_by_queue.entry(job.queue.clone()).or_default() += 1;
         self.executors.spawn(executor::run(
             job,
             claim,
@@ -700,9 +1073,47 @@ impl Writer {
     }
 }
 
+/// A submitted job with its queue's defaults in the fields the client left unset.
+fn with_defaults(
+    job: &Arc<jobs::Model>,
+    unset: Unset,
+    queue: Option<&queues::Model>,
+) -> Arc<jobs::Model> {
+    let Some(q) = queue else {
+        return job.clone();
+    };
+    let timeout = q.default_timeout_ms.filter(|_| unset.timeout);
+    let attempts = q.default_max_attempts.filter(|_| unset.max_attempts);
+    let backoff = q
+        .default_backoff_strategy
+        .as_ref()
+        .filter(|_| unset.backoff);
+    let ttl = q.default_ttl_ms.filter(|_| unset.ttl);
+    if timeout.is_none() && attempts.is_none() && backoff.is_none() && ttl.is_none() {
+        return job.clone();
+    }
+    let mut job = jobs::Model::clone(job);
+    if let Some(ms) = timeout {
+        job.timeout_ms = ms;
+    }
+    if let Some(n) = attempts {
+        job.max_attempts = n;
+    }
+    if let Some(strategy) = backoff {
+        job.backoff_strategy = strategy.clone();
+        job.backoff_base_ms = q.default_backoff_base_ms.unwrap_or(job.backoff_base_ms);
+        job.backoff_max_ms = q.default_backoff_max_ms.unwrap_or(job.backoff_max_ms);
+    }
+    if let Some(ms) = ttl {
+        job.ttl_ms = ms;
+    }
+    Arc::new(job)
+}
+
 /// The answer to one request op, sent once its transaction committed.
 enum Answer {
     Submitted(Vec<Submitted>),
+    Queue(QueueChanged),
     Job(Box<jobs::Model>),
     Done,
     Refused(EngineError),
@@ -717,6 +1128,8 @@ impl Answer {
                 drop(reply.send(Ok(*job)))
             }
             (Op::Delete { reply, .. }, Answer::Done) => drop(reply.send(Ok(()))),
+            (Op::Queue { reply, .. }, Answer::Queue(changed)) => drop(reply.send(Ok(changed))),
+            (Op::Queue { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Submit { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Cancel { reply, .. } | Op::Retry { reply, .. }, Answer::Refused(e)) => {
                 drop(reply.send(Err(e)))

@@ -1,6 +1,8 @@
 //! Pure domain logic: a job's statuses, its backoff, and what an attempt's outcome
 //! means for it. Nothing here does I/O.
 
+pub mod limits;
+
 use std::time::Duration;
 
 /// Where a job is in its life; stored as its lowercase name.

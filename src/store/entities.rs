@@ -129,3 +129,38 @@ pub mod job_events {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod queues {
+    use sea_orm::entity::prelude::*;
+
+    /// One named queue: its limits, its job defaults, and whether it is paused.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "queues")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub paused: bool,
+        /// Most calls of this queue open at once, across every process.
+        pub max_concurrency: Option<i32>,
+        /// Most calls started per second, on average.
+        pub rate_per_second: Option<f64>,
+        /// Most calls started at once after an idle spell.
+        pub rate_burst: Option<i32>,
+        /// The rate limiter's bucket: tokens left at `tokens_at`.
+        pub tokens: f64,
+        pub tokens_at: i64,
+        pub default_timeout_ms: Option<i64>,
+        pub default_max_attempts: Option<i32>,
+        pub default_backoff_strategy: Option<String>,
+        pub default_backoff_base_ms: Option<i64>,
+        pub default_backoff_max_ms: Option<i64>,
+        pub default_ttl_ms: Option<i64>,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

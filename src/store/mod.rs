@@ -19,7 +19,7 @@ use sea_orm::{
     TransactionTrait, Value,
 };
 
-pub use entities::{attempts, job_events, job_tags, jobs};
+pub use entities::{attempts, job_events, job_tags, jobs, queues};
 /// The driver underneath, for tools that must talk to a database directly.
 pub use sea_orm::sqlx;
 
@@ -287,6 +287,75 @@ impl Store {
             .await?)
     }
 
+    pub async fn queue(&self, name: &str) -> Result<Option<queues::Model>, StoreError> {
+        Ok(queues::Entity::find_by_id(name.to_string())
+            .one(&self.reader)
+            .await?)
+    }
+
+    /// Up to `limit` queues after `after`, in name order.
+    pub async fn list_queues(
+        &self,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<queues::Model>, StoreError> {
+        let mut query = queues::Entity::find();
+        if let Some(after) = after {
+            query = query.filter(queues::Column::Name.gt(after));
+        }
+        Ok(query
+            .order_by_asc(queues::Column::Name)
+            .limit(limit)
+            .all(&self.reader)
+            .await?)
+    }
+
+    /// What a queue holds at `now`, and what it dispatched in the minute before.
+    pub async fn queue_stats(&self, name: &str, now: i64) -> Result<QueueStats, StoreError> {
+        let txn = self.reader.begin().await?;
+        let rows = txn
+            .query_all_raw(sql(
+                self.backend(),
+                "SELECT status, COUNT(*) AS n, \
+                 SUM(CASE WHEN run_at > ? THEN 1 ELSE 0 END) AS later, \
+                 MIN(CASE WHEN run_at <= ? THEN run_at END) AS oldest \
+                 FROM jobs WHERE queue = ? GROUP BY status",
+                vec![now.into(), now.into(), name.into()],
+            ))
+            .await?;
+        let mut stats = QueueStats::default();
+        for row in rows {
+            let status: String = row.try_get("", "status")?;
+            let n: i64 = row.try_get("", "n")?;
+            match Status::parse(&status) {
+                Some(Status::Queued) => {
+                    let later = row.try_get::<Option<i64>>("", "later")?.unwrap_or(0);
+                    stats.scheduled = later;
+                    stats.waiting = n - later;
+                    stats.oldest_waiting_since = row.try_get("", "oldest")?;
+                }
+                Some(Status::Running) => stats.running = n,
+                Some(Status::Succeeded) => stats.succeeded = n,
+                Some(Status::Failed) => stats.failed = n,
+                Some(Status::Canceled) => stats.canceled = n,
+                None => return Err(StoreError::Corrupt(format!("job status {status}"))),
+            }
+        }
+        let row = txn
+            .query_one_raw(sql(
+                self.backend(),
+                "SELECT COUNT(*) AS n FROM job_events WHERE queue = ? AND status = 'running' \
+                 AND at > ?",
+                vec![name.into(), (now - 60_000).into()],
+            ))
+            .await?;
+        if let Some(row) = row {
+            stats.dispatched_last_minute = row.try_get("", "n")?;
+        }
+        txn.commit().await?;
+        Ok(stats)
+    }
+
     /// The earliest time a queued job is due, to know when to look again.
     pub async fn earliest_due(&self) -> Result<Option<i64>, StoreError> {
         let row = self
@@ -302,6 +371,23 @@ impl Store {
             None => None,
         })
     }
+}
+
+/// A queue's jobs at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Queued and due.
+    pub waiting: i64,
+    /// Queued, due later.
+    pub scheduled: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub canceled: i64,
+    /// When the longest-waiting due job became due.
+    pub oldest_waiting_since: Option<i64>,
+    /// Attempts started over the last minute.
+    pub dispatched_last_minute: i64,
 }
 
 /// The newest cursor of the event log, 0 when it is empty.

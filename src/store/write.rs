@@ -3,15 +3,16 @@
 //! guarded by the state it expects, so a cancel or a rescue that landed first is never
 //! overwritten.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    FromQueryResult, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, Value,
 };
 
-use super::{StoreError, attempts, job_events, job_tags, jobs, placeholders, sql};
+use super::{StoreError, attempts, job_events, job_tags, jobs, placeholders, queues, sql};
+use crate::engine::QueueFields;
 use crate::job::Status;
 
 /// Rows per multi-row statement: SQLite allows 32,766 bound values, PostgreSQL 65,535.
@@ -207,44 +208,61 @@ pub struct Claim {
     pub started_at: i64,
 }
 
-/// Moves up to `limit` due queued jobs to running, highest priority first. The lease
-/// covers the call's own timeout plus `lease_grace_ms`. Returns the ids with what the
-/// claim changed; what the jobs ask for is read with [`jobs_by_id`] when not at hand.
+/// Claims due jobs, queue by queue: up to `limit` of each `(queue, limit)` asked,
+/// highest priority first, then in due order. Each comes back with its queue.
 pub async fn claim(
     txn: &DatabaseTransaction,
     now: i64,
     lease_grace_ms: i64,
-    limit: usize,
-) -> Result<Vec<(String, Claim)>, StoreError> {
+    asks: &[(&str, usize)],
+) -> Result<Vec<(String, String, Claim)>, StoreError> {
+    // Another replica's claim holds its rows until it commits; skip them, not wait.
     let lock = match backend(txn) {
         DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
         _ => "",
     };
-    let text = format!(
-        "UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = ?, \
-         lease_expires_at = ? + timeout_ms \
-         WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= ? \
-         ORDER BY priority DESC, run_at, id LIMIT ?{lock}) \
-         RETURNING id, attempt, retry_base"
-    );
-    let values = vec![
-        now.into(),
-        (now + lease_grace_ms).into(),
-        now.into(),
-        (limit as i64).into(),
-    ];
-    let rows = txn.query_all_raw(sql(backend(txn), &text, values)).await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        let claim = Claim {
-            attempt: row.try_get("", "attempt")?,
-            retry_base: row.try_get("", "retry_base")?,
-            started_at: now,
-        };
-        claimed.push((row.try_get::<String>("", "id")?, claim));
+    let mut claimed = Vec::new();
+    for chunk in asks.chunks(CLAIM_QUEUES_PER_STATEMENT) {
+        let mut values: Vec<Value> = vec![now.into(), (now + lease_grace_ms).into()];
+        let mut picks = Vec::with_capacity(chunk.len());
+        let mut union = Vec::with_capacity(chunk.len());
+        for (n, (queue, limit)) in chunk.iter().enumerate() {
+            picks.push(format!(
+                "c{n} AS (SELECT id FROM jobs WHERE status = 'queued' AND queue = ? AND run_at <= ? \
+                 ORDER BY priority DESC, run_at, id LIMIT ?{lock})"
+            ));
+            union.push(format!("SELECT id FROM c{n}"));
+            values.extend([Value::from(*queue), now.into(), (*limit as i64).into()]);
+        }
+        // The CTEs come first in the text, their values after the SET's.
+        let mut ordered: Vec<Value> = values.split_off(2);
+        ordered.append(&mut values);
+        let text = format!(
+            "WITH {} UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = ?, \
+             lease_expires_at = ? + timeout_ms WHERE id IN ({}) \
+             RETURNING id, queue, attempt, retry_base",
+            picks.join(", "),
+            union.join(" UNION ALL ")
+        );
+        let rows = txn.query_all_raw(sql(backend(txn), &text, ordered)).await?;
+        for row in rows {
+            let claim = Claim {
+                attempt: row.try_get("", "attempt")?,
+                retry_base: row.try_get("", "retry_base")?,
+                started_at: now,
+            };
+            claimed.push((
+                row.try_get::<String>("", "id")?,
+                row.try_get::<String>("", "queue")?,
+                claim,
+            ));
+        }
     }
     Ok(claimed)
 }
+
+/// Queues claimed from in one statement, one CTE each.
+const CLAIM_QUEUES_PER_STATEMENT: usize = 200;
 
 /// The stored jobs with these ids (those that exist).
 pub async fn jobs_by_id(
@@ -687,4 +705,234 @@ pub async fn announce(txn: &DatabaseTransaction, me: &str) -> Result<(), StoreEr
         .await?;
     }
     Ok(())
+}
+
+/// The stored queues among `names`.
+pub async fn queues_named(
+    txn: &DatabaseTransaction,
+    names: &[&str],
+) -> Result<Vec<queues::Model>, StoreError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(queues::Entity::find()
+        .filter(queues::Column::Name.is_in(names.iter().copied()))
+        .all(txn)
+        .await?)
+}
+
+/// Every queue, in name order: what a claim plans with.
+pub async fn all_queues(txn: &DatabaseTransaction) -> Result<Vec<queues::Model>, StoreError> {
+    Ok(queues::Entity::find()
+        .order_by_asc(queues::Column::Name)
+        .all(txn)
+        .await?)
+}
+
+/// Re-reads limited queues for a claim, holding their rows to the commit, so
+/// replicas claiming from one limited queue take turns and its running count and
+/// bucket stay exact. A row another replica holds is skipped (it is claiming from
+/// that queue now), so it is missing from the answer.
+pub async fn lock_queues(
+    txn: &DatabaseTransaction,
+    names: &[&str],
+) -> Result<Vec<queues::Model>, StoreError> {
+    if names.is_empty() || backend(txn) != DbBackend::Postgres {
+        return queues_named(txn, names).await;
+    }
+    let text = format!(
+        "SELECT * FROM queues WHERE name IN ({}) ORDER BY name FOR UPDATE SKIP LOCKED",
+        placeholders(names.len())
+    );
+    let values = names.iter().map(|n| Value::from(*n)).collect();
+    let mut locked = Vec::with_capacity(names.len());
+    for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
+        locked.push(queues::Model::from_query_result(&row, "")?);
+    }
+    Ok(locked)
+}
+
+/// Calls in flight per queue, across every process, for these queues.
+pub async fn running_by_queue(
+    txn: &DatabaseTransaction,
+    names: &[&str],
+) -> Result<HashMap<String, i64>, StoreError> {
+    let mut running = HashMap::new();
+    if names.is_empty() {
+        return Ok(running);
+    }
+    let text = format!(
+        "SELECT queue, COUNT(*) AS running FROM jobs WHERE status = 'running' AND queue IN ({}) \
+         GROUP BY queue",
+        placeholders(names.len())
+    );
+    let values = names.iter().map(|n| Value::from(*n)).collect();
+    for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
+        running.insert(
+            row.try_get::<String>("", "queue")?,
+            row.try_get::<i64>("", "running")?,
+        );
+    }
+    Ok(running)
+}
+
+/// Stores rate limiters' buckets after a claim: `(queue, tokens, at)`.
+pub async fn save_buckets(
+    txn: &DatabaseTransaction,
+    buckets: &[(String, f64, i64)],
+) -> Result<(), StoreError> {
+    for (name, tokens, at) in buckets {
+        txn.execute_raw(sql(
+            backend(txn),
+            "UPDATE queues SET tokens = ?, tokens_at = ? WHERE name = ?",
+            vec![(*tokens).into(), (*at).into(), name.as_str().into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Adds queues that do not exist yet, with no limits; existing ones stay as they are.
+pub async fn create_queues_if_missing(
+    txn: &DatabaseTransaction,
+    names: &[&str],
+    now: i64,
+) -> Result<(), StoreError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let text = format!(
+        "INSERT INTO queues (name, paused, tokens, tokens_at, created_at, updated_at) VALUES {} \
+         ON CONFLICT (name) DO NOTHING",
+        value_rows(6, names.len())
+    );
+    let mut values = Vec::with_capacity(names.len() * 6);
+    for name in names {
+        values.extend([
+            Value::from(*name),
+            false.into(),
+            0f64.into(),
+            now.into(),
+            now.into(),
+            now.into(),
+        ]);
+    }
+    txn.execute_raw(sql(backend(txn), &text, values)).await?;
+    Ok(())
+}
+
+/// Stores a new queue; false when one by that name exists.
+pub async fn create_queue(
+    txn: &DatabaseTransaction,
+    queue: queues::Model,
+) -> Result<bool, StoreError> {
+    let inserted = queues::Entity::insert(queues::ActiveModel::from(queue))
+        .on_conflict(
+            OnConflict::column(queues::Column::Name)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+fn set_if<V: Into<Value>>(yes: bool, value: V) -> sea_orm::ActiveValue<V> {
+    if yes {
+        sea_orm::ActiveValue::Set(value)
+    } else {
+        sea_orm::ActiveValue::NotSet
+    }
+}
+
+/// Replaces the settings of a queue that `fields` names (never its pause switch);
+/// the stored queue, or `None` when there is none by that name.
+pub async fn update_queue(
+    txn: &DatabaseTransaction,
+    queue: &queues::Model,
+    fields: QueueFields,
+) -> Result<Option<queues::Model>, StoreError> {
+    use sea_orm::ActiveValue::{NotSet, Set};
+    let Some(stored) = queues::Entity::find_by_id(queue.name.clone())
+        .one(txn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let rate = fields.rate_limit
+        && (stored.rate_burst != queue.rate_burst
+            || stored.rate_per_second != queue.rate_per_second);
+    let active = queues::ActiveModel {
+        name: Set(queue.name.clone()),
+        paused: NotSet,
+        max_concurrency: set_if(fields.max_concurrency, queue.max_concurrency),
+        rate_per_second: set_if(fields.rate_limit, queue.rate_per_second),
+        rate_burst: set_if(fields.rate_limit, queue.rate_burst),
+        // A new rate limit starts with a full bucket of its own size.
+        tokens: set_if(rate, f64::from(queue.rate_burst.unwrap_or(1))),
+        tokens_at: set_if(rate, queue.updated_at),
+        default_timeout_ms: set_if(fields.timeout, queue.default_timeout_ms),
+        default_max_attempts: set_if(fields.max_attempts, queue.default_max_attempts),
+        default_backoff_strategy: set_if(fields.backoff, queue.default_backoff_strategy.clone()),
+        default_backoff_base_ms: set_if(fields.backoff, queue.default_backoff_base_ms),
+        default_backoff_max_ms: set_if(fields.backoff, queue.default_backoff_max_ms),
+        default_ttl_ms: set_if(fields.ttl, queue.default_ttl_ms),
+        created_at: NotSet,
+        updated_at: Set(queue.updated_at),
+    };
+    Ok(Some(active.update(txn).await?))
+}
+
+/// Pauses (or resumes) a queue that is not already so; `None` when it is, or when
+/// there is no such queue.
+pub async fn set_paused(
+    txn: &DatabaseTransaction,
+    name: &str,
+    paused: bool,
+    now: i64,
+) -> Result<Option<queues::Model>, StoreError> {
+    let row = txn
+        .query_one_raw(sql(
+            backend(txn),
+            "UPDATE queues SET paused = ?, updated_at = ? WHERE name = ? AND paused = ? RETURNING *",
+            vec![paused.into(), now.into(), name.into(), (!paused).into()],
+        ))
+        .await?;
+    Ok(match row {
+        Some(row) => Some(queues::Model::from_query_result(&row, "")?),
+        None => None,
+    })
+}
+
+/// Cancels every queued job of a queue; returns the changes to log.
+pub async fn purge(
+    txn: &DatabaseTransaction,
+    queue: &str,
+    now: i64,
+) -> Result<Vec<job_events::Model>, StoreError> {
+    let rows = txn
+        .query_all_raw(sql(
+            backend(txn),
+            "UPDATE jobs SET status = 'canceled', finished_at = ?, expires_at = ? + ttl_ms \
+             WHERE queue = ? AND status = 'queued' \
+             RETURNING id, attempt, tags, last_status_code, last_error_class",
+            vec![now.into(), now.into(), queue.into()],
+        ))
+        .await?;
+    let mut changes = Vec::with_capacity(rows.len());
+    for row in rows {
+        changes.push(job_events::Model {
+            seq: 0,
+            job_id: row.try_get("", "id")?,
+            status: Status::Canceled.as_str().to_string(),
+            attempt: row.try_get("", "attempt")?,
+            at: now,
+            queue: queue.to_string(),
+            tags: row.try_get("", "tags")?,
+            status_code: row.try_get("", "last_status_code")?,
+            error_class: row.try_get("", "last_error_class")?,
+            next_attempt_at: None,
+        });
+    }
+    Ok(changes)
 }

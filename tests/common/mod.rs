@@ -255,3 +255,45 @@ pub fn tool_available(check: &mut std::process::Command, what: &str) -> bool {
     }
     ok
 }
+
+pub type Queues = jobqueue::proto::queue_service_client::QueueServiceClient<Channel>;
+
+/// A queue client of the server at `addr` (which already serves).
+pub async fn queues(addr: std::net::SocketAddr) -> Queues {
+    Queues::connect(format!("http://{addr}"))
+        .await
+        .expect("queue service reachable")
+}
+
+/// A GET of `url` in `queue`.
+pub fn get_in(queue: &str, url: impl Into<String>) -> JobSpec {
+    JobSpec {
+        queue: queue.into(),
+        ..get(url)
+    }
+}
+
+/// Submits many jobs in one call; their ids in order.
+pub async fn submit_all(client: &mut Client, specs: Vec<JobSpec>) -> Vec<String> {
+    let mut ids = Vec::with_capacity(specs.len());
+    for chunk in specs.chunks(1000) {
+        let answer = client
+            .submit_jobs(proto::SubmitJobsRequest {
+                jobs: chunk.to_vec(),
+            })
+            .await
+            .expect("batch accepted")
+            .into_inner();
+        ids.extend(answer.results.into_iter().map(|r| r.id));
+    }
+    ids
+}
+
+/// A queue's state.
+pub async fn queue_state(queues: &mut Queues, name: &str) -> proto::QueueState {
+    queues
+        .get_queue(proto::GetQueueRequest { name: name.into() })
+        .await
+        .expect("queue readable")
+        .into_inner()
+}

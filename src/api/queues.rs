@@ -1,0 +1,399 @@
+//! `jobqueue.v1.QueueService`, with the conversions of its messages.
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, Limits};
+use super::{Violations, invalid};
+use crate::engine::{Engine, QueueChange, QueueChanged, QueueFields};
+use crate::now_ms;
+use crate::proto::{self, queue_service_server::QueueService};
+use crate::store::{QueueStats, queues};
+
+const DEFAULT_PAGE: i32 = 100;
+const MAX_PAGE: i32 = 1000;
+const PAGE_TOKEN_PREFIX: &str = "queues-after:";
+/// Highest concurrency limit a queue may set.
+const MAX_CONCURRENCY: i32 = 100_000;
+/// Highest rate and burst a queue may set.
+const MAX_RATE: f64 = 1_000_000.0;
+const MAX_BURST: i32 = 1_000_000;
+/// What the dispatch rate is averaged over.
+const RATE_WINDOW_SECONDS: f64 = 60.0;
+
+pub struct QueueApi {
+    engine: Engine,
+    limits: Limits,
+}
+
+impl QueueApi {
+    pub fn new(engine: Engine, limits: Limits) -> Self {
+        QueueApi { engine, limits }
+    }
+
+    async fn state(&self, queue: queues::Model) -> Result<proto::QueueState, Status> {
+        let now = now_ms();
+        let stats = self.engine.store().queue_stats(&queue.name, now).await?;
+        Ok(proto::QueueState {
+            queue: Some(queue_proto(queue)),
+            stats: Some(stats_proto(stats, now)),
+        })
+    }
+
+    async fn change(&self, change: QueueChange) -> Result<queues::Model, Status> {
+        match self.engine.change_queue(change).await? {
+            QueueChanged::Queue(queue) => Ok(queue),
+            QueueChanged::Purged(_) => Err(Status::internal("a purge answered a queue change")),
+        }
+    }
+}
+
+/// Checks a queue name given in `field`.
+fn queue_name(name: String, field: &str) -> Result<String, Status> {
+    if name.is_empty() {
+        return Err(invalid(field, "required: a queue name"));
+    }
+    if !convert::valid_queue_name(&name) {
+        return Err(invalid(field, "must match [a-z0-9][a-z0-9_-]{0,62}"));
+    }
+    Ok(name)
+}
+
+/// Checks a queue's settings and builds its row (not paused, bucket full).
+fn queue_row(
+    queue: Option<proto::Queue>,
+    limits: &Limits,
+    now: i64,
+    v: &mut Violations,
+) -> Option<queues::Model> {
+    let Some(proto::Queue {
+        name,
+        paused,
+        max_concurrency,
+        rate_limit,
+        job_defaults,
+        create_time: _,
+        update_time: _,
+    }) = queue
+    else {
+        v.add("queue", "required: the queue's name and settings");
+        return None;
+    };
+    if let Err(status) = queue_name(name.clone(), "queue.name") {
+        v.add("queue.name", status.message());
+    }
+    if max_concurrency.is_some_and(|n| !(1..=MAX_CONCURRENCY).contains(&n)) {
+        v.add(
+            "queue.max_concurrency",
+            format!("must be from 1 to {MAX_CONCURRENCY}, or unset for no limit"),
+        );
+    }
+    let (rate_per_second, rate_burst) = match rate_limit {
+        None => (None, None),
+        Some(proto::RateLimit { per_second, burst }) => {
+            if !(per_second > 0.0 && per_second <= MAX_RATE) {
+                v.add(
+                    "queue.rate_limit.per_second",
+                    format!("must be more than 0 and at most {MAX_RATE}"),
+                );
+            }
+            if burst.is_some_and(|b| !(1..=MAX_BURST).contains(&b)) {
+                v.add(
+                    "queue.rate_limit.burst",
+                    format!("must be from 1 to {MAX_BURST}, or unset for 1"),
+                );
+            }
+            (Some(per_second), Some(burst.unwrap_or(1)))
+        }
+    };
+    let mut row = queues::Model {
+        name,
+        paused,
+        max_concurrency,
+        rate_per_second,
+        rate_burst,
+        tokens: f64::from(rate_burst.unwrap_or(1)),
+        tokens_at: now,
+        default_timeout_ms: None,
+        default_max_attempts: None,
+        default_backoff_strategy: None,
+        default_backoff_base_ms: None,
+        default_backoff_max_ms: None,
+        default_ttl_ms: None,
+        created_at: now,
+        updated_at: now,
+    };
+    if let Some(proto::JobDefaults {
+        timeout,
+        max_attempts,
+        backoff,
+        ttl,
+    }) = job_defaults
+    {
+        let path = "queue.job_defaults";
+        if let Some(d) = timeout {
+            match convert::duration_ms(&d) {
+                Some(ms) if ms > 0 && ms <= limits.max_timeout.as_millis() as i64 => {
+                    row.default_timeout_ms = Some(ms)
+                }
+                _ => v.add(
+                    format!("{path}.timeout"),
+                    format!(
+                        "must be more than 0 and at most {}",
+                        humantime::format_duration(limits.max_timeout)
+                    ),
+                ),
+            }
+        }
+        match max_attempts {
+            None => {}
+            Some(n) if (1..=convert::MAX_ATTEMPTS).contains(&n) => {
+                row.default_max_attempts = Some(n)
+            }
+            Some(_) => v.add(
+                format!("{path}.max_attempts"),
+                format!("must be from 1 to {}", convert::MAX_ATTEMPTS),
+            ),
+        }
+        if backoff.is_some() {
+            let b = convert::backoff_of(backoff, &format!("{path}.backoff"), v);
+            row.default_backoff_strategy = Some(b.strategy.as_str().to_string());
+            row.default_backoff_base_ms = Some(b.base.as_millis() as i64);
+            row.default_backoff_max_ms = Some(b.max.as_millis() as i64);
+        }
+        if let Some(d) = ttl {
+            match convert::duration_ms(&d) {
+                Some(ms) if ms >= 0 => row.default_ttl_ms = Some(ms),
+                _ => v.add(format!("{path}.ttl"), "must not be negative"),
+            }
+        }
+    }
+    Some(row)
+}
+
+/// The settings an update mask names; an empty mask names them all.
+fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> QueueFields {
+    let paths = mask.map(|m| m.paths).unwrap_or_default();
+    if paths.is_empty() {
+        return QueueFields::ALL;
+    }
+    let mut fields = QueueFields::default();
+    for (i, path) in paths.iter().enumerate() {
+        match path.as_str() {
+            "max_concurrency" => fields.max_concurrency = true,
+            "rate_limit" => fields.rate_limit = true,
+            "job_defaults" => {
+                fields.timeout = true;
+                fields.max_attempts = true;
+                fields.backoff = true;
+                fields.ttl = true;
+            }
+            "job_defaults.timeout" => fields.timeout = true,
+            "job_defaults.max_attempts" => fields.max_attempts = true,
+            "job_defaults.backoff" => fields.backoff = true,
+            "job_defaults.ttl" => fields.ttl = true,
+            _ => v.add(
+                format!("update_mask.paths[{i}]"),
+                "must be max_concurrency, rate_limit, job_defaults or job_defaults.timeout, \
+                 .max_attempts, .backoff or .ttl",
+            ),
+        }
+    }
+    fields
+}
+
+fn queue_proto(q: queues::Model) -> proto::Queue {
+    let queues::Model {
+        name,
+        paused,
+        max_concurrency,
+        rate_per_second,
+        rate_burst,
+        tokens: _,
+        tokens_at: _,
+        default_timeout_ms,
+        default_max_attempts,
+        default_backoff_strategy,
+        default_backoff_base_ms,
+        default_backoff_max_ms,
+        default_ttl_ms,
+        created_at,
+        updated_at,
+    } = q;
+    let defaults = proto::JobDefaults {
+        timeout: default_timeout_ms.map(convert::duration),
+        max_attempts: default_max_attempts,
+        backoff: default_backoff_strategy.map(|strategy| proto::Backoff {
+            strategy: convert::backoff_strategy_of(&strategy) as i32,
+            base_delay: default_backoff_base_ms.map(convert::duration),
+            max_delay: default_backoff_max_ms.map(convert::duration),
+        }),
+        ttl: default_ttl_ms.map(convert::duration),
+    };
+    let any_default = defaults != proto::JobDefaults::default();
+    proto::Queue {
+        name,
+        paused,
+        max_concurrency,
+        rate_limit: rate_per_second.map(|per_second| proto::RateLimit {
+            per_second,
+            burst: rate_burst,
+        }),
+        job_defaults: any_default.then_some(defaults),
+        create_time: Some(convert::timestamp(created_at)),
+        update_time: Some(convert::timestamp(updated_at)),
+    }
+}
+
+fn stats_proto(s: QueueStats, now: i64) -> proto::QueueStats {
+    let QueueStats {
+        waiting,
+        scheduled,
+        running,
+        succeeded,
+        failed,
+        canceled,
+        oldest_waiting_since,
+        dispatched_last_minute,
+    } = s;
+    proto::QueueStats {
+        waiting,
+        scheduled,
+        running,
+        succeeded,
+        failed,
+        canceled,
+        oldest_waiting_age: Some(convert::duration(
+            oldest_waiting_since.map_or(0, |since| (now - since).max(0)),
+        )),
+        dispatched_last_minute,
+        dispatch_rate_per_second: dispatched_last_minute as f64 / RATE_WINDOW_SECONDS,
+    }
+}
+
+#[tonic::async_trait]
+impl QueueService for QueueApi {
+    async fn create_queue(
+        &self,
+        request: Request<proto::CreateQueueRequest>,
+    ) -> Result<Response<proto::Queue>, Status> {
+        let proto::CreateQueueRequest { queue } = request.into_inner();
+        let mut v = Violations::default();
+        let row = queue_row(queue, &self.limits, now_ms(), &mut v);
+        let row = v
+            .into_result(row)?
+            .ok_or_else(|| Status::internal("queue not built"))?;
+        let created = self.change(QueueChange::Create(row)).await?;
+        Ok(Response::new(queue_proto(created)))
+    }
+
+    async fn get_queue(
+        &self,
+        request: Request<proto::GetQueueRequest>,
+    ) -> Result<Response<proto::QueueState>, Status> {
+        let proto::GetQueueRequest { name } = request.into_inner();
+        let name = queue_name(name, "name")?;
+        let queue = self
+            .engine
+            .store()
+            .queue(&name)
+            .await?
+            .ok_or_else(|| Status::not_found(format!("queue {name} not found")))?;
+        Ok(Response::new(self.state(queue).await?))
+    }
+
+    async fn list_queues(
+        &self,
+        request: Request<proto::ListQueuesRequest>,
+    ) -> Result<Response<proto::ListQueuesResponse>, Status> {
+        let proto::ListQueuesRequest {
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let page_size = match page_size {
+            0 => DEFAULT_PAGE,
+            n if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                v.add("page_size", format!("must be from 1 to {MAX_PAGE}, or 0"));
+                DEFAULT_PAGE
+            }
+        };
+        let after = convert::page_token_after(PAGE_TOKEN_PREFIX, &page_token).unwrap_or_else(
+            |convert::MalformedToken| {
+                v.add(
+                    "page_token",
+                    "must be a next_page_token returned by ListQueues",
+                );
+                None
+            },
+        );
+        v.into_result(())?;
+        let page = self
+            .engine
+            .store()
+            .list_queues(after.as_deref(), page_size as u64 + 1)
+            .await?;
+        let more = page.len() > page_size as usize;
+        let mut queues = Vec::with_capacity(page.len());
+        for queue in page.into_iter().take(page_size as usize) {
+            queues.push(self.state(queue).await?);
+        }
+        let next_page_token = match queues.last().and_then(|q| q.queue.as_ref()) {
+            Some(last) if more => convert::page_token(PAGE_TOKEN_PREFIX, &last.name),
+            _ => String::new(),
+        };
+        Ok(Response::new(proto::ListQueuesResponse {
+            queues,
+            next_page_token,
+        }))
+    }
+
+    async fn update_queue(
+        &self,
+        request: Request<proto::UpdateQueueRequest>,
+    ) -> Result<Response<proto::Queue>, Status> {
+        let proto::UpdateQueueRequest { queue, update_mask } = request.into_inner();
+        let mut v = Violations::default();
+        let fields = fields_of(update_mask, &mut v);
+        let row = queue_row(queue, &self.limits, now_ms(), &mut v);
+        let row = v
+            .into_result(row)?
+            .ok_or_else(|| Status::internal("queue not built"))?;
+        let updated = self.change(QueueChange::Update(row, fields)).await?;
+        Ok(Response::new(queue_proto(updated)))
+    }
+
+    async fn pause_queue(
+        &self,
+        request: Request<proto::PauseQueueRequest>,
+    ) -> Result<Response<proto::Queue>, Status> {
+        let proto::PauseQueueRequest { name } = request.into_inner();
+        let name = queue_name(name, "name")?;
+        let paused = self.change(QueueChange::Pause(name)).await?;
+        Ok(Response::new(queue_proto(paused)))
+    }
+
+    async fn resume_queue(
+        &self,
+        request: Request<proto::ResumeQueueRequest>,
+    ) -> Result<Response<proto::Queue>, Status> {
+        let proto::ResumeQueueRequest { name } = request.into_inner();
+        let name = queue_name(name, "name")?;
+        let resumed = self.change(QueueChange::Resume(name)).await?;
+        Ok(Response::new(queue_proto(resumed)))
+    }
+
+    async fn purge_queue(
+        &self,
+        request: Request<proto::PurgeQueueRequest>,
+    ) -> Result<Response<proto::PurgeQueueResponse>, Status> {
+        let proto::PurgeQueueRequest { name } = request.into_inner();
+        let name = queue_name(name, "name")?;
+        match self.engine.change_queue(QueueChange::Purge(name)).await? {
+            QueueChanged::Purged(canceled) => Ok(Response::new(proto::PurgeQueueResponse {
+                canceled: canceled as i64,
+            })),
+            QueueChanged::Queue(_) => Err(Status::internal("a queue change answered a purge")),
+        }
+    }
+}
