@@ -133,6 +133,11 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     watch_grace_secs: u64,
 
+    /// Named queues the jobs are spread over, round-robin (`bench-00`, `bench-01`,
+    /// ...); 1 puts every job in `default`.
+    #[arg(long, default_value_t = 1)]
+    queues: usize,
+
     /// `--mode watch`: milliseconds to wait between the last watch stream opening
     /// and the first submit.
     #[arg(long, default_value_t = 0)]
@@ -162,6 +167,7 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     validate(&args)?;
+    QUEUES.get_or_init(|| args.queues);
     println!("command: {}", command_line());
 
     let scratch = match args.server {
@@ -194,6 +200,10 @@ fn validate(args: &Args) -> anyhow::Result<()> {
         "--batch-size must be from 1 to {MAX_BATCH}"
     );
     ensure!(args.in_flight >= 1, "--in-flight must be at least 1");
+    ensure!(
+        (1..=1000).contains(&args.queues),
+        "--queues must be from 1 to 1000"
+    );
     ensure!(
         args.batch_in_flight >= 1,
         "--batch-in-flight must be at least 1"
@@ -777,8 +787,20 @@ async fn run_benchmarks(args: &Args, server: &Server) -> anyhow::Result<Report> 
 }
 
 /// A GET of the target's `/b/{n}`, tagged with the run's tag.
+/// How many queues jobs are spread over (`--queues`), set once at start.
+static QUEUES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// The queue of job `n`: empty (`default`) with one queue.
+fn queue_of(n: usize) -> String {
+    match QUEUES.get().copied().unwrap_or(1) {
+        0 | 1 => String::new(),
+        queues => format!("bench-{:02}", n % queues),
+    }
+}
+
 fn job_spec(url_prefix: &str, n: usize, tag: &str) -> JobSpec {
     JobSpec {
+        queue: queue_of(n),
         request: Some(proto::HttpRequest {
             method: "GET".into(),
             url: format!("{url_prefix}{n}"),

@@ -65,8 +65,15 @@ pub(crate) struct Writer {
     due_queues: DueQueues,
     /// Turns the order in which queues get slots that do not divide evenly.
     rotation: usize,
-    /// Queues with a concurrency or rate limit, as of the latest claim.
-    limited: HashSet<String>,
+    /// Every queue's settings as last read: a claim plans with them, a submit takes
+    /// its defaults from them. Read again after this process changes a queue, and
+    /// at each poll or announcement, for changes made by other processes; the claim
+    /// itself checks the pause switch and re-reads limited queues, so those two are
+    /// never stale.
+    queues: HashMap<String, queues::Model>,
+    queues_stale: bool,
+    /// A queue changed in the open transaction: other processes should hear of it.
+    queues_changed: bool,
     draining: bool,
     next_poll: Instant,
     next_maintenance: Instant,
@@ -225,7 +232,9 @@ impl Writer {
             due,
             due_queues: DueQueues::everywhere(),
             rotation: 0,
-            limited: HashSet::new(),
+            queues: HashMap::new(),
+            queues_stale: true,
+            queues_changed: false,
             draining: false,
             next_poll: now + settings.poll_interval,
             next_maintenance: now,
@@ -246,7 +255,10 @@ impl Writer {
                 },
                 _ = tokio::time::sleep_until(wake) => {}
                 // Another process committed changes: there may be work for us.
-                _ = self.announced.notified() => self.due_queues.mark_all(),
+                _ = self.announced.notified() => {
+                    self.due_queues.mark_all();
+                    self.queues_stale = true;
+                }
                 _ = shutdown.cancelled(), if !self.draining => {
                     tracing::info!(in_flight = self.running.len(), "shutting down: no new claims");
                     self.draining = true;
@@ -283,8 +295,10 @@ impl Writer {
         let now = now_ms();
         let clock = Instant::now();
         if clock >= self.next_poll {
-            // Someone else (another process) may have made work due.
+            // Someone else (another process) may have made work due, or changed a
+            // queue.
             self.due_queues.mark_all();
+            self.queues_stale = true;
             self.next_poll = clock + self.settings.poll_interval;
         }
         while let Some(Reverse(at)) = self.due.peek() {
@@ -377,7 +391,7 @@ impl Writer {
         if *count == 0 {
             self.running_by_queue.remove(queue);
         }
-        if was_full || self.limited.contains(queue) {
+        if was_full || self.queues.get(queue).is_some_and(is_limited) {
             self.due_queues.mark(queue);
         }
     }
@@ -419,10 +433,13 @@ impl Writer {
             }
         }
         after.events = self.log_changes(&txn).await?;
-        if !after.events.is_empty() {
+        if !after.events.is_empty() || self.queues_changed {
             write::announce(&txn, &self.instance).await?;
         }
         txn.commit().await?;
+        if std::mem::take(&mut self.queues_changed) {
+            self.queues_stale = true;
+        }
         Ok((answers, after))
     }
 
@@ -436,16 +453,32 @@ impl Writer {
         now: i64,
         free: usize,
     ) -> Result<Vec<(String, Claim)>, StoreError> {
-        let queues = write::all_queues(txn).await?;
-        self.limited = queues
-            .iter()
-            .filter(|q| is_limited(q))
-            .map(|q| q.name.clone())
-            .collect();
-        let wanted: Vec<&queues::Model> = queues
-            .iter()
+        if self.queues_stale {
+            self.queues = write::all_queues(txn)
+                .await?
+                .into_iter()
+                .map(|q| (q.name.clone(), q))
+                .collect();
+            self.queues_stale = false;
+        }
+        let queues = std::mem::take(&mut self.queues);
+        let claimed = self.claim_from(txn, now, free, &queues).await;
+        self.queues = queues;
+        claimed
+    }
+
+    async fn claim_from(
+        &mut self,
+        txn: &DatabaseTransaction,
+        now: i64,
+        free: usize,
+        queues: &HashMap<String, queues::Model>,
+    ) -> Result<Vec<(String, Claim)>, StoreError> {
+        let mut wanted: Vec<&queues::Model> = queues
+            .values()
             .filter(|q| !q.paused && self.due_queues.contains(&q.name))
             .collect();
+        wanted.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         let limited: Vec<&str> = wanted
             .iter()
             .filter(|q| is_limited(q))
@@ -588,14 +621,9 @@ impl Writer {
                 }
             }
             // Marked queues that are paused or unknown wait for a resume.
-            let known: HashSet<&str> = queues
-                .iter()
-                .filter(|q| !q.paused)
-                .map(|q| q.name.as_str())
-                .collect();
             self.due_queues
                 .some
-                .retain(|name| known.contains(name.as_str()));
+                .retain(|name| queues.get(name).is_some_and(|q| !q.paused));
         }
         Ok(claimed)
     }
@@ -818,7 +846,7 @@ impl Writer {
     /// created (with no limits) when the service creates queues on use; otherwise
     /// they stay missing and their submits are refused.
     async fn queues_of_submits(
-        &self,
+        &mut self,
         txn: &DatabaseTransaction,
         now: i64,
         requests: &[Op],
@@ -833,21 +861,24 @@ impl Writer {
             .collect();
         names.sort_unstable();
         names.dedup();
-        let mut found: HashMap<String, queues::Model> = write::queues_named(txn, &names)
-            .await?
-            .into_iter()
-            .map(|q| (q.name.clone(), q))
-            .collect();
-        if self.settings.create_queues_on_use && found.len() < names.len() {
-            let missing: Vec<&str> = names
-                .iter()
-                .copied()
-                .filter(|n| !found.contains_key(*n))
-                .collect();
-            write::create_queues_if_missing(txn, &missing, now).await?;
-            for queue in write::queues_named(txn, &missing).await? {
-                found.insert(queue.name.clone(), queue);
+        let mut found: HashMap<String, queues::Model> = HashMap::with_capacity(names.len());
+        names.retain(|name| match self.queues.get(*name) {
+            Some(queue) => {
+                found.insert(queue.name.clone(), queue.clone());
+                false
             }
+            None => true,
+        });
+        if names.is_empty() {
+            return Ok(found);
+        }
+        // Not known here yet: made by another process, or to make now.
+        if self.settings.create_queues_on_use {
+            write::create_queues_if_missing(txn, &names, now).await?;
+            self.queues_changed = true;
+        }
+        for queue in write::queues_named(txn, &names).await? {
+            found.insert(queue.name.clone(), queue);
         }
         Ok(found)
     }
@@ -860,6 +891,7 @@ impl Writer {
         change: &QueueChange,
     ) -> Result<Result<QueueChanged, EngineError>, StoreError> {
         use sea_orm::EntityTrait;
+        self.queues_changed = true;
         let exists = |name: &str| {
             let name = name.to_string();
             async move { queues::Entity::find_by_id(name).one(txn).await }

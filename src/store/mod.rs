@@ -73,7 +73,7 @@ impl Store {
             // FULL: an acknowledged submit survives power loss, not only a crash.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .statement_cache_capacity(256)
+            .statement_cache_capacity(1024)
             // Rows cross from SQLite's thread in this channel; a claim returns up to
             // the concurrency in rows, and a small channel makes the two threads take
             // turns row by row.

@@ -224,15 +224,30 @@ pub async fn claim(
     let mut claimed = Vec::new();
     for chunk in asks.chunks(CLAIM_QUEUES_PER_STATEMENT) {
         let mut values: Vec<Value> = vec![now.into(), (now + lease_grace_ms).into()];
-        let mut picks = Vec::with_capacity(chunk.len());
-        let mut union = Vec::with_capacity(chunk.len());
-        for (n, (queue, limit)) in chunk.iter().enumerate() {
+        // Padded to a power of two with asks that match nothing (no queue is named
+        // ''), so a handful of statement texts serve every number of queues and
+        // each is prepared once, not once per turn.
+        let padded = chunk.len().next_power_of_two();
+        let padding = std::iter::repeat_n(&("", 0), padded - chunk.len());
+        let mut picks = Vec::with_capacity(padded);
+        let mut union = Vec::with_capacity(padded);
+        for (n, (queue, limit)) in chunk.iter().chain(padding).enumerate() {
+            // The pause switch is checked here, not only by the caller: another
+            // process may have paused the queue a moment ago. `LIMIT ? + 0`, not
+            // `LIMIT ?`: SQLite plans a bare parameter limit by its value and prepares
+            // the statement again whenever the value changes, which is every turn.
             picks.push(format!(
                 "c{n} AS (SELECT id FROM jobs WHERE status = 'queued' AND queue = ? AND run_at <= ? \
-                 ORDER BY priority DESC, run_at, id LIMIT ?{lock})"
+                 AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ? AND paused) \
+                 ORDER BY priority DESC, run_at, id LIMIT ? + 0{lock})"
             ));
             union.push(format!("SELECT id FROM c{n}"));
-            values.extend([Value::from(*queue), now.into(), (*limit as i64).into()]);
+            values.extend([
+                Value::from(*queue),
+                now.into(),
+                Value::from(*queue),
+                (*limit as i64).into(),
+            ]);
         }
         // The CTEs come first in the text, their values after the SET's.
         let mut ordered: Vec<Value> = values.split_off(2);
@@ -262,7 +277,7 @@ pub async fn claim(
 }
 
 /// Queues claimed from in one statement, one CTE each.
-const CLAIM_QUEUES_PER_STATEMENT: usize = 200;
+const CLAIM_QUEUES_PER_STATEMENT: usize = 128;
 
 /// The stored jobs with these ids (those that exist).
 pub async fn jobs_by_id(
