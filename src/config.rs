@@ -30,6 +30,12 @@ pub struct Config {
           value_parser = parse_addr("JOBQUEUE_LISTEN_ADDR"))]
     pub listen_addr: SocketAddr,
 
+    /// Where to serve this process's metrics for Prometheus (`GET /metrics`);
+    /// unset serves none.
+    #[arg(long, env = "JOBQUEUE_METRICS_ADDR",
+          value_parser = parse_addr("JOBQUEUE_METRICS_ADDR"))]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Database URL: `sqlite://path?mode=rwc` or `postgres://…`.
     #[arg(long, env = "JOBQUEUE_DB_URL", default_value = "sqlite://./data/jobqueue.db?mode=rwc",
           value_parser = parse_db_url)]

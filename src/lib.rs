@@ -9,12 +9,14 @@
 //! - [`engine`]: the writer (group commit, claims, completions, maintenance) and the
 //!   executor that makes one HTTP call.
 //! - [`http`]: the shared outbound client and response capture.
+//! - [`metrics`]: this process's counters by queue, served for Prometheus.
 
 pub mod api;
 pub mod config;
 pub mod engine;
 pub mod http;
 pub mod job;
+pub mod metrics;
 pub mod server;
 pub mod store;
 

@@ -33,6 +33,11 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("serving: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("JOBQUEUE_METRICS_ADDR: cannot listen on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Serves on `listener` until `shutdown` resolves. Then it stops taking calls and
@@ -45,7 +50,25 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let store = Store::connect(&config.db_url).await?;
     let stopping = CancellationToken::new();
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Metrics { addr, source })?,
+        ),
+        None => None,
+    };
     let (engine, writer) = Engine::start(store, &config, stopping.clone()).await?;
+    if let Some(listener) = metrics_listener {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "serving metrics");
+        }
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            engine.metrics().clone(),
+            stopping.clone(),
+        ));
+    }
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<JobServiceServer<JobApi>>().await;

@@ -49,7 +49,11 @@ async fn the_readme_grpcurl_session_works() {
     );
 
     // list and describe work through reflection alone.
-    for service in ["jobqueue.v1.JobService", "grpc.health.v1.Health"] {
+    for service in [
+        "jobqueue.v1.JobService",
+        "jobqueue.v1.QueueService",
+        "grpc.health.v1.Health",
+    ] {
         assert!(stdout.contains(service), "list shows {service}:\n{stdout}");
     }
     assert!(
@@ -71,6 +75,12 @@ async fn the_readme_grpcurl_session_works() {
     assert!(stdout.contains(r#""statusCode": 200"#), "{stdout}");
     assert!(stdout.contains(r#""totalSize": "1""#), "{stdout}");
     assert!(stdout.contains(r#""status": "SERVING""#), "{stdout}");
+    // The queue was made, paused (its job waited), and resumed (its job ran).
+    assert!(stdout.contains(r#""maxConcurrency": 3"#), "{stdout}");
+    assert!(stdout.contains(r#""paused": true"#), "{stdout}");
+    assert!(stdout.contains(r#""waiting": "1""#), "{stdout}");
+    assert!(target.wait_for(2, Duration::from_secs(10)).await);
+    assert_eq!(target.received_on("/mail").len(), 1);
     // The refusal names the field, with google.rpc.BadRequest details grpcurl can read.
     assert!(
         stderr.contains("job.request.url: scheme must be http or https"),

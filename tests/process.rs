@@ -283,6 +283,11 @@ fn bad_configuration_stops_the_start_with_one_line_naming_the_variable() {
         ("JOBQUEUE_DB_URL", "mysql://localhost/x"),
         ("JOBQUEUE_DB_URL", "sqlite:///proc/no/such/dir/x.db"),
         ("JOBQUEUE_LISTEN_ADDR", "nowhere"),
+        ("JOBQUEUE_QUEUE_CONCURRENCY", "0"),
+        ("JOBQUEUE_CREATE_QUEUES_ON_USE", "maybe"),
+        ("JOBQUEUE_METRICS_ADDR", "everywhere"),
+        // Not bindable on this machine.
+        ("JOBQUEUE_METRICS_ADDR", "192.0.2.1:9090"),
     ];
     for (var, value) in cases {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jobqueue"))

@@ -664,3 +664,80 @@ async fn bad_queue_requests_are_refused_and_change_nothing() {
     assert!(!q.paused && q.max_concurrency.is_none() && q.rate_limit.is_none());
     server.stop().await;
 }
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> std::net::SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap()
+}
+
+/// One sample of a Prometheus text page, by its name and labels.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_each_queue_s_jobs_and_outcomes() {
+    let target = Target::start().await.unwrap();
+    let metrics_addr = free_port();
+    let server = Server::start_with(|c| c.metrics_addr = Some(metrics_addr)).await;
+    let mut client = server.client.clone();
+    let good = submit_all(
+        &mut client,
+        (0..3)
+            .map(|i| get_in("mail", target.url(&format!("/m/{i}"))))
+            .collect(),
+    )
+    .await;
+    let mut failing = get_in("hooks", target.url("/h?status=404"));
+    failing.max_attempts = Some(2);
+    let bad = submit(&mut client, failing).await;
+    let mut retried = get_in("hooks", target.url("/r?fail=1"));
+    retried.backoff = backoff(proto::BackoffStrategy::Fixed, 10);
+    let retried = submit(&mut client, retried).await;
+    wait_all(&mut client, &good, JobStatus::Succeeded, SOON).await;
+    wait_status(&mut client, &bad, JobStatus::Failed, SOON).await;
+    wait_status(&mut client, &retried, JobStatus::Succeeded, SOON).await;
+
+    let page = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .expect("metrics served")
+        .text()
+        .await
+        .unwrap();
+    for (series, value) in [
+        ("jobqueue_jobs_submitted_total{queue=\"mail\"}", 3.0),
+        ("jobqueue_jobs_submitted_total{queue=\"hooks\"}", 2.0),
+        ("jobqueue_attempts_started_total{queue=\"mail\"}", 3.0),
+        ("jobqueue_attempts_started_total{queue=\"hooks\"}", 3.0),
+        (
+            "jobqueue_attempts_finished_total{queue=\"mail\",outcome=\"succeeded\"}",
+            3.0,
+        ),
+        (
+            "jobqueue_attempts_finished_total{queue=\"hooks\",outcome=\"failed\"}",
+            1.0,
+        ),
+        (
+            "jobqueue_attempts_finished_total{queue=\"hooks\",outcome=\"retried\"}",
+            1.0,
+        ),
+        (
+            "jobqueue_attempts_finished_total{queue=\"hooks\",outcome=\"succeeded\"}",
+            1.0,
+        ),
+        ("jobqueue_jobs_running{queue=\"mail\"}", 0.0),
+        (
+            "jobqueue_attempt_duration_seconds_count{queue=\"hooks\"}",
+            3.0,
+        ),
+    ] {
+        assert_eq!(sample(&page, series), Some(value), "{series} in\n{page}");
+    }
+    let other = reqwest::get(format!("http://{metrics_addr}/elsewhere"))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+    server.stop().await;
+}

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::http::HttpClient;
 use crate::job::Status;
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, jobs, queues};
 
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +200,7 @@ pub struct Engine {
     hub: hub::Hub,
     /// Fires when the service stops: watches end so the server can drain.
     stopping: CancellationToken,
+    metrics: Metrics,
 }
 
 /// Ops waiting for the writer. Callers wait for room rather than pile up in memory.
@@ -222,6 +224,7 @@ impl Engine {
         let shutdown_token = shutdown.clone();
         let (tx, rx) = mpsc::channel(OP_QUEUE);
         let feed = events::Feed::new();
+        let metrics = Metrics::default();
         let neighbours = Neighbours {
             instance: ulid::Ulid::new().to_string(),
             announced: Arc::new(tokio::sync::Notify::new()),
@@ -235,6 +238,7 @@ impl Engine {
             tokio::runtime::Handle::current(),
             feed.clone(),
             neighbours.clone(),
+            metrics.clone(),
         )
         .await?;
         // On PostgreSQL, other replicas' commits wake this writer and this hub
@@ -285,6 +289,7 @@ impl Engine {
                 store,
                 hub,
                 stopping: shutdown_token,
+                metrics,
             },
             done,
         ))
@@ -292,6 +297,11 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// This process's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Follows status changes: see [`events::watch`].

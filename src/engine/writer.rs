@@ -22,6 +22,7 @@ use super::{EngineError, Neighbours, Op, QueueChange, QueueChanged, Settings, Su
 use crate::http::HttpClient;
 use crate::job::limits::{self, Bucket};
 use crate::job::{Next, Status};
+use crate::metrics::{Metrics, Outcome, Tally};
 use crate::now_ms;
 use crate::store::write::{self, Claim};
 use crate::store::{Store, StoreError, job_events, jobs, queues};
@@ -74,6 +75,9 @@ pub(crate) struct Writer {
     queues_stale: bool,
     /// A queue changed in the open transaction: other processes should hear of it.
     queues_changed: bool,
+    /// This process's counters, and what the current turn adds to them.
+    metrics: Metrics,
+    tally: Tally,
     draining: bool,
     next_poll: Instant,
     next_maintenance: Instant,
@@ -204,6 +208,7 @@ impl Writer {
         executors: tokio::runtime::Handle,
         feed: Feed,
         neighbours: Neighbours,
+        metrics: Metrics,
     ) -> Result<Writer, EngineError> {
         let Neighbours {
             instance,
@@ -235,6 +240,8 @@ impl Writer {
             queues: HashMap::new(),
             queues_stale: true,
             queues_changed: false,
+            metrics,
+            tally: Tally::default(),
             draining: false,
             next_poll: now + settings.poll_interval,
             next_maintenance: now,
@@ -326,6 +333,18 @@ impl Writer {
             if self.running.remove(&c.record.job_id).is_some() {
                 self.slot_freed(&c.job.queue);
             }
+            let counts = self.tally.queue(&c.job.queue);
+            counts.running -= 1;
+            counts.duration_seconds += c.record.duration_ms as f64 / 1000.0;
+            counts.durations += 1;
+            let outcome = match c.next {
+                Next::Succeeded => Outcome::Succeeded,
+                Next::Failed => Outcome::Failed,
+                Next::Retry(_) => Outcome::Retried,
+                Next::Canceled => Outcome::Canceled,
+                Next::Requeue => Outcome::Interrupted,
+            };
+            *counts.finished.entry(outcome).or_default() += 1;
         }
         let lost_outcomes = completions.len();
         let submits: usize = requests
@@ -342,6 +361,7 @@ impl Writer {
             Ok((answers, mut after)) => {
                 self.publish(std::mem::take(&mut after.events));
                 for (op, answer) in requests.into_iter().zip(answers) {
+                    count_submits(&mut self.tally, &op, &answer);
                     answer.send_to(op);
                 }
                 after
@@ -378,6 +398,9 @@ impl Writer {
         );
         for (job, claim) in after.claimed {
             self.start(job, claim);
+        }
+        if !self.tally.is_empty() {
+            self.metrics.add(std::mem::take(&mut self.tally));
         }
     }
 
@@ -1071,7 +1094,10 @@ impl Writer {
             }
             .await;
             match result {
-                Ok(Some(answer)) => answer.send_to(op),
+                Ok(Some(answer)) => {
+                    count_submits(&mut self.tally, &op, &answer);
+                    answer.send_to(op)
+                }
                 Ok(None) => {}
                 Err(error) => {
                     self.changes.clear();
@@ -1094,6 +1120,9 @@ impl Writer {
         let cancel = CancellationToken::new();
         self.running.insert(job.id.clone(), cancel.clone());
         *self.running_by_queue.entry(job.queue.clone()).or_default() += 1;
+        let counts = self.tally.queue(&job.queue);
+        counts.started += 1;
+        counts.running += 1;
         self.executors.spawn(executor::run(
             job,
             claim,
@@ -1102,6 +1131,17 @@ impl Writer {
             self.interrupt.clone(),
             outcomes,
         ));
+    }
+}
+
+/// Counts the jobs a committed submit stored (not those its idempotency keys found).
+fn count_submits(tally: &mut Tally, op: &Op, answer: &Answer) {
+    if let (Op::Submit { jobs, .. }, Answer::Submitted(submitted)) = (op, answer) {
+        for ((job, _), s) in jobs.iter().zip(submitted) {
+            if !s.existing {
+                tally.queue(&job.queue).submitted += 1;
+            }
+        }
     }
 }
 
