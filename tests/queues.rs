@@ -89,7 +89,7 @@ async fn a_queue_limited_to_three_never_has_a_fourth_call_open_across_processes(
     for (n, server) in [&first, &second].into_iter().enumerate() {
         let mut client = server.client.clone();
         let specs = (0..15)
-            .map(|i| get_in("narrow", target.url(&format!("/n/{n}/{i}?delay_ms=60"))))
+            .map(|i| get_in("narrow", target.url(&format!("/n/{n}/{i}?delay_ms=200"))))
             .collect();
         ids.extend(submit_all(&mut client, specs).await);
     }
