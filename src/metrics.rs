@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -83,11 +84,23 @@ impl Tally {
 
 /// The process's counters; cheap to clone.
 #[derive(Clone, Default)]
-pub struct Metrics(Arc<Mutex<BTreeMap<String, QueueCounts>>>);
+pub struct Metrics {
+    by_queue: Arc<Mutex<BTreeMap<String, QueueCounts>>>,
+    /// Open watch streams, as the engine counts them.
+    watchers: Arc<AtomicUsize>,
+}
 
 impl Metrics {
+    /// Counters that also report the engine's count of open watches.
+    pub fn with_watchers(watchers: Arc<AtomicUsize>) -> Metrics {
+        Metrics {
+            by_queue: Arc::default(),
+            watchers,
+        }
+    }
+
     pub fn add(&self, tally: Tally) {
-        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.by_queue.lock().unwrap_or_else(|p| p.into_inner());
         for (queue, counts) in tally.0 {
             all.entry(queue).or_default().add(&counts);
         }
@@ -95,7 +108,11 @@ impl Metrics {
 
     /// The counters in the Prometheus text exposition format.
     pub fn render(&self) -> String {
-        let all = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let all = self
+            .by_queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -159,6 +176,12 @@ impl Metrics {
             all.iter()
                 .map(|(q, c)| (queue(q), c.running.to_string()))
                 .collect(),
+        );
+        let watchers = self.watchers.load(Ordering::SeqCst);
+        let _ = writeln!(
+            out,
+            "# HELP jobqueue_watchers Open WatchJobs streams in this process.\n\
+             # TYPE jobqueue_watchers gauge\njobqueue_watchers {watchers}"
         );
         out
     }

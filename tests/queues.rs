@@ -665,18 +665,6 @@ async fn bad_queue_requests_are_refused_and_change_nothing() {
     server.stop().await;
 }
 
-/// A loopback port nobody listens on right now.
-fn free_port() -> std::net::SocketAddr {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap()
-}
-
-/// One sample of a Prometheus text page, by its name and labels.
-fn sample(page: &str, series: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_each_queue_s_jobs_and_outcomes() {
     let target = Target::start().await.unwrap();
@@ -700,12 +688,7 @@ async fn metrics_count_each_queue_s_jobs_and_outcomes() {
     wait_status(&mut client, &bad, JobStatus::Failed, SOON).await;
     wait_status(&mut client, &retried, JobStatus::Succeeded, SOON).await;
 
-    let page = reqwest::get(format!("http://{metrics_addr}/metrics"))
-        .await
-        .expect("metrics served")
-        .text()
-        .await
-        .unwrap();
+    let page = metrics_page(metrics_addr).await;
     for (series, value) in [
         ("jobqueue_jobs_submitted_total{queue=\"mail\"}", 3.0),
         ("jobqueue_jobs_submitted_total{queue=\"hooks\"}", 2.0),

@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use jobqueue::proto::{self, JobEvent, JobEventKind, JobStatus};
@@ -536,4 +536,39 @@ async fn on_postgresql_a_commit_wakes_the_other_replicas_at_once() {
     drop(events);
     idle.stop().await;
     busy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_frees_its_watches_at_once() {
+    let metrics = free_port();
+    let server = Server::start_with(|c| c.metrics_addr = Some(metrics)).await;
+    let watchers = |page: &str| sample(page, "jobqueue_watchers");
+    let mut streams = Vec::new();
+    for i in 0..50 {
+        let mut client = server.client.clone();
+        let stream = watch(
+            &mut client,
+            proto::WatchJobsRequest {
+                tags: vec![format!("t{i}")],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        streams.push(stream);
+    }
+    assert_eq!(watchers(&metrics_page(metrics).await), Some(50.0));
+    // The clients go away while nothing happens: no change or heartbeat is due for
+    // 15 s, so only noticing the cancel itself frees them.
+    drop(streams);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let open = watchers(&metrics_page(metrics).await);
+        if open == Some(0.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still open: {open:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
 }

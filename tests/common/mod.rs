@@ -297,3 +297,25 @@ pub async fn queue_state(queues: &mut Queues, name: &str) -> proto::QueueState {
         .expect("queue readable")
         .into_inner()
 }
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> std::net::SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap()
+}
+
+/// One sample of a Prometheus text page, by its name and labels.
+pub fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// This process's metrics page from a server started with `metrics_addr`.
+pub async fn metrics_page(addr: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("metrics served")
+        .text()
+        .await
+        .expect("metrics page")
+}
