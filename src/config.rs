@@ -25,6 +25,12 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
+    /// What this process does: `all` serves the API and runs jobs; `api` serves the
+    /// API and runs none; `worker` runs jobs and serves only health (and metrics).
+    /// Any number of each may share one database.
+    #[arg(long, env = "JOBQUEUE_ROLE", default_value = "all", value_parser = parse_role)]
+    pub role: Role,
+
     /// Address the gRPC API listens on.
     #[arg(long, env = "JOBQUEUE_LISTEN_ADDR", default_value = "127.0.0.1:50051",
           value_parser = parse_addr("JOBQUEUE_LISTEN_ADDR"))]
@@ -138,6 +144,33 @@ fn parse_db_url(s: &str) -> Result<String, String> {
         Ok(s.to_string())
     } else {
         Err("JOBQUEUE_DB_URL must start with sqlite: or postgres://".into())
+    }
+}
+
+/// What a process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    All,
+    Api,
+    Worker,
+}
+
+impl Role {
+    pub fn serves_api(self) -> bool {
+        self != Role::Worker
+    }
+
+    pub fn runs_jobs(self) -> bool {
+        self != Role::Api
+    }
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    match s {
+        "all" => Ok(Role::All),
+        "api" => Ok(Role::Api),
+        "worker" => Ok(Role::Worker),
+        _ => Err("JOBQUEUE_ROLE must be all, api or worker".into()),
     }
 }
 

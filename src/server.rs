@@ -70,9 +70,14 @@ pub async fn run(
         ));
     }
 
+    // Kept until serving ends: a worker serves no API to hold the engine, and the
+    // writer stops once no handle is left.
+    let held = engine.clone();
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<JobServiceServer<JobApi>>().await;
-    health.set_serving::<QueueServiceServer<QueueApi>>().await;
+    if config.role.serves_api() {
+        health.set_serving::<JobServiceServer<JobApi>>().await;
+        health.set_serving::<QueueServiceServer<QueueApi>>().await;
+    }
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -102,6 +107,16 @@ pub async fn run(
             stopping.cancel();
         }
     };
+    // A worker serves health (for probes) and nothing a client could submit to.
+    let (jobs, queues) = match config.role.serves_api() {
+        true => (Some(jobs), Some(queues)),
+        false => {
+            // Dropped now, with their engine handles, or the writer would wait on
+            // them at shutdown.
+            drop((jobs, queues));
+            (None, None)
+        }
+    };
     let serving = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         // Pings keep idle watch streams open through proxies and find dead peers.
@@ -109,8 +124,8 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(jobs)
-        .add_service(queues)
+        .add_optional_service(jobs)
+        .add_optional_service(queues)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     // Draining waits for open calls; a client that never reads its stream must not
     // keep the process alive past the grace.
@@ -122,8 +137,9 @@ pub async fn run(
         served = serving => served?,
         _ = drain_deadline => tracing::warn!("calls still open after the shutdown grace; closing them"),
     }
-    // The job service (and its engine handle) is gone; the writer ends once the
+    // The services (and their engine handles) are gone; the writer ends once the
     // running calls have finished or been requeued.
+    drop(held);
     stopping.cancel();
     if writer.await.is_err() {
         tracing::error!("the writer thread ended without finishing its work");

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use jobqueue::proto::job_service_client::JobServiceClient as JobServiceClientOf;
 use jobqueue::proto::{self, JobStatus};
 use jobqueue::store::Store;
 
@@ -350,4 +351,116 @@ async fn sigterm_ends_open_watches_with_a_cursor_to_resume_from() {
         status.message()
     );
     assert!(server.wait_exit(Duration::from_secs(10)).success());
+}
+
+/// How many times the target received each path.
+fn deliveries(target: &Target) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for r in target.received() {
+        *counts.entry(r.path().to_string()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_process_and_worker_processes_share_one_database_through_a_kill_9() {
+    const JOBS: usize = 2000;
+    const WORKER_SLOTS: usize = 64;
+    let target = Target::start().await.unwrap();
+    let db = TestDb::new().await;
+    let api = Process::start(&db, &["--role", "api"]);
+    let mut client = connect(api.addr).await;
+    let specs: Vec<_> = (0..JOBS)
+        .map(|i| {
+            let mut spec = get(target.url(&format!("/j/{i}?delay_ms=20")));
+            spec.timeout = Some(ms(1000));
+            spec
+        })
+        .collect();
+    let ids = submit_all(&mut client, specs).await;
+    // The API process runs nothing itself.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(target.count(), 0, "the api role ran a job");
+
+    let worker_args = [
+        "--role",
+        "worker",
+        "--concurrency",
+        "64",
+        "--lease-grace",
+        "500ms",
+    ];
+    let mut worker = Process::start(&db, &worker_args);
+    // The worker serves no API, only health.
+    let mut on_worker = JobServiceClientOf::connect(format!("http://{}", worker.addr))
+        .await
+        .unwrap();
+    let refused = on_worker
+        .get_job(proto::GetJobRequest { id: ids[0].clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented, "{refused:?}");
+
+    // Watched through the API process: it sees what the worker does.
+    let mut watching = client.clone();
+    let mut events = watching
+        .watch_jobs(proto::WatchJobsRequest {
+            ids: vec![ids[JOBS - 1].clone()],
+            snapshot: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert!(target.wait_for(JOBS / 4, Duration::from_secs(60)).await);
+    worker.kill9();
+    let second = Process::start(&db, &worker_args);
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = client
+            .list_jobs(proto::ListJobsRequest {
+                statuses: vec![JobStatus::Succeeded as i32],
+                page_size: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .total_size;
+        if done as usize == JOBS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{done} of {JOBS} succeeded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every job reached the target; only calls in flight at the kill came twice.
+    let counts = deliveries(&target);
+    assert_eq!(counts.len(), JOBS);
+    let twice = counts.values().filter(|n| **n == 2).count();
+    eprintln!("{twice} of {JOBS} jobs were delivered twice (in flight at the kill)");
+    assert!(counts.values().all(|n| *n <= 2), "a job came three times");
+    assert!(
+        twice <= WORKER_SLOTS,
+        "{twice} jobs came twice; at most {WORKER_SLOTS} were in flight"
+    );
+    // The watcher on the API process saw the last job finish.
+    let mut last = None;
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), events.message())
+        .await
+        .expect("the watch ends")
+        .unwrap()
+    {
+        last = Some(event.status);
+    }
+    assert_eq!(last, Some(JobStatus::Succeeded as i32));
+    // Both roles drain and exit 0 on SIGTERM once their clients are gone.
+    drop((events, watching, client, on_worker));
+    let mut second = second;
+    second.sigterm();
+    assert!(second.wait_exit(Duration::from_secs(30)).success());
+    let mut api = api;
+    api.sigterm();
+    assert!(api.wait_exit(Duration::from_secs(30)).success());
 }

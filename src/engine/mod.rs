@@ -165,6 +165,8 @@ pub struct Settings {
     pub event_retention: Duration,
     /// Whether a submit to a queue with no row creates it, or is refused.
     pub create_queues_on_use: bool,
+    /// Whether this process claims and runs jobs (not in the `api` role).
+    pub runs_jobs: bool,
 }
 
 impl From<&Config> for Settings {
@@ -178,6 +180,7 @@ impl From<&Config> for Settings {
             maintenance_interval: config.maintenance_interval,
             event_retention: config.event_retention,
             create_queues_on_use: config.create_queues_on_use,
+            runs_jobs: config.role.runs_jobs(),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::DatabaseTransaction;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -420,6 +420,9 @@ impl Writer {
     }
 
     fn free_slots(&self) -> usize {
+        if !self.settings.runs_jobs {
+            return 0;
+        }
         self.settings.concurrency.saturating_sub(self.running.len())
     }
 
@@ -430,7 +433,7 @@ impl Writer {
         completions: Vec<Completion>,
         maintain: bool,
     ) -> Result<(Vec<Answer>, AfterCommit), StoreError> {
-        let txn = self.store.writer.begin().await?;
+        let txn = self.store.begin_write().await?;
         let mut after = AfterCommit::default();
         let answers = self.apply_requests(&txn, now, requests, &mut after).await?;
         self.apply_completions(&txn, completions).await?;
@@ -1084,7 +1087,7 @@ impl Writer {
         for op in requests {
             let mut after = AfterCommit::default();
             let result = async {
-                let txn = self.store.writer.begin().await?;
+                let txn = self.store.begin_write().await?;
                 let mut answers = self
                     .apply_requests(&txn, now, std::slice::from_ref(&op), &mut after)
                     .await?;

@@ -162,6 +162,24 @@ impl Store {
         }
     }
 
+    /// Opens the writer's transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): another process writing to the same file (an API process
+    /// beside a worker) then makes it wait its turn, where a transaction that read
+    /// first and wrote later would fail outright when the other wrote in between.
+    pub async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction, StoreError> {
+        Ok(match self.backend() {
+            DbBackend::Sqlite => {
+                self.writer
+                    .begin_with_options(sea_orm::TransactionOptions {
+                        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                        ..Default::default()
+                    })
+                    .await?
+            }
+            _ => self.writer.begin().await?,
+        })
+    }
+
     pub fn backend(&self) -> DbBackend {
         self.writer.get_database_backend()
     }
