@@ -464,3 +464,75 @@ async fn an_api_process_and_worker_processes_share_one_database_through_a_kill_9
     api.sigterm();
     assert!(api.wait_exit(Duration::from_secs(30)).success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_postgresql_run_20000_jobs_through_a_kill_9() {
+    if !std::env::var("JOBQUEUE_TEST_DB").is_ok_and(|v| v == "postgres") {
+        eprintln!(
+            "SKIPPED: replicas share a database on PostgreSQL only (JOBQUEUE_TEST_DB=postgres runs this)"
+        );
+        return;
+    }
+    const JOBS: usize = 20_000;
+    const SLOTS: usize = 64;
+    let target = Target::start().await.unwrap();
+    let db = TestDb::new().await;
+    let args = ["--concurrency", "64", "--lease-grace", "500ms"];
+    let mut replicas: Vec<Process> = (0..3).map(|_| Process::start(&db, &args)).collect();
+    let mut clients = Vec::new();
+    for replica in &replicas {
+        clients.push(connect(replica.addr).await);
+    }
+    // Submitted through all three, in turns.
+    let mut ids = Vec::with_capacity(JOBS);
+    for (n, chunk) in (0..JOBS).collect::<Vec<_>>().chunks(1000).enumerate() {
+        let specs = chunk
+            .iter()
+            .map(|i| {
+                let mut spec = get(target.url(&format!("/r/{i}?delay_ms=5")));
+                spec.timeout = Some(ms(1000));
+                spec
+            })
+            .collect();
+        ids.extend(submit_all(&mut clients[n % 3], specs).await);
+    }
+    assert_eq!(ids.len(), JOBS);
+    assert!(target.wait_for(JOBS / 4, Duration::from_secs(120)).await);
+    replicas[1].kill9();
+
+    let mut client = clients[0].clone();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let done = client
+            .list_jobs(proto::ListJobsRequest {
+                statuses: vec![JobStatus::Succeeded as i32],
+                page_size: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .total_size;
+        if done as usize == JOBS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{done} of {JOBS} succeeded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let counts = deliveries(&target);
+    assert_eq!(counts.len(), JOBS, "every job reached the target");
+    assert!(counts.values().all(|n| *n <= 2), "a job came three times");
+    let twice = counts.values().filter(|n| **n == 2).count();
+    eprintln!("{twice} of {JOBS} jobs were delivered twice (in flight on the killed replica)");
+    assert!(
+        twice <= SLOTS,
+        "{twice} jobs came twice; the killed replica had at most {SLOTS} in flight"
+    );
+    drop((clients, client));
+    for (n, mut replica) in replicas.into_iter().enumerate() {
+        if n != 1 {
+            replica.sigterm();
+            assert!(replica.wait_exit(Duration::from_secs(30)).success());
+        }
+    }
+}

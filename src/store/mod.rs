@@ -40,6 +40,9 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// The PostgreSQL advisory lock held while migrating.
+const MIGRATION_LOCK: i64 = 0x6a71_6d69_6772; // "jqmigr"
+
 /// The database: a pool for reads and one connection (or small pool) for the writer.
 #[derive(Clone)]
 pub struct Store {
@@ -59,7 +62,23 @@ impl Store {
             Self::connect_postgres(url).await?
         };
         use migration::MigratorTrait;
-        migration::Migrator::up(&store.writer, None).await?;
+        match &store.postgres_url {
+            // Replicas often start together: one migrates while the others wait on
+            // a session lock, then find nothing left to do.
+            Some(url) => {
+                use sqlx::Connection;
+                let mut lock = sqlx::postgres::PgConnection::connect(url).await?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut lock)
+                    .await?;
+                let migrated = migration::Migrator::up(&store.writer, None).await;
+                // Closing the session releases the lock whatever happened.
+                let _ = lock.close().await;
+                migrated?;
+            }
+            None => migration::Migrator::up(&store.writer, None).await?,
+        }
         Ok(store)
     }
 
