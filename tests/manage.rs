@@ -764,3 +764,50 @@ async fn health_reports_serving() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canceling_through_another_process_aborts_the_call_where_it_runs() {
+    let target = Target::start().await.unwrap();
+    // On PostgreSQL polls come every 30 s here, so only the announcement can do it.
+    let postgres = std::env::var("JOBQUEUE_TEST_DB").is_ok_and(|v| v == "postgres");
+    let running_here = Server::start_with(|c| {
+        if postgres {
+            c.poll_interval = Duration::from_secs(30);
+        }
+    })
+    .await;
+    let elsewhere = Server::start_beside(&running_here, |_| {}).await;
+    let mut client = running_here.client.clone();
+    let mut spec = get(target.url("/slow?delay_ms=20000"));
+    spec.timeout = Some(ms(30_000));
+    // Claimed in the commit that stores it, by the process that took it.
+    let id = submit(&mut client, spec).await;
+    assert!(target.wait_for(1, SOON).await);
+    let started = std::time::Instant::now();
+    let mut other = elsewhere.client.clone();
+    let job = other
+        .cancel_job(proto::CancelJobRequest { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(job.status, JobStatus::Canceled as i32);
+    // The process running the call hears of it (an announcement on PostgreSQL, its
+    // next poll on SQLite) and drops the call.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while target.open_connections() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(target.open_connections(), 0, "the call was not aborted");
+    eprintln!("aborted {:?} after the cancel", started.elapsed());
+    let result = wait_until_attempts(&mut client, &id, 1).await;
+    assert_eq!(
+        result.attempts[0].error_class,
+        proto::ErrorClass::Canceled as i32
+    );
+    assert_eq!(
+        get_job(&mut client, &id).await.status,
+        JobStatus::Canceled as i32
+    );
+    elsewhere.stop().await;
+    running_here.stop().await;
+}

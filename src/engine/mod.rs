@@ -192,6 +192,9 @@ pub(crate) struct Neighbours {
     pub instance: String,
     /// Fires when another process announces that it committed changes.
     pub announced: Arc<tokio::sync::Notify>,
+    /// Jobs other processes canceled, whose calls may be running here; `None` asks
+    /// for every running call to be checked.
+    pub canceled: Arc<std::sync::Mutex<Option<Vec<String>>>>,
 }
 
 /// A handle on the engine: cheap to clone, one per caller.
@@ -231,6 +234,7 @@ impl Engine {
         let neighbours = Neighbours {
             instance: ulid::Ulid::new().to_string(),
             announced: Arc::new(tokio::sync::Notify::new()),
+            canceled: Arc::new(std::sync::Mutex::new(Some(Vec::new()))),
         };
         let writer = writer::Writer::new(
             store.clone(),
@@ -252,10 +256,22 @@ impl Engine {
             let Neighbours {
                 instance,
                 announced,
+                canceled,
             } = neighbours;
             tokio::spawn(async move {
                 store
-                    .listen(&instance, stop, || {
+                    .listen(&instance, stop, |announcement| {
+                        let mut pending = canceled.lock().unwrap_or_else(|p| p.into_inner());
+                        match announcement {
+                            Some(a) if !a.check_running => {
+                                if let Some(ids) = pending.as_mut() {
+                                    ids.extend(a.canceled);
+                                }
+                            }
+                            // Missed or too many to list: check every running call.
+                            _ => *pending = None,
+                        }
+                        drop(pending);
                         announced.notify_one();
                         news.notify_one();
                     })

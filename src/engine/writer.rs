@@ -58,6 +58,12 @@ pub(crate) struct Writer {
     instance: String,
     /// Fires when another process announces a commit.
     announced: Arc<tokio::sync::Notify>,
+    /// Jobs other processes canceled (their calls may run here); `None` asks for
+    /// every running call to be checked.
+    neighbour_cancels: Arc<std::sync::Mutex<Option<Vec<String>>>>,
+    /// Whether the next turn checks the calls running here for cancels made by
+    /// other processes (at each poll, and when announcements may have been missed).
+    check_cancels: bool,
     /// How long the event log keeps a change.
     event_retention_ms: i64,
     /// Times at which queued jobs this writer knows of become due.
@@ -213,6 +219,7 @@ impl Writer {
         let Neighbours {
             instance,
             announced,
+            canceled,
         } = neighbours;
         let mut due = BinaryHeap::new();
         if let Some(at) = store.earliest_due().await? {
@@ -232,6 +239,8 @@ impl Writer {
             feed,
             instance,
             announced,
+            neighbour_cancels: canceled,
+            check_cancels: false,
             changes: Vec::new(),
             event_retention_ms: settings.event_retention.as_millis() as i64,
             due,
@@ -265,6 +274,7 @@ impl Writer {
                 _ = self.announced.notified() => {
                     self.due_queues.mark_all();
                     self.queues_stale = true;
+                    self.abort_neighbour_cancels();
                 }
                 _ = shutdown.cancelled(), if !self.draining => {
                     tracing::info!(in_flight = self.running.len(), "shutting down: no new claims");
@@ -306,6 +316,9 @@ impl Writer {
             // queue.
             self.due_queues.mark_all();
             self.queues_stale = true;
+            // Another process may have canceled a call running here (on SQLite
+            // nothing announces it).
+            self.check_cancels |= !self.running.is_empty();
             self.next_poll = clock + self.settings.poll_interval;
         }
         while let Some(Reverse(at)) = self.due.peek() {
@@ -404,6 +417,27 @@ impl Writer {
         }
     }
 
+    /// Aborts the calls running here of jobs other processes announced canceled.
+    fn abort_neighbour_cancels(&mut self) {
+        let pending = {
+            let mut pending = self
+                .neighbour_cancels
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            pending.replace(Vec::new())
+        };
+        match pending {
+            Some(ids) => {
+                for id in ids {
+                    if let Some(token) = self.running.get(&id) {
+                        token.cancel();
+                    }
+                }
+            }
+            None => self.check_cancels = true,
+        }
+    }
+
     /// A call of `queue` ended: a queue that was at its limits may go on.
     fn slot_freed(&mut self, queue: &str) {
         let Some(count) = self.running_by_queue.get_mut(queue) else {
@@ -458,10 +492,17 @@ impl Writer {
                 self.change(job, Status::Running, claim.attempt, now, None, None, None);
             }
         }
+        let mut foreign_cancels = Vec::new();
+        if std::mem::take(&mut self.check_cancels) && !self.running.is_empty() {
+            let ids: Vec<&str> = self.running.keys().map(String::as_str).collect();
+            foreign_cancels = write::canceled_among(&txn, &ids).await?;
+        }
         after.events = self.log_changes(&txn).await?;
         if !after.events.is_empty() || self.queues_changed {
-            write::announce(&txn, &self.instance).await?;
+            // Cancels travel with the word, for the process running their calls.
+            write::announce(&txn, &self.instance, &after.cancels).await?;
         }
+        after.cancels.extend(foreign_cancels);
         txn.commit().await?;
         if std::mem::take(&mut self.queues_changed) {
             self.queues_stale = true;

@@ -142,13 +142,14 @@ impl Store {
 
     /// Waits for word from other processes on the same PostgreSQL database that they
     /// committed changes (see [`write::announce`]); calls `heard` for each, except
-    /// this process's own (`me`). Reconnects after errors; returns at `stop`.
+    /// this process's own (`me`), and with `None` after (re)connecting, when word may
+    /// have been missed. Reconnects after errors; returns at `stop`.
     /// Does nothing on SQLite, where polling covers the rare second process.
     pub async fn listen(
         &self,
         me: &str,
         stop: tokio_util::sync::CancellationToken,
-        heard: impl Fn(),
+        heard: impl Fn(Option<write::Announcement>),
     ) {
         let Some(url) = &self.postgres_url else {
             return;
@@ -158,11 +159,12 @@ impl Store {
                 let mut listener = sqlx::postgres::PgListener::connect(url).await?;
                 listener.listen(write::ANNOUNCE_CHANNEL).await?;
                 // Anything missed while not listening is found by the next look.
-                heard();
+                heard(None);
                 loop {
                     let note = listener.recv().await?;
-                    if note.payload() != me {
-                        heard();
+                    let announcement = write::Announcement::read(note.payload());
+                    if announcement.from != me {
+                        heard(Some(announcement));
                     }
                 }
                 #[allow(unreachable_code)]
