@@ -353,6 +353,28 @@ async fn sigterm_ends_open_watches_with_a_cursor_to_resume_from() {
     assert!(server.wait_exit(Duration::from_secs(10)).success());
 }
 
+/// Waits until `jobs` jobs are SUCCEEDED, as `ListJobs` counts them.
+async fn wait_succeeded(client: &mut Client, jobs: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let done = client
+            .list_jobs(proto::ListJobsRequest {
+                statuses: vec![JobStatus::Succeeded as i32],
+                page_size: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .total_size;
+        if done as usize == jobs {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{done} of {jobs} succeeded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// How many times the target received each path.
 fn deliveries(target: &Target) -> std::collections::HashMap<String, usize> {
     let mut counts = std::collections::HashMap::new();
@@ -417,24 +439,7 @@ async fn an_api_process_and_worker_processes_share_one_database_through_a_kill_9
     worker.kill9();
     let second = Process::start(&db, &worker_args);
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let done = client
-            .list_jobs(proto::ListJobsRequest {
-                statuses: vec![JobStatus::Succeeded as i32],
-                page_size: 1,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .total_size;
-        if done as usize == JOBS {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{done} of {JOBS} succeeded");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_succeeded(&mut client, JOBS, Duration::from_secs(120)).await;
     // Every job reached the target; only calls in flight at the kill came twice.
     let counts = deliveries(&target);
     assert_eq!(counts.len(), JOBS);
@@ -501,24 +506,7 @@ async fn three_replicas_on_postgresql_run_20000_jobs_through_a_kill_9() {
     replicas[1].kill9();
 
     let mut client = clients[0].clone();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let done = client
-            .list_jobs(proto::ListJobsRequest {
-                statuses: vec![JobStatus::Succeeded as i32],
-                page_size: 1,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .total_size;
-        if done as usize == JOBS {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{done} of {JOBS} succeeded");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_succeeded(&mut client, JOBS, Duration::from_secs(240)).await;
     let counts = deliveries(&target);
     assert_eq!(counts.len(), JOBS, "every job reached the target");
     assert!(counts.values().all(|n| *n <= 2), "a job came three times");

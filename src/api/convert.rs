@@ -155,10 +155,7 @@ pub fn new_job(
         queue
     };
     if !valid_queue_name(&queue) {
-        v.add(
-            format!("{path}.queue"),
-            "must match [a-z0-9][a-z0-9_-]{0,62}",
-        );
+        v.add(format!("{path}.queue"), QUEUE_NAME_RULE);
     }
     if v.0.len() > before {
         return None;
@@ -219,9 +216,27 @@ pub fn queue_filter(queue: String, v: &mut Violations) -> Option<String> {
         return None;
     }
     if !valid_queue_name(&queue) {
-        v.add("queue", "must match [a-z0-9][a-z0-9_-]{0,62}");
+        v.add("queue", QUEUE_NAME_RULE);
     }
     Some(queue)
+}
+
+/// What a queue name must look like, as refusals say it.
+pub const QUEUE_NAME_RULE: &str = "must match [a-z0-9][a-z0-9_-]{0,62}";
+
+/// A page size from a list request: 0 means `default`, more than `max` is refused.
+pub fn page_size(requested: i32, default: i32, max: i32, v: &mut Violations) -> i32 {
+    match requested {
+        0 => default,
+        n if (1..=max).contains(&n) => n,
+        _ => {
+            v.add(
+                "page_size",
+                format!("must be from 1 to {max} (0 for {default})"),
+            );
+            default
+        }
+    }
 }
 
 pub fn valid_queue_name(name: &str) -> bool {

@@ -325,17 +325,7 @@ impl JobService for JobApi {
             queue,
         } = request.into_inner();
         let mut v = Violations::default();
-        let page_size = match page_size {
-            0 => DEFAULT_PAGE,
-            n if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                v.add(
-                    "page_size",
-                    format!("must be from 1 to {MAX_PAGE} (0 for {DEFAULT_PAGE})"),
-                );
-                DEFAULT_PAGE
-            }
-        };
+        let page_size = convert::page_size(page_size, DEFAULT_PAGE, MAX_PAGE, &mut v);
         let mut filter = JobFilter {
             statuses: convert::statuses(statuses, &mut v),
             tags,

@@ -39,6 +39,17 @@ impl QueueApi {
         })
     }
 
+    /// Pauses or resumes the queue `name`.
+    async fn switch(
+        &self,
+        name: String,
+        change: fn(String) -> QueueChange,
+    ) -> Result<Response<proto::Queue>, Status> {
+        let name = queue_name(name, "name")?;
+        let queue = self.change(change(name)).await?;
+        Ok(Response::new(queue_proto(queue)))
+    }
+
     async fn change(&self, change: QueueChange) -> Result<queues::Model, Status> {
         match self.engine.change_queue(change).await? {
             QueueChanged::Queue(queue) => Ok(queue),
@@ -53,7 +64,7 @@ fn queue_name(name: String, field: &str) -> Result<String, Status> {
         return Err(invalid(field, "required: a queue name"));
     }
     if !convert::valid_queue_name(&name) {
-        return Err(invalid(field, "must match [a-z0-9][a-z0-9_-]{0,62}"));
+        return Err(invalid(field, convert::QUEUE_NAME_RULE));
     }
     Ok(name)
 }
@@ -310,14 +321,7 @@ impl QueueService for QueueApi {
             page_token,
         } = request.into_inner();
         let mut v = Violations::default();
-        let page_size = match page_size {
-            0 => DEFAULT_PAGE,
-            n if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                v.add("page_size", format!("must be from 1 to {MAX_PAGE}, or 0"));
-                DEFAULT_PAGE
-            }
-        };
+        let page_size = convert::page_size(page_size, DEFAULT_PAGE, MAX_PAGE, &mut v);
         let after = convert::page_token_after(PAGE_TOKEN_PREFIX, &page_token).unwrap_or_else(
             |convert::MalformedToken| {
                 v.add(
@@ -368,9 +372,7 @@ impl QueueService for QueueApi {
         request: Request<proto::PauseQueueRequest>,
     ) -> Result<Response<proto::Queue>, Status> {
         let proto::PauseQueueRequest { name } = request.into_inner();
-        let name = queue_name(name, "name")?;
-        let paused = self.change(QueueChange::Pause(name)).await?;
-        Ok(Response::new(queue_proto(paused)))
+        self.switch(name, QueueChange::Pause).await
     }
 
     async fn resume_queue(
@@ -378,9 +380,7 @@ impl QueueService for QueueApi {
         request: Request<proto::ResumeQueueRequest>,
     ) -> Result<Response<proto::Queue>, Status> {
         let proto::ResumeQueueRequest { name } = request.into_inner();
-        let name = queue_name(name, "name")?;
-        let resumed = self.change(QueueChange::Resume(name)).await?;
-        Ok(Response::new(queue_proto(resumed)))
+        self.switch(name, QueueChange::Resume).await
     }
 
     async fn purge_queue(

@@ -7,7 +7,7 @@
 //! on disk, and a claimed job is marked running before its call starts.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,7 +77,7 @@ pub(crate) struct Writer {
     /// at each poll or announcement, for changes made by other processes; the claim
     /// itself checks the pause switch and re-reads limited queues, so those two are
     /// never stale.
-    queues: HashMap<String, queues::Model>,
+    queues: BTreeMap<String, queues::Model>,
     queues_stale: bool,
     /// A queue changed in the open transaction: other processes should hear of it.
     queues_changed: bool,
@@ -246,7 +246,7 @@ impl Writer {
             due,
             due_queues: DueQueues::everywhere(),
             rotation: 0,
-            queues: HashMap::new(),
+            queues: BTreeMap::new(),
             queues_stale: true,
             queues_changed: false,
             metrics,
@@ -539,13 +539,13 @@ impl Writer {
         txn: &DatabaseTransaction,
         now: i64,
         free: usize,
-        queues: &HashMap<String, queues::Model>,
+        queues: &BTreeMap<String, queues::Model>,
     ) -> Result<Vec<(String, Claim)>, StoreError> {
-        let mut wanted: Vec<&queues::Model> = queues
+        // In name order (the map's), so the rotation below means the same each turn.
+        let wanted: Vec<&queues::Model> = queues
             .values()
             .filter(|q| !q.paused && self.due_queues.contains(&q.name))
             .collect();
-        wanted.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         let limited: Vec<&str> = wanted
             .iter()
             .filter(|q| is_limited(q))
