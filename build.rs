@@ -13,6 +13,7 @@ fn main() -> anyhow::Result<()> {
     let protos = [
         "proto/jobqueue/v1/jobs.proto",
         "proto/jobqueue/v1/queues.proto",
+        "proto/jobqueue/v1/schedules.proto",
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -634,6 +634,7 @@ pub fn job(m: jobs::Model) -> proto::Job {
         idempotency_key: idempotency_key.unwrap_or_default(),
         last_status_code: last_status_code.unwrap_or(0),
         last_error_class: error_class(last_error_class.as_deref()) as i32,
+        schedule_id: String::new(),
     }
 }
 
@@ -704,6 +705,7 @@ pub fn watched(item: Watched) -> proto::JobEvent {
                 next_attempt_time: queued.then(|| timestamp(job.run_at)),
                 job_id: job.id,
                 queue: job.queue,
+                schedule_id: String::new(),
             }
         }
         Watched::Change(e) => {
@@ -731,6 +733,7 @@ pub fn watched(item: Watched) -> proto::JobEvent {
                 status_code: status_code.unwrap_or(0),
                 error_class: error_class(class.as_deref()) as i32,
                 next_attempt_time: next_attempt_at.map(timestamp),
+                schedule_id: String::new(),
             }
         }
         Watched::Heartbeat { cursor } => proto::JobEvent {

@@ -116,6 +116,7 @@ impl JobService for JobApi {
             snapshot,
             cursor,
             heartbeat_interval,
+            schedule_id: _,
         } = request.into_inner();
         let mut v = Violations::default();
         let mut filter = WatchFilter::default();
@@ -323,6 +324,7 @@ impl JobService for JobApi {
             created_after,
             created_before,
             queue,
+            schedule_id: _,
         } = request.into_inner();
         let mut v = Violations::default();
         let page_size = convert::page_size(page_size, DEFAULT_PAGE, MAX_PAGE, &mut v);
