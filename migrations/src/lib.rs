@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_jobs;
 mod m20261123_000002_job_events;
 mod m20261123_000003_queues;
+mod m20261123_000004_schedules;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_jobs::Migration),
             Box::new(m20261123_000002_job_events::Migration),
             Box::new(m20261123_000003_queues::Migration),
+            Box::new(m20261123_000004_schedules::Migration),
         ]
     }
 }

@@ -154,8 +154,8 @@ pub fn new_job(
     } else {
         queue
     };
-    if !valid_queue_name(&queue) {
-        v.add(format!("{path}.queue"), QUEUE_NAME_RULE);
+    if !valid_name(&queue) {
+        v.add(format!("{path}.queue"), NAME_RULE);
     }
     if v.0.len() > before {
         return None;
@@ -191,6 +191,8 @@ pub fn new_job(
         expires_at: None,
         last_status_code: None,
         last_error_class: None,
+        schedule_id: None,
+        fire_at: None,
     };
     Some(NewJob { job, unset })
 }
@@ -215,14 +217,25 @@ pub fn queue_filter(queue: String, v: &mut Violations) -> Option<String> {
     if queue.is_empty() {
         return None;
     }
-    if !valid_queue_name(&queue) {
-        v.add("queue", QUEUE_NAME_RULE);
+    if !valid_name(&queue) {
+        v.add("queue", NAME_RULE);
     }
     Some(queue)
 }
 
-/// What a queue name must look like, as refusals say it.
-pub const QUEUE_NAME_RULE: &str = "must match [a-z0-9][a-z0-9_-]{0,62}";
+/// What queue names and schedule ids must look like, as refusals say it.
+pub const NAME_RULE: &str = "must match [a-z0-9][a-z0-9_-]{0,62}";
+
+/// A schedule filter: empty means any (or no) schedule.
+pub fn schedule_filter(id: String, v: &mut Violations) -> Option<String> {
+    if id.is_empty() {
+        return None;
+    }
+    if !valid_name(&id) {
+        v.add("schedule_id", NAME_RULE);
+    }
+    Some(id)
+}
 
 /// A page size from a list request: 0 means `default`, more than `max` is refused.
 pub fn page_size(requested: i32, default: i32, max: i32, v: &mut Violations) -> i32 {
@@ -239,7 +252,8 @@ pub fn page_size(requested: i32, default: i32, max: i32, v: &mut Violations) -> 
     }
 }
 
-pub fn valid_queue_name(name: &str) -> bool {
+/// Whether `name` can name a queue or a schedule.
+pub fn valid_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
@@ -590,6 +604,8 @@ pub fn job(m: jobs::Model) -> proto::Job {
         expires_at,
         last_status_code,
         last_error_class,
+        schedule_id,
+        fire_at: _,
     } = m;
     let status = status(&job_status);
     let body = match (body_kind.as_deref(), body) {
@@ -634,7 +650,7 @@ pub fn job(m: jobs::Model) -> proto::Job {
         idempotency_key: idempotency_key.unwrap_or_default(),
         last_status_code: last_status_code.unwrap_or(0),
         last_error_class: error_class(last_error_class.as_deref()) as i32,
-        schedule_id: String::new(),
+        schedule_id: schedule_id.unwrap_or_default(),
     }
 }
 
@@ -705,7 +721,7 @@ pub fn watched(item: Watched) -> proto::JobEvent {
                 next_attempt_time: queued.then(|| timestamp(job.run_at)),
                 job_id: job.id,
                 queue: job.queue,
-                schedule_id: String::new(),
+                schedule_id: job.schedule_id.unwrap_or_default(),
             }
         }
         Watched::Change(e) => {
@@ -720,6 +736,7 @@ pub fn watched(item: Watched) -> proto::JobEvent {
                 status_code,
                 error_class: class,
                 next_attempt_at,
+                schedule_id,
             } = e;
             proto::JobEvent {
                 kind: proto::JobEventKind::Change as i32,
@@ -733,7 +750,7 @@ pub fn watched(item: Watched) -> proto::JobEvent {
                 status_code: status_code.unwrap_or(0),
                 error_class: error_class(class.as_deref()) as i32,
                 next_attempt_time: next_attempt_at.map(timestamp),
-                schedule_id: String::new(),
+                schedule_id: schedule_id.unwrap_or_default(),
             }
         }
         Watched::Heartbeat { cursor } => proto::JobEvent {
@@ -772,10 +789,10 @@ mod tests {
     #[test]
     fn queue_names_follow_the_pattern() {
         for good in ["default", "a", "0-x_y", &"q".repeat(63)] {
-            assert!(valid_queue_name(good), "{good}");
+            assert!(valid_name(good), "{good}");
         }
         for bad in ["", "Default", "-a", "_a", "a b", "a.b", &"q".repeat(64)] {
-            assert!(!valid_queue_name(bad), "{bad}");
+            assert!(!valid_name(bad), "{bad}");
         }
     }
 }

@@ -116,7 +116,7 @@ impl JobService for JobApi {
             snapshot,
             cursor,
             heartbeat_interval,
-            schedule_id: _,
+            schedule_id,
         } = request.into_inner();
         let mut v = Violations::default();
         let mut filter = WatchFilter::default();
@@ -137,10 +137,12 @@ impl JobService for JobApi {
         filter.tags = tags;
         filter.statuses = convert::statuses(statuses, &mut v);
         filter.queue = convert::queue_filter(queue, &mut v);
+        filter.schedule = convert::schedule_filter(schedule_id, &mut v);
         let narrowed = !filter.ids.is_empty()
             || !filter.tags.is_empty()
             || !filter.statuses.is_empty()
-            || filter.queue.is_some();
+            || filter.queue.is_some()
+            || filter.schedule.is_some();
         if all && narrowed {
             v.add(
                 "all",
@@ -149,7 +151,7 @@ impl JobService for JobApi {
         } else if !all && !narrowed && v.is_empty() {
             v.add(
                 "all",
-                "set ids, tags, statuses or queue, or all: true to watch every job",
+                "set ids, tags, statuses, queue or schedule_id, or all: true to watch every job",
             );
         }
         let start = match (snapshot, cursor.is_empty()) {
@@ -324,7 +326,7 @@ impl JobService for JobApi {
             created_after,
             created_before,
             queue,
-            schedule_id: _,
+            schedule_id,
         } = request.into_inner();
         let mut v = Violations::default();
         let page_size = convert::page_size(page_size, DEFAULT_PAGE, MAX_PAGE, &mut v);
@@ -332,6 +334,7 @@ impl JobService for JobApi {
             statuses: convert::statuses(statuses, &mut v),
             tags,
             queue: convert::queue_filter(queue, &mut v),
+            schedule: convert::schedule_filter(schedule_id, &mut v),
             ..Default::default()
         };
         for (field, t, slot) in [

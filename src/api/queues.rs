@@ -63,8 +63,8 @@ fn queue_name(name: String, field: &str) -> Result<String, Status> {
     if name.is_empty() {
         return Err(invalid(field, "required: a queue name"));
     }
-    if !convert::valid_queue_name(&name) {
-        return Err(invalid(field, convert::QUEUE_NAME_RULE));
+    if !convert::valid_name(&name) {
+        return Err(invalid(field, convert::NAME_RULE));
     }
     Ok(name)
 }

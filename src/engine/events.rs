@@ -42,6 +42,7 @@ pub struct Event {
     pub status_code: Option<i32>,
     pub error_class: Option<String>,
     pub next_attempt_at: Option<i64>,
+    pub schedule_id: Option<String>,
 }
 
 impl Event {
@@ -57,6 +58,7 @@ impl Event {
             status_code,
             error_class,
             next_attempt_at,
+            schedule_id,
         } = row;
         Ok(Event {
             seq,
@@ -70,6 +72,7 @@ impl Event {
             status_code,
             error_class,
             next_attempt_at,
+            schedule_id,
         })
     }
 }
@@ -91,6 +94,8 @@ pub struct WatchFilter {
     /// Changes to one of these statuses; empty means any.
     pub statuses: Vec<Status>,
     pub queue: Option<String>,
+    /// Jobs the schedule submits.
+    pub schedule: Option<String>,
 }
 
 impl WatchFilter {
@@ -99,6 +104,10 @@ impl WatchFilter {
             && self.tags.iter().all(|t| e.tags.contains(t))
             && (self.statuses.is_empty() || self.statuses.contains(&e.status))
             && self.queue.as_ref().is_none_or(|q| *q == e.queue)
+            && self
+                .schedule
+                .as_ref()
+                .is_none_or(|s| e.schedule_id.as_ref() == Some(s))
     }
 
     fn matches_job(&self, job: &jobs::Model) -> bool {
@@ -113,6 +122,7 @@ impl WatchFilter {
             tag: self.tags.first().cloned(),
             statuses: self.statuses.clone(),
             queue: self.queue.clone(),
+            schedule: self.schedule.clone(),
         }
     }
 
@@ -121,6 +131,7 @@ impl WatchFilter {
             statuses: self.statuses.clone(),
             tags: self.tags.clone(),
             queue: self.queue.clone(),
+            schedule: self.schedule.clone(),
             created_after: None,
             created_before: None,
         }
@@ -172,7 +183,7 @@ pub enum Start {
     Now,
 }
 
-/// Most jobs a snapshot sends when watching by tags, statuses or queue.
+/// Most jobs a snapshot sends when watching by tags, statuses, queue or schedule.
 pub const SNAPSHOT_LIMIT: u64 = 10_000;
 /// Changes read from the log per query while catching up.
 pub(crate) const CATCH_UP_PAGE: u64 = 1000;

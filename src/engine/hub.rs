@@ -2,7 +2,7 @@
 //!
 //! Waking every watcher for every commit does not scale: with a thousand watchers,
 //! each on its own tag, nearly all of that work finds nothing. The hub indexes
-//! watchers by job id, by one of their tags, or by queue (the rest — `all` and
+//! watchers by job id, by schedule, by one of their tags, or by queue (the rest — `all` and
 //! status-only watchers — are checked for every change), and puts a change only in
 //! the queues of the watchers it matches. A watcher's queue is bounded: when it is
 //! full, the hub marks the watcher lagged and sends it nothing more until the watcher
@@ -47,6 +47,7 @@ struct Watcher {
 #[derive(Clone)]
 enum Slot {
     Ids(Vec<String>),
+    Schedule(String),
     Tag(String),
     Queue(String),
     Rest,
@@ -57,6 +58,7 @@ struct State {
     next_key: u64,
     watchers: HashMap<u64, (Watcher, Slot)>,
     by_id: HashMap<String, Vec<u64>>,
+    by_schedule: HashMap<String, Vec<u64>>,
     by_tag: HashMap<String, Vec<u64>>,
     by_queue: HashMap<String, Vec<u64>>,
     rest: Vec<u64>,
@@ -92,6 +94,8 @@ impl Hub {
         let lagged = Arc::new(AtomicBool::new(false));
         let slot = if !filter.ids.is_empty() {
             Slot::Ids(filter.ids.clone())
+        } else if let Some(schedule) = &filter.schedule {
+            Slot::Schedule(schedule.clone())
         } else if let Some(tag) = filter.tags.first() {
             Slot::Tag(tag.clone())
         } else if let Some(queue) = &filter.queue {
@@ -108,6 +112,7 @@ impl Hub {
                     state.by_id.entry(id.clone()).or_default().push(key);
                 }
             }
+            Slot::Schedule(id) => state.by_schedule.entry(id.clone()).or_default().push(key),
             Slot::Tag(tag) => state.by_tag.entry(tag.clone()).or_default().push(key),
             Slot::Queue(queue) => state.by_queue.entry(queue.clone()).or_default().push(key),
             Slot::Rest => state.rest.push(key),
@@ -146,6 +151,7 @@ impl Hub {
                     unlist(&mut state.by_id, &id, key);
                 }
             }
+            Slot::Schedule(id) => unlist(&mut state.by_schedule, &id, key),
             Slot::Tag(tag) => unlist(&mut state.by_tag, &tag, key),
             Slot::Queue(queue) => unlist(&mut state.by_queue, &queue, key),
             Slot::Rest => state.rest.retain(|k| *k != key),
@@ -163,6 +169,13 @@ impl Hub {
         for event in batch.iter() {
             candidates.clear();
             if let Some(keys) = state.by_id.get(&event.job_id) {
+                candidates.extend_from_slice(keys);
+            }
+            if let Some(keys) = event
+                .schedule_id
+                .as_ref()
+                .and_then(|id| state.by_schedule.get(id))
+            {
                 candidates.extend_from_slice(keys);
             }
             for tag in &event.tags {
@@ -323,6 +336,7 @@ mod tests {
             status_code: None,
             error_class: None,
             next_attempt_at: None,
+            schedule_id: None,
         }
     }
 
@@ -343,11 +357,19 @@ mod tests {
             ids: vec!["j2".into()],
             ..Default::default()
         });
+        let mut nightly = hub.subscribe(WatchFilter {
+            schedule: Some("nightly".into()),
+            ..Default::default()
+        });
         let mut all = hub.subscribe(WatchFilter::default());
+        let run = Event {
+            schedule_id: Some("nightly".into()),
+            ..event(3, "j3", &[])
+        };
         let batch: Batch = vec![
             event(1, "j1", &["red"]),
             event(2, "j2", &["red", "blue"]),
-            event(3, "j3", &[]),
+            run,
         ]
         .into();
         hub.route(&batch);
@@ -362,6 +384,7 @@ mod tests {
         assert_eq!(seqs(&mut blue), [2]);
         assert_eq!(seqs(&mut both), [2]);
         assert_eq!(seqs(&mut job), [2]);
+        assert_eq!(seqs(&mut nightly), [3]);
         assert_eq!(seqs(&mut all), [1, 2, 3]);
         drop(red);
         assert!(

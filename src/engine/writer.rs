@@ -718,6 +718,7 @@ impl Writer {
             status_code,
             error_class,
             next_attempt_at,
+            schedule_id: job.schedule_id.clone(),
         });
     }
 

@@ -45,6 +45,11 @@ pub mod jobs {
         pub expires_at: Option<i64>,
         pub last_status_code: Option<i32>,
         pub last_error_class: Option<String>,
+        /// The schedule that submitted it.
+        pub schedule_id: Option<String>,
+        /// The due time it ran for, when its schedule's timetable made it due
+        /// (not when it was triggered by hand).
+        pub fire_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -122,6 +127,7 @@ pub mod job_events {
         pub status_code: Option<i32>,
         pub error_class: Option<String>,
         pub next_attempt_at: Option<i64>,
+        pub schedule_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -155,6 +161,59 @@ pub mod queues {
         pub default_backoff_base_ms: Option<i64>,
         pub default_backoff_max_ms: Option<i64>,
         pub default_ttl_ms: Option<i64>,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod schedules {
+    use sea_orm::entity::prelude::*;
+
+    /// One schedule: its timetable, where it stands, and the job each run submits
+    /// (in the jobs table's terms).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "schedules")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub description: String,
+        /// `cron`, `interval` or `once`.
+        pub kind: String,
+        pub cron: Option<String>,
+        pub interval_ms: Option<i64>,
+        pub once_at: Option<i64>,
+        /// IANA name; `UTC` by default.
+        pub time_zone: String,
+        pub start_at: Option<i64>,
+        pub end_at: Option<i64>,
+        pub catchup_window_ms: i64,
+        pub paused: bool,
+        /// The next due time; `None` while paused or when none is left.
+        pub next_fire_at: Option<i64>,
+        pub run_count: i64,
+        pub last_fire_at: Option<i64>,
+        pub queue: String,
+        pub priority: i32,
+        pub method: String,
+        pub url: String,
+        pub headers: String,
+        pub params: String,
+        pub body_kind: Option<String>,
+        pub body: Option<Vec<u8>>,
+        pub timeout_ms: i64,
+        pub max_attempts: i32,
+        pub backoff_strategy: String,
+        pub backoff_base_ms: i64,
+        pub backoff_max_ms: i64,
+        pub ttl_ms: i64,
+        pub tags: String,
+        /// Which job settings are left to the queue's defaults: see `Inherit`.
+        pub inherit: i32,
         pub created_at: i64,
         pub updated_at: i64,
     }

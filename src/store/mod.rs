@@ -19,7 +19,7 @@ use sea_orm::{
     TransactionTrait, Value,
 };
 
-pub use entities::{attempts, job_events, job_tags, jobs, queues};
+pub use entities::{attempts, job_events, job_tags, jobs, queues, schedules};
 /// The driver underneath, for tools that must talk to a database directly.
 pub use sea_orm::sqlx;
 
@@ -309,6 +309,9 @@ impl Store {
         if let Some(queue) = &filter.queue {
             query = query.filter(job_events::Column::Queue.eq(queue.as_str()));
         }
+        if let Some(schedule) = &filter.schedule {
+            query = query.filter(job_events::Column::ScheduleId.eq(schedule.as_str()));
+        }
         if let Some(tag) = &filter.tag {
             // Tags are stored as a JSON array: look for the tag's JSON string in it.
             let quoted = serde_json::to_string(tag).unwrap_or_default();
@@ -454,6 +457,9 @@ fn filtered(filter: &JobFilter) -> sea_orm::Select<jobs::Entity> {
     if let Some(queue) = &filter.queue {
         query = query.filter(jobs::Column::Queue.eq(queue.as_str()));
     }
+    if let Some(schedule) = &filter.schedule {
+        query = query.filter(jobs::Column::ScheduleId.eq(schedule.as_str()));
+    }
     for tag in &filter.tags {
         let tagged = Query::select()
             .column(job_tags::Column::JobId)
@@ -479,6 +485,7 @@ pub struct EventFilter {
     pub tag: Option<String>,
     pub statuses: Vec<Status>,
     pub queue: Option<String>,
+    pub schedule: Option<String>,
 }
 
 /// What `ListJobs` filters on.
@@ -487,6 +494,7 @@ pub struct JobFilter {
     pub statuses: Vec<Status>,
     pub tags: Vec<String>,
     pub queue: Option<String>,
+    pub schedule: Option<String>,
     pub created_after: Option<i64>,
     pub created_before: Option<i64>,
 }

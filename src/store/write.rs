@@ -51,7 +51,7 @@ pub async fn jobs_by_idempotency_key(
     Ok(found)
 }
 
-const JOB_COLUMNS: [&str; 29] = [
+const JOB_COLUMNS: [&str; 31] = [
     "id",
     "queue",
     "status",
@@ -81,11 +81,13 @@ const JOB_COLUMNS: [&str; 29] = [
     "expires_at",
     "last_status_code",
     "last_error_class",
+    "schedule_id",
+    "fire_at",
 ];
 
 /// A row's values in [`JOB_COLUMNS`] order; every field is named, so a new column
 /// breaks the build here until it is written.
-fn job_values(job: jobs::Model) -> [Value; 29] {
+fn job_values(job: jobs::Model) -> [Value; 31] {
     let jobs::Model {
         id,
         queue,
@@ -116,6 +118,8 @@ fn job_values(job: jobs::Model) -> [Value; 29] {
         expires_at,
         last_status_code,
         last_error_class,
+        schedule_id,
+        fire_at,
     } = job;
     [
         id.into(),
@@ -147,6 +151,8 @@ fn job_values(job: jobs::Model) -> [Value; 29] {
         expires_at.into(),
         last_status_code.into(),
         last_error_class.into(),
+        schedule_id.into(),
+        fire_at.into(),
     ]
 }
 
@@ -509,7 +515,7 @@ pub async fn rescue(
          expires_at = CASE WHEN {spent} THEN ? + ttl_ms ELSE NULL END, \
          lease_expires_at = NULL, last_status_code = NULL, last_error_class = 'interrupted' \
          WHERE status = 'running' AND lease_expires_at < ? \
-         RETURNING id, attempt, started_at, status, queue, tags"
+         RETURNING id, attempt, started_at, status, queue, tags, schedule_id"
     );
     let rows = txn
         .query_all_raw(sql(
@@ -537,6 +543,7 @@ pub async fn rescue(
             tags: row.try_get("", "tags")?,
             status_code: None,
             error_class: Some("interrupted".into()),
+            schedule_id: row.try_get("", "schedule_id")?,
         });
         lost.push(attempts::Model {
             job_id: id,
@@ -597,7 +604,8 @@ pub async fn insert_events(
     events: &[job_events::Model],
 ) -> Result<Vec<i64>, StoreError> {
     const COLUMNS: &str =
-        "job_id, status, attempt, at, queue, tags, status_code, error_class, next_attempt_at";
+        "job_id, status, attempt, at, queue, tags, status_code, error_class, next_attempt_at, \
+         schedule_id";
     if backend(txn) == DbBackend::Postgres && !events.is_empty() {
         // Watchers read the log in cursor order, so cursors must be drawn in commit
         // order: replicas take turns appending, from here until their commit.
@@ -610,7 +618,7 @@ pub async fn insert_events(
     }
     let mut seqs = Vec::with_capacity(events.len());
     for chunk in events.chunks(SMALL_ROWS_PER_STATEMENT) {
-        let mut values = Vec::with_capacity(chunk.len() * 9);
+        let mut values = Vec::with_capacity(chunk.len() * 10);
         for event in chunk {
             let job_events::Model {
                 seq: _,
@@ -623,6 +631,7 @@ pub async fn insert_events(
                 status_code,
                 error_class,
                 next_attempt_at,
+                schedule_id,
             } = event;
             values.extend([
                 Value::from(job_id.as_str()),
@@ -634,9 +643,10 @@ pub async fn insert_events(
                 (*status_code).into(),
                 error_class.clone().into(),
                 (*next_attempt_at).into(),
+                schedule_id.clone().into(),
             ]);
         }
-        let rows = value_rows(9, chunk.len());
+        let rows = value_rows(10, chunk.len());
         match backend(txn) {
             // One writer per SQLite file: a multi-row insert takes consecutive
             // AUTOINCREMENT values, ending at the last inserted rowid.
@@ -1002,7 +1012,7 @@ pub async fn purge(
             backend(txn),
             "UPDATE jobs SET status = 'canceled', finished_at = ?, expires_at = ? + ttl_ms \
              WHERE queue = ? AND status = 'queued' \
-             RETURNING id, attempt, tags, last_status_code, last_error_class",
+             RETURNING id, attempt, tags, last_status_code, last_error_class, schedule_id",
             vec![now.into(), now.into(), queue.into()],
         ))
         .await?;
@@ -1019,6 +1029,7 @@ pub async fn purge(
             status_code: row.try_get("", "last_status_code")?,
             error_class: row.try_get("", "last_error_class")?,
             next_attempt_at: None,
+            schedule_id: row.try_get("", "schedule_id")?,
         });
     }
     Ok(changes)
