@@ -2,6 +2,7 @@
 //! means for it. Nothing here does I/O.
 
 pub mod limits;
+pub mod schedule;
 
 use std::time::Duration;
 
