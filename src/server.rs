@@ -1,4 +1,5 @@
-//! The gRPC server: the job and queue services, health and reflection on one listener.
+//! The gRPC server: the job, queue and schedule services, health and reflection on
+//! one listener.
 //! [`run`] is what `main` calls and what the tests call: it connects the store,
 //! starts the engine, serves until `shutdown` resolves, then drains.
 
@@ -11,10 +12,12 @@ use tokio_util::sync::CancellationToken;
 use crate::api::convert::Limits;
 use crate::api::jobs::JobApi;
 use crate::api::queues::QueueApi;
+use crate::api::schedules::ScheduleApi;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::proto::job_service_server::JobServiceServer;
 use crate::proto::queue_service_server::QueueServiceServer;
+use crate::proto::schedule_service_server::ScheduleServiceServer;
 use crate::store::{Store, StoreError};
 
 /// How much longer than the shutdown grace open calls may take to drain.
@@ -77,6 +80,9 @@ pub async fn run(
     if config.role.serves_api() {
         health.set_serving::<JobServiceServer<JobApi>>().await;
         health.set_serving::<QueueServiceServer<QueueApi>>().await;
+        health
+            .set_serving::<ScheduleServiceServer<ScheduleApi>>()
+            .await;
     }
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -90,6 +96,9 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let queues = QueueServiceServer::new(QueueApi::new(engine.clone(), Limits::from(&config)));
+    let schedules =
+        ScheduleServiceServer::new(ScheduleApi::new(engine.clone(), Limits::from(&config)))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let jobs = JobServiceServer::new(JobApi::new(engine, Limits::from(&config)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -104,17 +113,20 @@ pub async fn run(
             health
                 .set_not_serving::<QueueServiceServer<QueueApi>>()
                 .await;
+            health
+                .set_not_serving::<ScheduleServiceServer<ScheduleApi>>()
+                .await;
             stopping.cancel();
         }
     };
     // A worker serves health (for probes) and nothing a client could submit to.
-    let (jobs, queues) = match config.role.serves_api() {
-        true => (Some(jobs), Some(queues)),
+    let (jobs, queues, schedules) = match config.role.serves_api() {
+        true => (Some(jobs), Some(queues), Some(schedules)),
         false => {
             // Dropped now, with their engine handles, or the writer would wait on
             // them at shutdown.
-            drop((jobs, queues));
-            (None, None)
+            drop((jobs, queues, schedules));
+            (None, None, None)
         }
     };
     let serving = tonic::transport::Server::builder()
@@ -126,6 +138,7 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_optional_service(jobs)
         .add_optional_service(queues)
+        .add_optional_service(schedules)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     // Draining waits for open calls; a client that never reads its stream must not
     // keep the process alive past the grace.

@@ -57,7 +57,10 @@ impl MigrationTrait for Migration {
         // SQLite takes one column per ALTER TABLE.
         for (table, column) in [
             (Jobs::Table.into_iden(), Jobs::ScheduleId.into_iden()),
-            (JobEvents::Table.into_iden(), JobEvents::ScheduleId.into_iden()),
+            (
+                JobEvents::Table.into_iden(),
+                JobEvents::ScheduleId.into_iden(),
+            ),
         ] {
             manager
                 .alter_table(
@@ -103,7 +106,10 @@ impl MigrationTrait for Migration {
         for (table, column) in [
             (Jobs::Table.into_iden(), Jobs::FireAt.into_iden()),
             (Jobs::Table.into_iden(), Jobs::ScheduleId.into_iden()),
-            (JobEvents::Table.into_iden(), JobEvents::ScheduleId.into_iden()),
+            (
+                JobEvents::Table.into_iden(),
+                JobEvents::ScheduleId.into_iden(),
+            ),
         ] {
             manager
                 .alter_table(Table::alter().table(table).drop_column(column).to_owned())

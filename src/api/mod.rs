@@ -4,6 +4,7 @@
 pub mod convert;
 pub mod jobs;
 pub mod queues;
+pub mod schedules;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -24,6 +25,11 @@ impl Violations {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// How many bad fields so far: a check compares before and after.
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
     /// `Ok(value)` when nothing was wrong.
@@ -62,13 +68,16 @@ pub fn invalid(field: impl Into<String>, expected: impl Into<String>) -> Status 
 impl From<EngineError> for Status {
     fn from(error: EngineError) -> Status {
         match error {
-            EngineError::NotFound(_) | EngineError::QueueNotFound(_) => {
-                Status::not_found(error.to_string())
+            EngineError::NotFound(_)
+            | EngineError::QueueNotFound(_)
+            | EngineError::ScheduleNotFound(_) => Status::not_found(error.to_string()),
+            EngineError::QueueExists(_) | EngineError::ScheduleExists(_) => {
+                Status::already_exists(error.to_string())
             }
-            EngineError::QueueExists(_) => Status::already_exists(error.to_string()),
-            EngineError::WrongState { .. } | EngineError::QueueState { .. } => {
-                Status::failed_precondition(error.to_string())
-            }
+            EngineError::WrongState { .. }
+            | EngineError::QueueState { .. }
+            | EngineError::ScheduleState { .. } => Status::failed_precondition(error.to_string()),
+            EngineError::Invalid { field, expected } => invalid(field, expected),
             EngineError::ShuttingDown => Status::unavailable(error.to_string()),
             EngineError::Store(e) => e.into(),
             EngineError::Client(_) | EngineError::Writer(_) => Status::internal(error.to_string()),

@@ -5,12 +5,15 @@
 //!   transaction (group commit), claims due jobs for free slots in that same
 //!   transaction, and after the commit answers the callers and hands claimed jobs to
 //!   executors. Maintenance (lease rescue, ttl removal) runs in its batches too.
+//! - [`scheduler`]: due schedules, fired by the writer in its transactions: a run's
+//!   job commits together with its schedule's move to the next due time.
 //! - [`executor`]: runs one attempt and decides its outcome; it never touches the
 //!   database, it sends the outcome back to the writer.
 
 pub mod events;
 pub mod executor;
 pub mod hub;
+pub mod scheduler;
 pub mod writer;
 
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use crate::config::Config;
 use crate::http::HttpClient;
 use crate::job::Status;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError, jobs, queues};
+use crate::store::{Store, StoreError, jobs, queues, schedules};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -47,6 +50,20 @@ pub enum EngineError {
         action: &'static str,
         expected: &'static str,
     },
+    #[error("schedule {0} not found")]
+    ScheduleNotFound(String),
+    #[error("schedule {0} already exists")]
+    ScheduleExists(String),
+    #[error("schedule {id} is {state}; {action} needs a schedule that is {expected}")]
+    ScheduleState {
+        id: String,
+        state: &'static str,
+        action: &'static str,
+        expected: &'static str,
+    },
+    /// A change that reads well alone but not with what is stored.
+    #[error("{field}: {expected}")]
+    Invalid { field: String, expected: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the service is shutting down")]
@@ -126,6 +143,53 @@ pub enum QueueChanged {
     Purged(u64),
 }
 
+/// A change to a schedule, or a run asked for by hand.
+#[derive(Debug, Clone)]
+pub enum ScheduleChange {
+    /// Stores a new schedule; the writer sets its times and next due time.
+    Create(Box<schedules::Model>),
+    /// Replaces what `fields` names with the given schedule's values.
+    Update(Box<schedules::Model>, ScheduleFields),
+    Pause(String),
+    Resume(String),
+    Trigger(String),
+    Delete(String),
+}
+
+/// Which parts of a schedule an update replaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScheduleFields {
+    pub description: bool,
+    /// The timing: cron, interval or once.
+    pub timing: bool,
+    pub time_zone: bool,
+    pub start: bool,
+    pub end: bool,
+    pub catchup_window: bool,
+    pub job: bool,
+}
+
+impl ScheduleFields {
+    pub const ALL: ScheduleFields = ScheduleFields {
+        description: true,
+        timing: true,
+        time_zone: true,
+        start: true,
+        end: true,
+        catchup_window: true,
+        job: true,
+    };
+}
+
+/// What a schedule change answers.
+#[derive(Debug, Clone)]
+pub enum ScheduleChanged {
+    Schedule(Box<schedules::Model>),
+    /// The job a triggered run submitted.
+    Run(Box<jobs::Model>),
+    Deleted,
+}
+
 /// What the writer is asked to do.
 pub(crate) enum Op {
     Submit {
@@ -135,6 +199,10 @@ pub(crate) enum Op {
     Queue {
         change: QueueChange,
         reply: Reply<QueueChanged>,
+    },
+    Schedule {
+        change: ScheduleChange,
+        reply: Reply<ScheduleChanged>,
     },
     Cancel {
         id: String,
@@ -375,5 +443,12 @@ impl Engine {
 
     pub async fn change_queue(&self, change: QueueChange) -> Result<QueueChanged, EngineError> {
         self.ask(|reply| Op::Queue { change, reply }).await
+    }
+
+    pub async fn change_schedule(
+        &self,
+        change: ScheduleChange,
+    ) -> Result<ScheduleChanged, EngineError> {
+        self.ask(|reply| Op::Schedule { change, reply }).await
     }
 }

@@ -18,14 +18,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{Batch, Event, Feed};
 use super::executor::{self, Completion};
-use super::{EngineError, Neighbours, Op, QueueChange, QueueChanged, Settings, Submitted, Unset};
+use super::scheduler::{self, HELD_RETRY_MS, RUNS_PER_SCHEDULE, SCHEDULES_PER_TURN};
+use super::{
+    EngineError, Neighbours, Op, QueueChange, QueueChanged, ScheduleChange, ScheduleChanged,
+    ScheduleFields, Settings, Submitted, Unset,
+};
 use crate::http::HttpClient;
 use crate::job::limits::{self, Bucket};
+use crate::job::schedule::{self, Plan};
 use crate::job::{Next, Status};
 use crate::metrics::{Metrics, Outcome, Tally};
 use crate::now_ms;
 use crate::store::write::{self, Claim};
-use crate::store::{Store, StoreError, job_events, jobs, queues};
+use crate::store::{Store, StoreError, job_events, jobs, queues, schedules};
 
 /// Most ops applied in one transaction; more wait for the next turn.
 const MAX_OPS_PER_TURN: usize = 4096;
@@ -81,6 +86,10 @@ pub(crate) struct Writer {
     queues_stale: bool,
     /// A queue changed in the open transaction: other processes should hear of it.
     queues_changed: bool,
+    /// When the earliest schedule is due, as last read. Read again after firing, at
+    /// each poll (for schedules other processes made), and after a failed commit.
+    next_fire: Option<i64>,
+    schedules_stale: bool,
     /// This process's counters, and what the current turn adds to them.
     metrics: Metrics,
     tally: Tally,
@@ -249,6 +258,8 @@ impl Writer {
             queues: BTreeMap::new(),
             queues_stale: true,
             queues_changed: false,
+            next_fire: None,
+            schedules_stale: true,
             metrics,
             tally: Tally::default(),
             draining: false,
@@ -300,8 +311,13 @@ impl Writer {
 
     fn next_wake(&self) -> Instant {
         let mut wake = self.next_poll.min(self.next_maintenance);
-        if let Some(Reverse(at)) = self.due.peek() {
-            let in_ms = (*at - now_ms()).max(0) as u64;
+        let earliest = match (self.due.peek(), self.next_fire) {
+            (Some(Reverse(at)), Some(fire)) => Some((*at).min(fire)),
+            (Some(Reverse(at)), None) => Some(*at),
+            (None, fire) => fire,
+        };
+        if let Some(at) = earliest {
+            let in_ms = (at - now_ms()).max(0) as u64;
             wake = wake.min(Instant::now() + Duration::from_millis(in_ms));
         }
         wake
@@ -316,6 +332,7 @@ impl Writer {
             // queue.
             self.due_queues.mark_all();
             self.queues_stale = true;
+            self.schedules_stale = true;
             // Another process may have canceled a call running here (on SQLite
             // nothing announces it).
             self.check_cancels |= !self.running.is_empty();
@@ -381,8 +398,9 @@ impl Writer {
             }
             Err(error) => {
                 tracing::error!(%error, ops = requests.len(), "group commit failed; applying ops one by one");
-                // Its claim was rolled back with it: look again next turn.
+                // Its claim and its runs were rolled back with it: look again next turn.
                 self.due_queues.mark_all();
+                self.schedules_stale = true;
                 self.changes.clear();
                 self.apply_one_by_one(now, requests).await;
                 if lost_outcomes > 0 {
@@ -483,6 +501,9 @@ impl Writer {
             if removed > 0 {
                 tracing::debug!(removed, "removed expired jobs");
             }
+        }
+        if !self.draining {
+            self.fire_due(&txn, now).await?;
         }
         let free = self.free_slots();
         if !self.draining && free > 0 && self.due_queues.any() {
@@ -844,20 +865,12 @@ impl Writer {
                             }
                             by_key.insert(key.clone(), (job.id.clone(), Status::Queued));
                         }
-                        let job = &with_defaults(job, *unset, queues.get(&job.queue));
-                        if job.run_at <= now {
-                            self.due_queues.mark(&job.queue);
-                            self.definitions.keep(job);
-                        } else {
-                            self.due.push(Reverse(job.run_at));
-                        }
+                        self.stage(job, *unset, queues.get(&job.queue), now, &mut inserts);
                         submitted.push(Submitted {
                             id: job.id.clone(),
                             status: Status::Queued,
                             existing: false,
                         });
-                        self.change(job, Status::Queued, 0, now, None, None, Some(job.run_at));
-                        inserts.push(jobs::Model::clone(job));
                     }
                     Answer::Submitted(submitted)
                 }
@@ -865,6 +878,12 @@ impl Writer {
                     Ok(changed) => Answer::Queue(changed),
                     Err(refusal) => Answer::Refused(refusal),
                 },
+                Op::Schedule { change, .. } => {
+                    match self.change_schedule(txn, now, change, &mut inserts).await? {
+                        Ok(changed) => Answer::Schedule(changed),
+                        Err(refusal) => Answer::Refused(refusal),
+                    }
+                }
                 Op::Cancel { id, .. } => match write::cancel(txn, id, now).await? {
                     Some(job) => {
                         self.definitions.forget(&job.id);
@@ -919,7 +938,7 @@ impl Writer {
         now: i64,
         requests: &[Op],
     ) -> Result<HashMap<String, queues::Model>, StoreError> {
-        let mut names: Vec<&str> = requests
+        let names: Vec<&str> = requests
             .iter()
             .filter_map(|op| match op {
                 Op::Submit { jobs, .. } => Some(jobs.iter().map(|(j, _)| j.queue.as_str())),
@@ -927,6 +946,17 @@ impl Writer {
             })
             .flatten()
             .collect();
+        self.queues_for(txn, now, names).await
+    }
+
+    /// The queues named, by name: known here, read, or (when the service creates
+    /// queues on use) made now. A queue that stays missing is not in the answer.
+    async fn queues_for(
+        &mut self,
+        txn: &DatabaseTransaction,
+        now: i64,
+        mut names: Vec<&str>,
+    ) -> Result<HashMap<String, queues::Model>, StoreError> {
         names.sort_unstable();
         names.dedup();
         let mut found: HashMap<String, queues::Model> = HashMap::with_capacity(names.len());
@@ -949,6 +979,274 @@ impl Writer {
             found.insert(queue.name.clone(), queue);
         }
         Ok(found)
+    }
+
+    /// Readies a new job for this turn's insert: its queue's defaults fill what it
+    /// left unset, it is marked due (or its time is remembered) and its first
+    /// change is logged.
+    fn stage(
+        &mut self,
+        job: &Arc<jobs::Model>,
+        unset: Unset,
+        queue: Option<&queues::Model>,
+        now: i64,
+        inserts: &mut Vec<jobs::Model>,
+    ) -> Arc<jobs::Model> {
+        let job = with_defaults(job, unset, queue);
+        if job.run_at <= now {
+            self.due_queues.mark(&job.queue);
+            self.definitions.keep(&job);
+        } else {
+            self.due.push(Reverse(job.run_at));
+        }
+        self.change(&job, Status::Queued, 0, now, None, None, Some(job.run_at));
+        inserts.push(jobs::Model::clone(&job));
+        job
+    }
+
+    /// Fires the schedules due at `now`: one job per due time (see
+    /// [`schedule::plan`] for late ones), committed with the schedule's move to
+    /// its next due time.
+    async fn fire_due(&mut self, txn: &DatabaseTransaction, now: i64) -> Result<(), StoreError> {
+        if std::mem::take(&mut self.schedules_stale) {
+            self.next_fire = write::earliest_fire(txn).await?;
+        }
+        if self.next_fire.is_none_or(|at| at > now) {
+            return Ok(());
+        }
+        let due = write::lock_due_schedules(txn, now, SCHEDULES_PER_TURN).await?;
+        // Due times left for the next turn, so one turn never fires without bound.
+        let mut owed = due.len() == SCHEDULES_PER_TURN;
+        let mut runs = Vec::new();
+        for s in &due {
+            let Some(next) = s.next_fire_at else { continue };
+            let plan = match scheduler::timetable(s) {
+                Ok(timetable) => schedule::plan(
+                    &timetable,
+                    next,
+                    now,
+                    s.catchup_window_ms,
+                    RUNS_PER_SCHEDULE,
+                ),
+                Err(error) => {
+                    tracing::error!(schedule = %s.id, %error, "schedule cannot fire; it stops");
+                    Plan {
+                        fires: Vec::new(),
+                        next: None,
+                    }
+                }
+            };
+            if plan.fires.first().is_some_and(|first| *first > next) {
+                tracing::warn!(
+                    schedule = %s.id,
+                    from = next,
+                    to = plan.fires[0],
+                    "due times missed by more than the catch-up window fold into one run"
+                );
+            }
+            owed |= plan.next.is_some_and(|at| at <= now);
+            let last = plan.fires.last().copied();
+            write::advance_schedule(txn, &s.id, plan.next, plan.fires.len(), last).await?;
+            for due in plan.fires {
+                runs.push(scheduler::run(s, scheduler::job_id(), Some(due), now));
+            }
+        }
+        self.insert_runs(txn, now, runs).await?;
+        self.next_fire = if owed {
+            Some(now)
+        } else {
+            match write::earliest_fire(txn).await? {
+                // Still due: another replica holds it and is firing it now.
+                Some(at) if at <= now => Some(now + HELD_RETRY_MS),
+                later => later,
+            }
+        };
+        Ok(())
+    }
+
+    /// Stores the jobs of schedule runs, through the same path as submits. A run
+    /// whose key is already taken fired before (or a client used the key): it is
+    /// not made twice.
+    async fn insert_runs(
+        &mut self,
+        txn: &DatabaseTransaction,
+        now: i64,
+        runs: Vec<(jobs::Model, Unset)>,
+    ) -> Result<(), StoreError> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = runs
+            .iter()
+            .filter_map(|(job, _)| job.idempotency_key.clone())
+            .collect();
+        let taken: HashSet<String> = if keys.is_empty() {
+            HashSet::new()
+        } else {
+            write::jobs_by_idempotency_key(txn, &keys)
+                .await?
+                .into_iter()
+                .map(|(key, _, _)| key)
+                .collect()
+        };
+        let names: Vec<String> = runs.iter().map(|(job, _)| job.queue.clone()).collect();
+        let queues = self
+            .queues_for(txn, now, names.iter().map(String::as_str).collect())
+            .await?;
+        let mut inserts = Vec::with_capacity(runs.len());
+        for (job, unset) in runs {
+            if let Some(key) = job.idempotency_key.as_ref().filter(|k| taken.contains(*k)) {
+                tracing::warn!(%key, "a job with this run's key exists; the run is not made again");
+                continue;
+            }
+            let Some(queue) = queues.get(&job.queue) else {
+                tracing::error!(queue = %job.queue, schedule = ?job.schedule_id, "a run's queue does not exist; the run is dropped");
+                continue;
+            };
+            self.tally.queue(&job.queue).submitted += 1;
+            self.stage(&Arc::new(job), unset, Some(queue), now, &mut inserts);
+        }
+        write::insert_jobs(txn, inserts).await
+    }
+
+    /// Applies a change to a schedule (a triggered run's job goes into `inserts`);
+    /// the refusal when it does not apply.
+    async fn change_schedule(
+        &mut self,
+        txn: &DatabaseTransaction,
+        now: i64,
+        change: &ScheduleChange,
+        inserts: &mut Vec<jobs::Model>,
+    ) -> Result<Result<ScheduleChanged, EngineError>, StoreError> {
+        let id = match change {
+            ScheduleChange::Create(s) | ScheduleChange::Update(s, _) => &s.id,
+            ScheduleChange::Pause(id)
+            | ScheduleChange::Resume(id)
+            | ScheduleChange::Trigger(id)
+            | ScheduleChange::Delete(id) => id,
+        };
+        let stored = match change {
+            ScheduleChange::Create(_) => None,
+            // Held to the commit: a replica firing it waits, and cannot write back
+            // a next due time from before this change.
+            _ => match write::lock_schedule(txn, id).await? {
+                Some(stored) => Some(stored),
+                None => return Ok(Err(EngineError::ScheduleNotFound(id.clone()))),
+            },
+        };
+        let state = |s: &schedules::Model| {
+            if s.paused {
+                "paused"
+            } else if s.next_fire_at.is_none() {
+                "completed"
+            } else {
+                "active"
+            }
+        };
+        let refuse = |s: &schedules::Model, action, expected| {
+            Ok(Err(EngineError::ScheduleState {
+                id: s.id.clone(),
+                state: state(s),
+                action,
+                expected,
+            }))
+        };
+        let saved = match (change, stored) {
+            (ScheduleChange::Create(new), _) => {
+                if self
+                    .queues_for(txn, now, vec![new.queue.as_str()])
+                    .await?
+                    .is_empty()
+                {
+                    return Ok(Err(EngineError::QueueNotFound(new.queue.clone())));
+                }
+                let mut s = schedules::Model::clone(new);
+                s.created_at = now;
+                s.updated_at = now;
+                s.paused = false;
+                s.run_count = 0;
+                s.last_fire_at = None;
+                s.next_fire_at = match scheduler::timetable(&s) {
+                    Ok(timetable) => scheduler::first_due(&s, &timetable, now),
+                    Err(error) => return Ok(Err(invalid_timing(error))),
+                };
+                if !write::create_schedule(txn, s.clone()).await? {
+                    return Ok(Err(EngineError::ScheduleExists(s.id)));
+                }
+                s
+            }
+            (ScheduleChange::Update(new, fields), Some(stored)) => {
+                if fields.job
+                    && self
+                        .queues_for(txn, now, vec![new.queue.as_str()])
+                        .await?
+                        .is_empty()
+                {
+                    return Ok(Err(EngineError::QueueNotFound(new.queue.clone())));
+                }
+                let mut s = merged(stored, new, *fields);
+                if let (Some(start), Some(end)) = (s.start_at, s.end_at)
+                    && end < start
+                {
+                    return Ok(Err(EngineError::Invalid {
+                        field: "schedule.end_time".into(),
+                        expected: "must not be before start_time".into(),
+                    }));
+                }
+                let timetable = match scheduler::timetable(&s) {
+                    Ok(timetable) => timetable,
+                    Err(error) => return Ok(Err(invalid_timing(error))),
+                };
+                let retimed = fields.timing || fields.time_zone || fields.start || fields.end;
+                if retimed && !s.paused {
+                    s.next_fire_at = scheduler::first_due(&s, &timetable, now);
+                }
+                s.updated_at = now;
+                write::save_schedule(txn, s).await?
+            }
+            (ScheduleChange::Pause(_), Some(mut s)) => {
+                if s.paused || s.next_fire_at.is_none() {
+                    return refuse(&s, "pause", "active");
+                }
+                s.paused = true;
+                s.next_fire_at = None;
+                s.updated_at = now;
+                write::save_schedule(txn, s).await?
+            }
+            (ScheduleChange::Resume(_), Some(mut s)) => {
+                if !s.paused {
+                    return refuse(&s, "resume", "paused");
+                }
+                s.paused = false;
+                s.next_fire_at = match scheduler::timetable(&s) {
+                    Ok(timetable) => scheduler::resumed_due(&s, &timetable, now),
+                    Err(error) => return Ok(Err(invalid_timing(error))),
+                };
+                s.updated_at = now;
+                write::save_schedule(txn, s).await?
+            }
+            (ScheduleChange::Trigger(_), Some(s)) => {
+                let (job, unset) = scheduler::run(&s, scheduler::job_id(), None, now);
+                let queues = self.queues_for(txn, now, vec![job.queue.as_str()]).await?;
+                let Some(queue) = queues.get(&job.queue) else {
+                    return Ok(Err(EngineError::QueueNotFound(job.queue.clone())));
+                };
+                self.tally.queue(&job.queue).submitted += 1;
+                let job = self.stage(&Arc::new(job), unset, Some(queue), now, inserts);
+                write::advance_schedule(txn, &s.id, s.next_fire_at, 1, None).await?;
+                return Ok(Ok(ScheduleChanged::Run(Box::new(jobs::Model::clone(&job)))));
+            }
+            (ScheduleChange::Delete(_), Some(s)) => {
+                write::delete_schedule(txn, &s.id).await?;
+                self.schedules_stale = true;
+                return Ok(Ok(ScheduleChanged::Deleted));
+            }
+            (_, None) => return Ok(Err(EngineError::ScheduleNotFound(id.clone()))),
+        };
+        if let Some(at) = saved.next_fire_at {
+            self.next_fire = Some(self.next_fire.map_or(at, |next| next.min(at)));
+        }
+        Ok(Ok(ScheduleChanged::Schedule(Box::new(saved))))
     }
 
     /// Applies a change to a queue; the refusal when it does not apply.
@@ -1227,10 +1525,70 @@ fn with_defaults(
     Arc::new(job)
 }
 
+/// A stored timing that does not read back; the API checks timings before they are
+/// stored, so this is a damaged row or a combination it could not see.
+fn invalid_timing(error: String) -> EngineError {
+    EngineError::Invalid {
+        field: "schedule".into(),
+        expected: error,
+    }
+}
+
+/// `stored` with what `fields` names taken from `new`; its counters and state stay.
+fn merged(
+    stored: schedules::Model,
+    new: &schedules::Model,
+    fields: ScheduleFields,
+) -> schedules::Model {
+    let mut s = stored;
+    let n = new.clone();
+    if fields.description {
+        s.description = n.description;
+    }
+    if fields.timing {
+        s.kind = n.kind;
+        s.cron = n.cron;
+        s.interval_ms = n.interval_ms;
+        s.once_at = n.once_at;
+    }
+    if fields.time_zone {
+        s.time_zone = n.time_zone;
+    }
+    if fields.start {
+        s.start_at = n.start_at;
+    }
+    if fields.end {
+        s.end_at = n.end_at;
+    }
+    if fields.catchup_window {
+        s.catchup_window_ms = n.catchup_window_ms;
+    }
+    if fields.job {
+        s.queue = n.queue;
+        s.priority = n.priority;
+        s.method = n.method;
+        s.url = n.url;
+        s.headers = n.headers;
+        s.params = n.params;
+        s.body_kind = n.body_kind;
+        s.body = n.body;
+        s.timeout_ms = n.timeout_ms;
+        s.max_attempts = n.max_attempts;
+        s.backoff_strategy = n.backoff_strategy;
+        s.backoff_base_ms = n.backoff_base_ms;
+        s.backoff_max_ms = n.backoff_max_ms;
+        s.ttl_ms = n.ttl_ms;
+        s.tags = n.tags;
+        s.inherit = n.inherit;
+    }
+    s
+}
+
 /// The answer to one request op, sent once its transaction committed.
 enum Answer {
     Submitted(Vec<Submitted>),
     Queue(QueueChanged),
+    Schedule(ScheduleChanged),
     Job(Box<jobs::Model>),
     Done,
     Refused(EngineError),
@@ -1247,6 +1605,10 @@ impl Answer {
             (Op::Delete { reply, .. }, Answer::Done) => drop(reply.send(Ok(()))),
             (Op::Queue { reply, .. }, Answer::Queue(changed)) => drop(reply.send(Ok(changed))),
             (Op::Queue { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
+            (Op::Schedule { reply, .. }, Answer::Schedule(changed)) => {
+                drop(reply.send(Ok(changed)))
+            }
+            (Op::Schedule { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Submit { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Cancel { reply, .. } | Op::Retry { reply, .. }, Answer::Refused(e)) => {
                 drop(reply.send(Err(e)))

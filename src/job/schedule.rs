@@ -204,7 +204,11 @@ mod tests {
         let t = ms("2026-11-23T22:14:51.300Z");
         let minutes = cron("*/15 * * * *", "");
         assert_eq!(
-            minutes.upcoming(t, 3).into_iter().map(utc).collect::<Vec<_>>(),
+            minutes
+                .upcoming(t, 3)
+                .into_iter()
+                .map(utc)
+                .collect::<Vec<_>>(),
             [
                 "2026-11-23T22:15:00Z",
                 "2026-11-23T22:30:00Z",
@@ -213,7 +217,11 @@ mod tests {
         );
         let seconds = cron("*/2 * * * * *", "UTC");
         assert_eq!(
-            seconds.upcoming(t, 3).into_iter().map(utc).collect::<Vec<_>>(),
+            seconds
+                .upcoming(t, 3)
+                .into_iter()
+                .map(utc)
+                .collect::<Vec<_>>(),
             [
                 "2026-11-23T22:14:52Z",
                 "2026-11-23T22:14:54Z",
@@ -346,7 +354,13 @@ mod tests {
         assert_eq!(
             plan(&tt, anchor, now, 3000, 100),
             Plan {
-                fires: vec![anchor + 6000, anchor + 7000, anchor + 8000, anchor + 9000, now],
+                fires: vec![
+                    anchor + 6000,
+                    anchor + 7000,
+                    anchor + 8000,
+                    anchor + 9000,
+                    now
+                ],
                 next: Some(now + 1000)
             }
         );

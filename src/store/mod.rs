@@ -398,6 +398,52 @@ impl Store {
         Ok(stats)
     }
 
+    pub async fn schedule(&self, id: &str) -> Result<Option<schedules::Model>, StoreError> {
+        Ok(schedules::Entity::find_by_id(id.to_string())
+            .one(&self.reader)
+            .await?)
+    }
+
+    /// Up to `limit` schedules after `after`, in id order.
+    pub async fn list_schedules(
+        &self,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<schedules::Model>, StoreError> {
+        let mut query = schedules::Entity::find();
+        if let Some(after) = after {
+            query = query.filter(schedules::Column::Id.gt(after));
+        }
+        Ok(query
+            .order_by_asc(schedules::Column::Id)
+            .limit(limit)
+            .all(&self.reader)
+            .await?)
+    }
+
+    /// Up to `limit` jobs that schedules submitted (this one's, or any one's when
+    /// `None`), newest first, before job id `before`.
+    pub async fn schedule_runs(
+        &self,
+        schedule: Option<&str>,
+        before: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<jobs::Model>, StoreError> {
+        let mut query = jobs::Entity::find();
+        query = match schedule {
+            Some(id) => query.filter(jobs::Column::ScheduleId.eq(id)),
+            None => query.filter(jobs::Column::ScheduleId.is_not_null()),
+        };
+        if let Some(before) = before {
+            query = query.filter(jobs::Column::Id.lt(before));
+        }
+        Ok(query
+            .order_by_desc(jobs::Column::Id)
+            .limit(limit)
+            .all(&self.reader)
+            .await?)
+    }
+
     /// The earliest time a queued job is due, to know when to look again.
     pub async fn earliest_due(&self) -> Result<Option<i64>, StoreError> {
         let row = self

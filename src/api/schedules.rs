@@ -1,0 +1,645 @@
+//! `jobqueue.v1.ScheduleService`, with the conversions of its messages.
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, Limits};
+use super::{Violations, invalid};
+use crate::engine::scheduler::{self, CRON, INTERVAL, ONCE};
+use crate::engine::{Engine, ScheduleChange, ScheduleChanged, ScheduleFields};
+use crate::job::schedule::{self, Timetable, Timing};
+use crate::now_ms;
+use crate::proto::{self, schedule_service_server::ScheduleService};
+use crate::store::{jobs, schedules};
+
+const DEFAULT_PAGE: i32 = 100;
+const MAX_PAGE: i32 = 1000;
+const DEFAULT_RUNS_PAGE: i32 = 50;
+const PAGE_TOKEN_PREFIX: &str = "schedules-after:";
+const RUNS_TOKEN_PREFIX: &str = "runs-before:";
+/// Next run times and latest runs a schedule shows.
+const SHOWN: usize = 5;
+const MIN_INTERVAL_MS: i64 = 1000;
+const MAX_INTERVAL_MS: i64 = 366 * 24 * 3600 * 1000;
+const DEFAULT_CATCHUP_MS: i64 = 60_000;
+const MAX_CATCHUP_MS: i64 = 7 * 24 * 3600 * 1000;
+const MAX_DESCRIPTION: usize = 4096;
+
+pub struct ScheduleApi {
+    engine: Engine,
+    limits: Limits,
+}
+
+impl ScheduleApi {
+    pub fn new(engine: Engine, limits: Limits) -> Self {
+        ScheduleApi { engine, limits }
+    }
+
+    async fn change(&self, change: ScheduleChange) -> Result<schedules::Model, Status> {
+        match self.engine.change_schedule(change).await? {
+            ScheduleChanged::Schedule(s) => Ok(*s),
+            _ => Err(Status::internal(
+                "a schedule change answered something else",
+            )),
+        }
+    }
+
+    /// A schedule as clients see it; `with_runs` adds its latest runs.
+    async fn shown(&self, s: schedules::Model, with_runs: bool) -> Result<proto::Schedule, Status> {
+        let recent = if with_runs {
+            self.engine
+                .store()
+                .schedule_runs(Some(&s.id), None, SHOWN as u64)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(schedule_proto(s, recent))
+    }
+}
+
+/// Checks a schedule id given in `field`.
+fn schedule_id(id: String, field: &str) -> Result<String, Status> {
+    if id.is_empty() {
+        return Err(invalid(field, "required: a schedule id"));
+    }
+    if !convert::valid_name(&id) {
+        return Err(invalid(field, convert::NAME_RULE));
+    }
+    Ok(id)
+}
+
+/// Checks the parts of a schedule that `fields` names and builds its row; the
+/// other parts keep neutral values (an update takes only what it names).
+fn schedule_row(
+    id: String,
+    schedule: Option<proto::Schedule>,
+    fields: ScheduleFields,
+    limits: &Limits,
+    now: i64,
+    v: &mut Violations,
+) -> Option<schedules::Model> {
+    let Some(proto::Schedule {
+        id: _,
+        description,
+        timetable,
+        time_zone,
+        start_time,
+        end_time,
+        catchup_window,
+        job,
+        state: _,
+        next_run_times: _,
+        run_count: _,
+        last_run_time: _,
+        recent_runs: _,
+        create_time: _,
+        update_time: _,
+    }) = schedule
+    else {
+        v.add("schedule", "required: the timetable and the job to run");
+        return None;
+    };
+    let before = v.len();
+    if fields.description && description.len() > MAX_DESCRIPTION {
+        v.add(
+            "schedule.description",
+            format!("at most {MAX_DESCRIPTION} bytes"),
+        );
+    }
+    let zone = if fields.time_zone || fields.timing {
+        match schedule::parse_zone(&time_zone) {
+            Ok(zone) => Some(zone),
+            Err(error) => {
+                v.add("schedule.time_zone", error);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut timing = (String::new(), None, None, None);
+    if fields.timing {
+        use proto::schedule::Timetable as T;
+        match timetable {
+            None => v.add(
+                "schedule.timetable",
+                "required: one of cron, interval or once",
+            ),
+            Some(T::Cron(expression)) => match schedule::parse_cron(&expression) {
+                Err(error) => v.add("schedule.cron", error),
+                Ok(cron) => {
+                    if let Some(zone) = zone {
+                        let unbounded = Timetable {
+                            timing: Timing::Cron {
+                                cron: Box::new(cron),
+                                zone,
+                            },
+                            start: None,
+                            end: None,
+                        };
+                        if unbounded.at_or_after(now).is_none() {
+                            v.add("schedule.cron", "never matches a date to come");
+                        }
+                    }
+                    timing = (CRON.to_string(), Some(expression), None, None);
+                }
+            },
+            Some(T::Interval(d)) => match convert::duration_ms(&d) {
+                Some(ms) if (MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&ms) => {
+                    timing = (INTERVAL.to_string(), None, Some(ms), None);
+                }
+                _ => v.add("schedule.interval", "must be from 1s to 366 days"),
+            },
+            Some(T::Once(t)) => match convert::timestamp_ms(&t) {
+                Some(at) => timing = (ONCE.to_string(), None, None, Some(at)),
+                None => v.add("schedule.once", "must be a valid timestamp"),
+            },
+        }
+        if zone.is_some() && !timing.0.is_empty() && timing.0 != CRON && !time_zone.is_empty() {
+            v.add(
+                "schedule.time_zone",
+                "applies to cron only: leave it empty for an interval or a date",
+            );
+        }
+    }
+    let mut instant = |field: &str, named: bool, t: Option<prost_types::Timestamp>| {
+        if !named {
+            return None;
+        }
+        t.and_then(|t| {
+            let ms = convert::timestamp_ms(&t);
+            if ms.is_none() {
+                v.add(format!("schedule.{field}"), "must be a valid timestamp");
+            }
+            ms
+        })
+    };
+    let start_at = instant("start_time", fields.start, start_time);
+    let end_at = instant("end_time", fields.end, end_time);
+    if let (Some(start), Some(end)) = (start_at, end_at)
+        && end < start
+    {
+        v.add("schedule.end_time", "must not be before start_time");
+    }
+    let catchup_window_ms = match catchup_window {
+        None => DEFAULT_CATCHUP_MS,
+        Some(_) if !fields.catchup_window => DEFAULT_CATCHUP_MS,
+        Some(d) => match convert::duration_ms(&d) {
+            Some(ms) if (0..=MAX_CATCHUP_MS).contains(&ms) => ms,
+            _ => {
+                v.add(
+                    "schedule.catchup_window",
+                    "must be from 0 to 7 days, or unset for 1m",
+                );
+                0
+            }
+        },
+    };
+    let template = if fields.job {
+        template_of(job, limits, now, v)
+    } else {
+        None
+    };
+    if v.len() > before {
+        return None;
+    }
+    let (kind, cron, interval_ms, once_at) = timing;
+    let (job, unset) = match template {
+        Some(new) => (new.job, new.unset),
+        None => (blank_job(), crate::engine::Unset::default()),
+    };
+    Some(schedules::Model {
+        id,
+        description,
+        kind,
+        cron,
+        interval_ms,
+        once_at,
+        time_zone: if time_zone.is_empty() {
+            "UTC".into()
+        } else {
+            time_zone
+        },
+        start_at,
+        end_at,
+        catchup_window_ms,
+        paused: false,
+        next_fire_at: None,
+        run_count: 0,
+        last_fire_at: None,
+        queue: job.queue,
+        priority: job.priority,
+        method: job.method,
+        url: job.url,
+        headers: job.headers,
+        params: job.params,
+        body_kind: job.body_kind,
+        body: job.body,
+        timeout_ms: job.timeout_ms,
+        max_attempts: job.max_attempts,
+        backoff_strategy: job.backoff_strategy,
+        backoff_base_ms: job.backoff_base_ms,
+        backoff_max_ms: job.backoff_max_ms,
+        ttl_ms: job.ttl_ms,
+        tags: job.tags,
+        inherit: unset.bits(),
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// Checks a schedule's job: a job spec, without the two fields a run sets itself.
+fn template_of(
+    job: Option<proto::JobSpec>,
+    limits: &Limits,
+    now: i64,
+    v: &mut Violations,
+) -> Option<crate::engine::NewJob> {
+    if let Some(spec) = &job {
+        if spec.scheduled_at.is_some() {
+            v.add(
+                "schedule.job.scheduled_at",
+                "must be unset: each run is due at its fire time",
+            );
+        }
+        if !spec.idempotency_key.is_empty() {
+            v.add(
+                "schedule.job.idempotency_key",
+                "must be unset: each run gets the key <schedule id>/<fire time>",
+            );
+        }
+    }
+    convert::new_job(job, "schedule.job", limits, String::new(), now, v)
+}
+
+/// A job row with nothing in it, for updates that leave the job alone.
+fn blank_job() -> jobs::Model {
+    jobs::Model {
+        id: String::new(),
+        queue: String::new(),
+        status: String::new(),
+        priority: 0,
+        attempt: 0,
+        max_attempts: 0,
+        retry_base: 0,
+        method: String::new(),
+        url: String::new(),
+        headers: String::new(),
+        params: String::new(),
+        body_kind: None,
+        body: None,
+        timeout_ms: 0,
+        backoff_strategy: String::new(),
+        backoff_base_ms: 0,
+        backoff_max_ms: 0,
+        ttl_ms: 0,
+        tags: String::new(),
+        idempotency_key: None,
+        created_at: 0,
+        scheduled_at: 0,
+        run_at: 0,
+        started_at: None,
+        finished_at: None,
+        lease_expires_at: None,
+        expires_at: None,
+        last_status_code: None,
+        last_error_class: None,
+        schedule_id: None,
+        fire_at: None,
+    }
+}
+
+/// What an update mask names; an empty mask names everything settable.
+fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> ScheduleFields {
+    let paths = mask.map(|m| m.paths).unwrap_or_default();
+    if paths.is_empty() {
+        return ScheduleFields::ALL;
+    }
+    let mut fields = ScheduleFields::default();
+    for (i, path) in paths.iter().enumerate() {
+        match path.as_str() {
+            "description" => fields.description = true,
+            "cron" | "interval" | "once" | "timetable" => fields.timing = true,
+            "time_zone" => fields.time_zone = true,
+            "start_time" => fields.start = true,
+            "end_time" => fields.end = true,
+            "catchup_window" => fields.catchup_window = true,
+            "job" => fields.job = true,
+            _ => v.add(
+                format!("update_mask.paths[{i}]"),
+                "must be description, cron, interval, once, time_zone, start_time, end_time, \
+                 catchup_window or job (which replaces the whole job)",
+            ),
+        }
+    }
+    fields
+}
+
+fn state_of(s: &schedules::Model) -> proto::ScheduleState {
+    if s.paused {
+        proto::ScheduleState::Paused
+    } else if s.next_fire_at.is_none() {
+        proto::ScheduleState::Completed
+    } else {
+        proto::ScheduleState::Active
+    }
+}
+
+fn schedule_proto(s: schedules::Model, recent: Vec<jobs::Model>) -> proto::Schedule {
+    let state = state_of(&s);
+    let next_run_times = match (s.next_fire_at, scheduler::timetable(&s)) {
+        (Some(next), Ok(timetable)) if !s.paused => timetable
+            .upcoming(next, SHOWN)
+            .into_iter()
+            .map(convert::timestamp)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let unset = crate::engine::Unset::from_bits(s.inherit);
+    let (template, _) = scheduler::run(&s, String::new(), None, 0);
+    let shown = convert::job(template);
+    let job = proto::JobSpec {
+        request: shown.request,
+        timeout: shown.timeout.filter(|_| !unset.timeout),
+        priority: shown.priority,
+        max_attempts: (!unset.max_attempts).then_some(s.max_attempts),
+        backoff: shown.backoff.filter(|_| !unset.backoff),
+        scheduled_at: None,
+        ttl: shown.ttl.filter(|_| !unset.ttl),
+        tags: shown.tags,
+        idempotency_key: String::new(),
+        queue: shown.queue,
+    };
+    let schedules::Model {
+        id,
+        description,
+        kind,
+        cron,
+        interval_ms,
+        once_at,
+        time_zone,
+        start_at,
+        end_at,
+        catchup_window_ms,
+        paused: _,
+        next_fire_at: _,
+        run_count,
+        last_fire_at,
+        created_at,
+        updated_at,
+        ..
+    } = s;
+    use proto::schedule::Timetable as T;
+    let timetable = match kind.as_str() {
+        CRON => cron.map(T::Cron),
+        INTERVAL => interval_ms.map(|ms| T::Interval(convert::duration(ms))),
+        ONCE => once_at.map(|at| T::Once(convert::timestamp(at))),
+        _ => None,
+    };
+    proto::Schedule {
+        id,
+        description,
+        time_zone: if kind == CRON {
+            time_zone
+        } else {
+            String::new()
+        },
+        timetable,
+        start_time: start_at.map(convert::timestamp),
+        end_time: end_at.map(convert::timestamp),
+        catchup_window: Some(convert::duration(catchup_window_ms)),
+        job: Some(job),
+        state: state as i32,
+        next_run_times,
+        run_count,
+        last_run_time: last_fire_at.map(convert::timestamp),
+        recent_runs: recent.into_iter().map(run_proto).collect(),
+        create_time: Some(convert::timestamp(created_at)),
+        update_time: Some(convert::timestamp(updated_at)),
+    }
+}
+
+fn run_proto(job: jobs::Model) -> proto::ScheduleRun {
+    let trigger = if job.fire_at.is_some() {
+        proto::RunTrigger::Timetable
+    } else {
+        proto::RunTrigger::Manual
+    };
+    proto::ScheduleRun {
+        schedule_id: job.schedule_id.clone().unwrap_or_default(),
+        fire_time: Some(convert::timestamp(job.fire_at.unwrap_or(job.created_at))),
+        trigger: trigger as i32,
+        job_id: job.id,
+        status: convert::status(&job.status) as i32,
+        attempt: job.attempt,
+        start_time: job.started_at.map(convert::timestamp),
+        finish_time: job.finished_at.map(convert::timestamp),
+        status_code: job.last_status_code.unwrap_or(0),
+        error_class: convert::error_class(job.last_error_class.as_deref()) as i32,
+    }
+}
+
+#[tonic::async_trait]
+impl ScheduleService for ScheduleApi {
+    async fn create_schedule(
+        &self,
+        request: Request<proto::CreateScheduleRequest>,
+    ) -> Result<Response<proto::Schedule>, Status> {
+        let proto::CreateScheduleRequest {
+            schedule_id,
+            schedule,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let id = if schedule_id.is_empty() {
+            format!("s_{}", ulid::Ulid::new().to_string().to_lowercase())
+        } else {
+            if !convert::valid_name(&schedule_id) {
+                v.add("schedule_id", convert::NAME_RULE);
+            }
+            schedule_id
+        };
+        let row = schedule_row(
+            id,
+            schedule,
+            ScheduleFields::ALL,
+            &self.limits,
+            now_ms(),
+            &mut v,
+        );
+        let row = v
+            .into_result(row)?
+            .ok_or_else(|| Status::internal("schedule not built"))?;
+        let created = self.change(ScheduleChange::Create(Box::new(row))).await?;
+        // A schedule due at once fired in the same commit: show it as it stands.
+        let current = self.engine.store().schedule(&created.id).await?;
+        Ok(Response::new(
+            self.shown(current.unwrap_or(created), true).await?,
+        ))
+    }
+
+    async fn get_schedule(
+        &self,
+        request: Request<proto::GetScheduleRequest>,
+    ) -> Result<Response<proto::Schedule>, Status> {
+        let proto::GetScheduleRequest { id } = request.into_inner();
+        let id = schedule_id(id, "id")?;
+        let s = self
+            .engine
+            .store()
+            .schedule(&id)
+            .await?
+            .ok_or_else(|| Status::not_found(format!("schedule {id} not found")))?;
+        Ok(Response::new(self.shown(s, true).await?))
+    }
+
+    async fn list_schedules(
+        &self,
+        request: Request<proto::ListSchedulesRequest>,
+    ) -> Result<Response<proto::ListSchedulesResponse>, Status> {
+        let proto::ListSchedulesRequest {
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let page_size = convert::page_size(page_size, DEFAULT_PAGE, MAX_PAGE, &mut v);
+        let after = convert::page_token_after(PAGE_TOKEN_PREFIX, &page_token).unwrap_or_else(
+            |convert::MalformedToken| {
+                v.add(
+                    "page_token",
+                    "must be a next_page_token returned by ListSchedules",
+                );
+                None
+            },
+        );
+        v.into_result(())?;
+        let mut rows = self
+            .engine
+            .store()
+            .list_schedules(after.as_deref(), page_size as u64 + 1)
+            .await?;
+        let more = rows.len() > page_size as usize;
+        rows.truncate(page_size as usize);
+        let next_page_token = match rows.last() {
+            Some(last) if more => convert::page_token(PAGE_TOKEN_PREFIX, &last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(proto::ListSchedulesResponse {
+            schedules: rows
+                .into_iter()
+                .map(|s| schedule_proto(s, Vec::new()))
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_schedule(
+        &self,
+        request: Request<proto::UpdateScheduleRequest>,
+    ) -> Result<Response<proto::Schedule>, Status> {
+        let proto::UpdateScheduleRequest {
+            schedule,
+            update_mask,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let fields = fields_of(update_mask, &mut v);
+        let id = schedule.as_ref().map(|s| s.id.clone()).unwrap_or_default();
+        if let Err(status) = schedule_id(id.clone(), "schedule.id") {
+            v.add("schedule.id", status.message());
+        }
+        let row = schedule_row(id, schedule, fields, &self.limits, now_ms(), &mut v);
+        let row = v
+            .into_result(row)?
+            .ok_or_else(|| Status::internal("schedule not built"))?;
+        let updated = self
+            .change(ScheduleChange::Update(Box::new(row), fields))
+            .await?;
+        Ok(Response::new(self.shown(updated, true).await?))
+    }
+
+    async fn pause_schedule(
+        &self,
+        request: Request<proto::PauseScheduleRequest>,
+    ) -> Result<Response<proto::Schedule>, Status> {
+        let proto::PauseScheduleRequest { id } = request.into_inner();
+        let id = schedule_id(id, "id")?;
+        let paused = self.change(ScheduleChange::Pause(id)).await?;
+        Ok(Response::new(self.shown(paused, true).await?))
+    }
+
+    async fn resume_schedule(
+        &self,
+        request: Request<proto::ResumeScheduleRequest>,
+    ) -> Result<Response<proto::Schedule>, Status> {
+        let proto::ResumeScheduleRequest { id } = request.into_inner();
+        let id = schedule_id(id, "id")?;
+        let resumed = self.change(ScheduleChange::Resume(id)).await?;
+        Ok(Response::new(self.shown(resumed, true).await?))
+    }
+
+    async fn trigger_schedule(
+        &self,
+        request: Request<proto::TriggerScheduleRequest>,
+    ) -> Result<Response<proto::ScheduleRun>, Status> {
+        let proto::TriggerScheduleRequest { id } = request.into_inner();
+        let id = schedule_id(id, "id")?;
+        match self
+            .engine
+            .change_schedule(ScheduleChange::Trigger(id))
+            .await?
+        {
+            ScheduleChanged::Run(job) => Ok(Response::new(run_proto(*job))),
+            _ => Err(Status::internal("a trigger answered something else")),
+        }
+    }
+
+    async fn delete_schedule(
+        &self,
+        request: Request<proto::DeleteScheduleRequest>,
+    ) -> Result<Response<()>, Status> {
+        let proto::DeleteScheduleRequest { id } = request.into_inner();
+        let id = schedule_id(id, "id")?;
+        self.engine
+            .change_schedule(ScheduleChange::Delete(id))
+            .await?;
+        Ok(Response::new(()))
+    }
+
+    async fn list_schedule_runs(
+        &self,
+        request: Request<proto::ListScheduleRunsRequest>,
+    ) -> Result<Response<proto::ListScheduleRunsResponse>, Status> {
+        let proto::ListScheduleRunsRequest {
+            schedule_id,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let schedule = convert::schedule_filter(schedule_id, &mut v);
+        let page_size = convert::page_size(page_size, DEFAULT_RUNS_PAGE, MAX_PAGE, &mut v);
+        let before = convert::page_token_after(RUNS_TOKEN_PREFIX, &page_token).unwrap_or_else(
+            |convert::MalformedToken| {
+                v.add(
+                    "page_token",
+                    "must be a next_page_token returned by ListScheduleRuns",
+                );
+                None
+            },
+        );
+        v.into_result(())?;
+        let mut jobs = self
+            .engine
+            .store()
+            .schedule_runs(schedule.as_deref(), before.as_deref(), page_size as u64 + 1)
+            .await?;
+        let more = jobs.len() > page_size as usize;
+        jobs.truncate(page_size as usize);
+        let next_page_token = match jobs.last() {
+            Some(last) if more => convert::page_token(RUNS_TOKEN_PREFIX, &last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(proto::ListScheduleRunsResponse {
+            runs: jobs.into_iter().map(run_proto).collect(),
+            next_page_token,
+        }))
+    }
+}
