@@ -319,3 +319,66 @@ pub async fn metrics_page(addr: std::net::SocketAddr) -> String {
         .await
         .expect("metrics page")
 }
+
+pub type Schedules = jobqueue::proto::schedule_service_client::ScheduleServiceClient<Channel>;
+
+/// A schedule client of the server at `addr` (which already serves).
+pub async fn schedules(addr: std::net::SocketAddr) -> Schedules {
+    Schedules::connect(format!("http://{addr}"))
+        .await
+        .expect("schedule service reachable")
+}
+
+impl Server {
+    /// A server on the database a stopped server left: the same service, restarted.
+    pub async fn restart(db: std::sync::Arc<TestDb>, tweak: impl FnOnce(&mut Config)) -> Server {
+        Self::start_on(db, tweak).await
+    }
+}
+
+/// Every run `ListScheduleRuns` lists for `schedule_id` (empty: all schedules),
+/// page by page, newest first.
+pub async fn all_runs(schedules: &mut Schedules, schedule_id: &str) -> Vec<proto::ScheduleRun> {
+    let mut runs = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = schedules
+            .list_schedule_runs(proto::ListScheduleRunsRequest {
+                schedule_id: schedule_id.into(),
+                page_size: 100,
+                page_token,
+            })
+            .await
+            .expect("runs listed")
+            .into_inner();
+        runs.extend(page.runs);
+        if page.next_page_token.is_empty() {
+            return runs;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Milliseconds since the Unix epoch of a protobuf timestamp.
+pub fn millis(t: &prost_types::Timestamp) -> i64 {
+    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+}
+
+/// The protobuf timestamp `ms` milliseconds after the Unix epoch.
+pub fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// The `Idempotency-Key` a run of `schedule_id` due at `fire_time` is sent with:
+/// `<schedule id>/<RFC 3339 in UTC>`, a fraction only when not a whole second.
+pub fn run_key(schedule_id: &str, fire_time: &prost_types::Timestamp) -> String {
+    let at = chrono::DateTime::from_timestamp(fire_time.seconds, fire_time.nanos as u32)
+        .expect("a representable time");
+    format!(
+        "{schedule_id}/{}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    )
+}
