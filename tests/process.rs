@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use jobqueue::proto::job_service_client::JobServiceClient as JobServiceClientOf;
+use jobqueue::proto::schedule::Timetable;
 use jobqueue::proto::{self, JobStatus};
 use jobqueue::store::Store;
 
@@ -527,6 +529,99 @@ async fn three_replicas_on_postgresql_run_20000_jobs_through_a_kill_9() {
     drop((clients, client));
     for (n, mut replica) in replicas.into_iter().enumerate() {
         if n != 1 {
+            replica.sigterm();
+            assert!(replica.wait_exit(Duration::from_secs(30)).success());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_postgresql_fire_a_cron_once_a_second_through_a_kill_9() {
+    if !std::env::var("JOBQUEUE_TEST_DB").is_ok_and(|v| v == "postgres") {
+        eprintln!(
+            "SKIPPED: replicas share a database on PostgreSQL only (JOBQUEUE_TEST_DB=postgres runs this)"
+        );
+        return;
+    }
+    let target = Target::start().await.unwrap();
+    let db = TestDb::new().await;
+    let args = ["--lease-grace", "500ms"];
+    let mut replicas: Vec<Process> = (0..3).map(|_| Process::start(&db, &args)).collect();
+    for replica in &replicas {
+        connect(replica.addr).await;
+    }
+    // A call cut off by the kill comes back once its lease (1 s + 500 ms) runs out.
+    let mut spec = get(target.url("/pulse"));
+    spec.timeout = Some(ms(1000));
+    spec.backoff = backoff(proto::BackoffStrategy::Fixed, 100);
+    let mut through_first = schedules(replicas[0].addr).await;
+    through_first
+        .create_schedule(proto::CreateScheduleRequest {
+            schedule_id: "pulse".into(),
+            schedule: Some(proto::Schedule {
+                timetable: Some(Timetable::Cron("* * * * * *".into())),
+                job: Some(spec),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("schedule created");
+    assert!(target.wait_for(5, Duration::from_secs(20)).await);
+    replicas[2].kill9();
+    let at_kill = target.count();
+    assert!(target.wait_for(at_kill + 6, Duration::from_secs(20)).await);
+    let mut through_second = schedules(replicas[1].addr).await;
+    through_second
+        .pause_schedule(proto::PauseScheduleRequest { id: "pulse".into() })
+        .await
+        .expect("paused");
+
+    // Every run's job succeeds, the rescued ones included.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let runs = loop {
+        let runs = all_runs(&mut through_second, "pulse").await;
+        if runs.iter().all(|r| r.status == JobStatus::Succeeded as i32) {
+            break runs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "runs never all succeeded: {runs:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut fired: Vec<i64> = runs
+        .iter()
+        .map(|r| millis(r.fire_time.as_ref().unwrap()))
+        .collect();
+    fired.sort();
+    assert!(fired.len() >= 9, "only {} runs: {fired:?}", fired.len());
+    assert!(fired.iter().all(|t| t % 1000 == 0), "{fired:?}");
+    assert!(
+        fired.windows(2).all(|w| w[1] - w[0] == 1000),
+        "once per second, none twice, none missed: {fired:?}"
+    );
+    // Each run reached the target; only a call in flight on the killed replica twice.
+    let mut sent: HashMap<String, usize> = HashMap::new();
+    for r in target.received() {
+        *sent
+            .entry(r.header("idempotency-key").unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    let expected: HashSet<String> = runs
+        .iter()
+        .map(|r| run_key("pulse", r.fire_time.as_ref().unwrap()))
+        .collect();
+    assert_eq!(sent.keys().cloned().collect::<HashSet<_>>(), expected);
+    assert!(
+        sent.values().all(|n| *n <= 2),
+        "a key came three times: {sent:?}"
+    );
+    let twice = sent.values().filter(|n| **n == 2).count();
+    eprintln!("{twice} of {} runs were delivered twice", runs.len());
+    assert!(twice <= 2, "{twice} runs came twice: {sent:?}");
+    drop((through_first, through_second));
+    for (n, mut replica) in replicas.into_iter().enumerate() {
+        if n != 2 {
             replica.sigterm();
             assert!(replica.wait_exit(Duration::from_secs(30)).success());
         }
