@@ -543,7 +543,9 @@ impl ScheduleService for ScheduleApi {
         let mut v = Violations::default();
         let fields = fields_of(update_mask, &mut v);
         let id = schedule.as_ref().map(|s| s.id.clone()).unwrap_or_default();
-        if let Err(status) = schedule_id(id.clone(), "schedule.id") {
+        if schedule.is_some()
+            && let Err(status) = schedule_id(id.clone(), "schedule.id")
+        {
             v.add("schedule.id", status.message());
         }
         let row = schedule_row(id, schedule, fields, &self.limits, now_ms(), &mut v);

@@ -102,7 +102,7 @@ pub fn resumed_due(s: &schedules::Model, timetable: &Timetable, now: i64) -> Opt
 pub fn run(s: &schedules::Model, id: String, due: Option<i64>, now: i64) -> (jobs::Model, Unset) {
     let run_at = due.unwrap_or(now);
     let job = jobs::Model {
-        id,
+        id: id.clone(),
         queue: s.queue.clone(),
         status: Status::Queued.as_str().into(),
         priority: s.priority,
@@ -121,7 +121,10 @@ pub fn run(s: &schedules::Model, id: String, due: Option<i64>, now: i64) -> (job
         backoff_max_ms: s.backoff_max_ms,
         ttl_ms: s.ttl_ms,
         tags: s.tags.clone(),
-        idempotency_key: due.map(|due| schedule::run_key(&s.id, due)),
+        idempotency_key: Some(match due {
+            Some(due) => schedule::run_key(&s.id, due),
+            None => schedule::manual_run_key(&s.id, &id),
+        }),
         created_at: now,
         scheduled_at: run_at,
         run_at,

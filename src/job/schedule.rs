@@ -164,6 +164,12 @@ pub fn run_key(schedule_id: &str, due: i64) -> String {
     format!("{schedule_id}/{time}")
 }
 
+/// The idempotency key of a run triggered by hand: it has no due time, and two
+/// triggers in one millisecond are two runs.
+pub fn manual_run_key(schedule_id: &str, job_id: &str) -> String {
+    format!("{schedule_id}/manual/{job_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
