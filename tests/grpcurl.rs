@@ -52,6 +52,7 @@ async fn the_readme_grpcurl_session_works() {
     for service in [
         "jobqueue.v1.JobService",
         "jobqueue.v1.QueueService",
+        "jobqueue.v1.ScheduleService",
         "grpc.health.v1.Health",
     ] {
         assert!(stdout.contains(service), "list shows {service}:\n{stdout}");
@@ -79,8 +80,32 @@ async fn the_readme_grpcurl_session_works() {
     assert!(stdout.contains(r#""maxConcurrency": 3"#), "{stdout}");
     assert!(stdout.contains(r#""paused": true"#), "{stdout}");
     assert!(stdout.contains(r#""waiting": "1""#), "{stdout}");
-    assert!(target.wait_for(2, Duration::from_secs(10)).await);
+    assert!(target.wait_for(3, Duration::from_secs(10)).await);
     assert_eq!(target.received_on("/mail").len(), 1);
+    // The schedule was made with its next 09:00 in Paris, triggered once, and paused.
+    assert!(stdout.contains(r#""timeZone": "Europe/Paris""#), "{stdout}");
+    // 09:00 in Paris is 08:00 UTC in winter, 07:00 in summer.
+    assert!(
+        stdout.contains("T08:00:00Z") || stdout.contains("T07:00:00Z"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#""trigger": "RUN_TRIGGER_MANUAL""#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#""state": "SCHEDULE_STATE_PAUSED""#),
+        "{stdout}"
+    );
+    let report = target.received_on("/report");
+    assert_eq!(report.len(), 1);
+    assert!(
+        report[0]
+            .header("idempotency-key")
+            .is_some_and(|key| key.starts_with("daily-report/manual/j_")),
+        "{:?}",
+        report[0].header("idempotency-key")
+    );
     // The refusal names the field, with google.rpc.BadRequest details grpcurl can read.
     assert!(
         stderr.contains("job.request.url: scheme must be http or https"),

@@ -1016,6 +1016,24 @@ async fn a_schedule_s_jobs_are_listed_and_watched_by_its_id() {
             );
         }
     }
+    // A schedule id that could name no schedule is refused, naming the field.
+    let bad = client
+        .watch_jobs(proto::WatchJobsRequest {
+            schedule_id: "Not An Id".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a bad schedule id");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert_eq!(bad_fields(&bad), ["schedule_id"]);
+    let bad = client
+        .list_jobs(proto::ListJobsRequest {
+            schedule_id: "Not An Id".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a bad schedule id");
+    assert_eq!(bad_fields(&bad), ["schedule_id"]);
     server.stop().await;
 }
 
