@@ -1406,3 +1406,73 @@ async fn bad_schedules_are_refused_with_the_field_and_create_nothing() {
     assert_eq!(err.code(), Code::NotFound, "update: {err:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_overlap_skip_a_due_time_passes_while_a_run_is_unfinished() {
+    // One target per schedule, so each one's calls in flight are counted apart.
+    let skipping = Target::start().await.unwrap();
+    let allowing = Target::start().await.unwrap();
+    let server = Server::start().await;
+    let mut schedules = schedules(server.addr).await;
+    // Every call takes 2.5 s; both schedules are due every second.
+    let slow = |target: &Target| get(target.url("/slow?delay_ms=2500"));
+    let created = create(
+        &mut schedules,
+        "skip",
+        proto::Schedule {
+            overlap_policy: proto::OverlapPolicy::Skip as i32,
+            ..every(1000, slow(&skipping))
+        },
+    )
+    .await;
+    assert_eq!(created.overlap_policy, proto::OverlapPolicy::Skip as i32);
+    let allowed = create(&mut schedules, "allow", every(1000, slow(&allowing))).await;
+    assert_eq!(allowed.overlap_policy, proto::OverlapPolicy::Allow as i32);
+
+    // Time is the subject: let six due times pass.
+    tokio::time::sleep(Duration::from_millis(6200)).await;
+    let paused = pause(&mut schedules, "skip").await.unwrap();
+    pause(&mut schedules, "allow").await.unwrap();
+
+    // Never two of its calls at once; the due times that came meanwhile are counted.
+    assert_eq!(skipping.max_in_flight(), 1);
+    assert!(
+        allowing.max_in_flight() >= 2,
+        "{}",
+        allowing.max_in_flight()
+    );
+    let runs = all_runs(&mut schedules, "skip").await;
+    let fired = timetable_fire_times(&runs);
+    assert!(
+        gaps(&fired).iter().all(|gap| *gap >= 3000),
+        "a run waits out the one before: {fired:?}"
+    );
+    assert!(paused.skipped_run_count >= 2, "{paused:?}");
+    assert_eq!(paused.run_count as usize, fired.len());
+    // Each due time so far either ran or was skipped, none both.
+    let anchor = millis(created.create_time.as_ref().unwrap());
+    let last = millis(paused.last_run_time.as_ref().unwrap());
+    let due_times = (paused.run_count + paused.skipped_run_count) as i64;
+    assert!(
+        (((last - anchor) / 1000 + 1)..=7).contains(&due_times),
+        "{due_times} due times from {anchor} to {last}"
+    );
+    // Runs are its only jobs; the allowing schedule ran one per due time.
+    let allowing_runs = timetable_fire_times(&all_runs(&mut schedules, "allow").await);
+    assert!(gaps(&allowing_runs).iter().all(|gap| *gap == 1000));
+    assert!(allowing_runs.len() > fired.len());
+
+    // A bad policy is refused by name.
+    let bad = schedules
+        .create_schedule(proto::CreateScheduleRequest {
+            schedule_id: "bad".into(),
+            schedule: Some(proto::Schedule {
+                overlap_policy: 7,
+                ..every(1000, slow(&skipping))
+            }),
+        })
+        .await
+        .expect_err("an unknown policy");
+    assert_eq!(bad_fields(&bad), ["schedule.overlap_policy"]);
+    server.stop().await;
+}

@@ -26,6 +26,9 @@ impl MigrationTrait for Migration {
                     .col(big_integer_null(Schedules::StartAt))
                     .col(big_integer_null(Schedules::EndAt))
                     .col(big_integer(Schedules::CatchupWindowMs))
+                    // `allow` or `skip`: what a due time does while a run is unfinished.
+                    .col(string(Schedules::Overlap))
+                    .col(big_integer(Schedules::SkippedCount))
                     .col(boolean(Schedules::Paused))
                     // The next due time; NULL while paused or when none is left.
                     .col(big_integer_null(Schedules::NextFireAt))
@@ -89,6 +92,10 @@ impl MigrationTrait for Migration {
              WHERE schedule_id IS NOT NULL",
             "CREATE INDEX IF NOT EXISTS jobs_scheduled ON jobs (id) \
              WHERE schedule_id IS NOT NULL",
+            // A schedule's unfinished runs, for its overlap policy: small, whatever
+            // the number of finished runs kept.
+            "CREATE INDEX IF NOT EXISTS jobs_schedule_unfinished ON jobs (schedule_id) \
+             WHERE schedule_id IS NOT NULL AND status IN ('queued', 'running')",
         ] {
             db.execute_unprepared(statement).await?;
         }
@@ -98,6 +105,7 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         for statement in [
+            "DROP INDEX IF EXISTS jobs_schedule_unfinished",
             "DROP INDEX IF EXISTS jobs_scheduled",
             "DROP INDEX IF EXISTS jobs_schedule",
         ] {
@@ -134,6 +142,8 @@ enum Schedules {
     StartAt,
     EndAt,
     CatchupWindowMs,
+    Overlap,
+    SkippedCount,
     Paused,
     NextFireAt,
     RunCount,

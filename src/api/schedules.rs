@@ -94,6 +94,8 @@ fn schedule_row(
         recent_runs: _,
         create_time: _,
         update_time: _,
+        overlap_policy,
+        skipped_run_count: _,
     }) = schedule
     else {
         v.add("schedule", "required: the timetable and the job to run");
@@ -195,6 +197,18 @@ fn schedule_row(
             }
         },
     };
+    let overlap = match proto::OverlapPolicy::try_from(overlap_policy) {
+        _ if !fields.overlap => scheduler::ALLOW,
+        Ok(proto::OverlapPolicy::Unspecified | proto::OverlapPolicy::Allow) => scheduler::ALLOW,
+        Ok(proto::OverlapPolicy::Skip) => scheduler::SKIP,
+        Err(_) => {
+            v.add(
+                "schedule.overlap_policy",
+                "must be OVERLAP_POLICY_ALLOW or OVERLAP_POLICY_SKIP",
+            );
+            scheduler::ALLOW
+        }
+    };
     let template = if fields.job {
         template_of(job, limits, now, v)
     } else {
@@ -223,6 +237,8 @@ fn schedule_row(
         start_at,
         end_at,
         catchup_window_ms,
+        overlap: overlap.to_string(),
+        skipped_count: 0,
         paused: false,
         next_fire_at: None,
         run_count: 0,
@@ -324,11 +340,12 @@ fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> Schedu
             "start_time" => fields.start = true,
             "end_time" => fields.end = true,
             "catchup_window" => fields.catchup_window = true,
+            "overlap_policy" => fields.overlap = true,
             "job" => fields.job = true,
             _ => v.add(
                 format!("update_mask.paths[{i}]"),
                 "must be description, cron, interval, once, time_zone, start_time, end_time, \
-                 catchup_window or job (which replaces the whole job)",
+                 catchup_window, overlap_policy or job (which replaces the whole job)",
             ),
         }
     }
@@ -381,6 +398,8 @@ fn schedule_proto(s: schedules::Model, recent: Vec<jobs::Model>) -> proto::Sched
         start_at,
         end_at,
         catchup_window_ms,
+        overlap,
+        skipped_count,
         paused: _,
         next_fire_at: _,
         run_count,
@@ -416,6 +435,12 @@ fn schedule_proto(s: schedules::Model, recent: Vec<jobs::Model>) -> proto::Sched
         recent_runs: recent.into_iter().map(run_proto).collect(),
         create_time: Some(convert::timestamp(created_at)),
         update_time: Some(convert::timestamp(updated_at)),
+        overlap_policy: if overlap == scheduler::SKIP {
+            proto::OverlapPolicy::Skip
+        } else {
+            proto::OverlapPolicy::Allow
+        } as i32,
+        skipped_run_count: skipped_count,
     }
 }
 

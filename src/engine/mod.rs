@@ -166,6 +166,7 @@ pub struct ScheduleFields {
     pub start: bool,
     pub end: bool,
     pub catchup_window: bool,
+    pub overlap: bool,
     pub job: bool,
 }
 
@@ -177,6 +178,7 @@ impl ScheduleFields {
         start: true,
         end: true,
         catchup_window: true,
+        overlap: true,
         job: true,
     };
 }

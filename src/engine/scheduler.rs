@@ -15,6 +15,11 @@ pub const RUNS_PER_SCHEDULE: usize = 100;
 /// How soon to look again at a due schedule another replica holds.
 pub const HELD_RETRY_MS: i64 = 100;
 
+/// A schedule's overlap policy, as stored: runs may overlap, or a due time is
+/// skipped while an earlier run is unfinished.
+pub const ALLOW: &str = "allow";
+pub const SKIP: &str = "skip";
+
 /// How a stored schedule's timing is spelled in its `kind` column.
 pub const CRON: &str = "cron";
 pub const INTERVAL: &str = "interval";

@@ -1017,6 +1017,12 @@ impl Writer {
         let due = write::lock_due_schedules(txn, now, SCHEDULES_PER_TURN).await?;
         // Due times left for the next turn, so one turn never fires without bound.
         let mut owed = due.len() == SCHEDULES_PER_TURN;
+        let skipping: Vec<&str> = due
+            .iter()
+            .filter(|s| s.overlap == scheduler::SKIP)
+            .map(|s| s.id.as_str())
+            .collect();
+        let busy = write::with_unfinished_runs(txn, &skipping).await?;
         let mut runs = Vec::new();
         for s in &due {
             let Some(next) = s.next_fire_at else { continue };
@@ -1045,9 +1051,19 @@ impl Writer {
                 );
             }
             owed |= plan.next.is_some_and(|at| at <= now);
-            let last = plan.fires.last().copied();
-            write::advance_schedule(txn, &s.id, plan.next, plan.fires.len(), last).await?;
-            for due in plan.fires {
+            let mut fires = plan.fires;
+            let mut skipped = 0;
+            if s.overlap == scheduler::SKIP {
+                // At most one unfinished run: the latest due time, and only when
+                // no earlier run is still queued or running.
+                let due_times = fires.len();
+                let latest = fires.pop().filter(|_| !busy.contains(&s.id));
+                fires = latest.into_iter().collect();
+                skipped = due_times - fires.len();
+            }
+            let last = fires.last().copied();
+            write::advance_schedule(txn, &s.id, plan.next, fires.len(), skipped, last).await?;
+            for due in fires {
                 runs.push(scheduler::run(s, scheduler::job_id(), Some(due), now));
             }
         }
@@ -1165,6 +1181,7 @@ impl Writer {
                 s.updated_at = now;
                 s.paused = false;
                 s.run_count = 0;
+                s.skipped_count = 0;
                 s.last_fire_at = None;
                 s.next_fire_at = match scheduler::timetable(&s) {
                     Ok(timetable) => scheduler::first_due(&s, &timetable, now),
@@ -1233,7 +1250,7 @@ impl Writer {
                 };
                 self.tally.queue(&job.queue).submitted += 1;
                 let job = self.stage(&Arc::new(job), unset, Some(queue), now, inserts);
-                write::advance_schedule(txn, &s.id, s.next_fire_at, 1, None).await?;
+                write::advance_schedule(txn, &s.id, s.next_fire_at, 1, 0, None).await?;
                 return Ok(Ok(ScheduleChanged::Run(Box::new(jobs::Model::clone(&job)))));
             }
             (ScheduleChange::Delete(_), Some(s)) => {
@@ -1562,6 +1579,9 @@ fn merged(
     }
     if fields.catchup_window {
         s.catchup_window_ms = n.catchup_window_ms;
+    }
+    if fields.overlap {
+        s.overlap = n.overlap;
     }
     if fields.job {
         s.queue = n.queue;

@@ -192,6 +192,9 @@ pub mod schedules {
         pub start_at: Option<i64>,
         pub end_at: Option<i64>,
         pub catchup_window_ms: i64,
+        /// `allow` or `skip`.
+        pub overlap: String,
+        pub skipped_count: i64,
         pub paused: bool,
         /// The next due time; `None` while paused or when none is left.
         pub next_fire_at: Option<i64>,

@@ -1151,28 +1151,52 @@ pub async fn lock_due_schedules(
     Ok(due)
 }
 
-/// Records runs of a schedule: `runs` more of them, the latest for `last_fire`,
-/// and where its timetable goes next.
+/// Records runs of a schedule: `runs` more of them (and `skipped` due times
+/// without one), the latest for `last_fire`, and where its timetable goes next.
 pub async fn advance_schedule(
     txn: &DatabaseTransaction,
     id: &str,
     next: Option<i64>,
     runs: usize,
+    skipped: usize,
     last_fire: Option<i64>,
 ) -> Result<(), StoreError> {
     txn.execute_raw(sql(
         backend(txn),
         "UPDATE schedules SET next_fire_at = ?, run_count = run_count + ?, \
-         last_fire_at = COALESCE(?, last_fire_at) WHERE id = ?",
+         skipped_count = skipped_count + ?, last_fire_at = COALESCE(?, last_fire_at) \
+         WHERE id = ?",
         vec![
             next.into(),
             (runs as i64).into(),
+            (skipped as i64).into(),
             last_fire.into(),
             id.into(),
         ],
     ))
     .await?;
     Ok(())
+}
+
+/// Which of these schedules have a run queued or running.
+pub async fn with_unfinished_runs(
+    txn: &DatabaseTransaction,
+    ids: &[&str],
+) -> Result<HashSet<String>, StoreError> {
+    let mut busy = HashSet::new();
+    if ids.is_empty() {
+        return Ok(busy);
+    }
+    let text = format!(
+        "SELECT DISTINCT schedule_id FROM jobs WHERE schedule_id IN ({}) \
+         AND status IN ('queued', 'running')",
+        placeholders(ids.len())
+    );
+    let values = ids.iter().map(|id| Value::from(*id)).collect();
+    for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
+        busy.insert(row.try_get::<String>("", "schedule_id")?);
+    }
+    Ok(busy)
 }
 
 #[cfg(test)]
