@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_python_client_built_from_the_proto_submits_and_reads_jobs() {
+async fn a_python_client_built_from_the_proto_submits_and_reads_jobs_and_schedules() {
     if !tool_available(
         Command::new("python3").args(["-c", "import grpc, grpc_tools"]),
         "Python grpcio and grpcio-tools",
@@ -34,7 +34,9 @@ async fn a_python_client_built_from_the_proto_submits_and_reads_jobs() {
         "python client failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stdout.contains("python client: ok"));
-    assert_eq!(target.received().len(), 3);
+    // Three submitted jobs and one schedule run.
+    assert_eq!(target.received().len(), 4);
+    assert_eq!(target.received_on("/py/nightly").len(), 1);
     for r in target.received() {
         assert_eq!(r.method, "PUT");
     }

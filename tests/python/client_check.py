@@ -25,6 +25,8 @@ def build_stubs(out):
         f"--python_out={out}",
         f"--grpc_python_out={out}",
         "jobqueue/v1/jobs.proto",
+        "jobqueue/v1/queues.proto",
+        "jobqueue/v1/schedules.proto",
     ])
     if code != 0:
         sys.exit(f"protoc failed with {code}")
@@ -89,7 +91,50 @@ def main():
             sys.exit("an unknown job was found")
         except grpc.RpcError as e:
             assert e.code() == grpc.StatusCode.NOT_FOUND, e.code()
+
+        check_schedules(channel, pb, target)
     print("python client: ok")
+
+
+def check_schedules(channel, pb, target):
+    """A schedule at 03:00 in Tokyo: its next runs, a run triggered now, its runs."""
+    from jobqueue.v1 import schedules_pb2 as spb
+    from jobqueue.v1 import schedules_pb2_grpc as srpc
+
+    schedules = srpc.ScheduleServiceStub(channel)
+    from jobqueue.v1 import jobs_pb2_grpc as rpc
+
+    jobs = rpc.JobServiceStub(channel)
+    nightly = spb.Schedule(cron="0 3 * * *", time_zone="Asia/Tokyo")
+    nightly.job.request.method = "PUT"
+    nightly.job.request.url = f"{target}/py/nightly"
+    created = schedules.CreateSchedule(
+        spb.CreateScheduleRequest(schedule_id="py-nightly", schedule=nightly), timeout=10
+    )
+    assert created.state == spb.SCHEDULE_STATE_ACTIVE, created
+    # 03:00 in Tokyo (UTC+9, no daylight saving) is 18:00 UTC the day before.
+    hours = [t.ToDatetime().hour for t in created.next_run_times]
+    assert hours == [18] * 5, hours
+
+    run = schedules.TriggerSchedule(spb.TriggerScheduleRequest(id="py-nightly"), timeout=10)
+    assert run.trigger == spb.RUN_TRIGGER_MANUAL, run
+    deadline = time.time() + 20
+    while jobs.GetJob(pb.GetJobRequest(id=run.job_id), timeout=10).status != pb.JOB_STATUS_SUCCEEDED:
+        assert time.time() < deadline, f"{run.job_id} never succeeded"
+        time.sleep(0.05)
+    runs = schedules.ListScheduleRuns(
+        spb.ListScheduleRunsRequest(schedule_id="py-nightly"), timeout=10
+    ).runs
+    assert [r.job_id for r in runs] == [run.job_id], runs
+    assert runs[0].status == pb.JOB_STATUS_SUCCEEDED and runs[0].status_code == 200, runs
+
+    try:
+        schedules.CreateSchedule(
+            spb.CreateScheduleRequest(schedule_id="py-nightly", schedule=nightly), timeout=10
+        )
+        sys.exit("a taken schedule id was accepted")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.ALREADY_EXISTS, e.code()
 
 
 if __name__ == "__main__":
