@@ -423,6 +423,29 @@ pub fn page_token(prefix: &str, last: &str) -> String {
         .collect()
 }
 
+/// Where a list request's page starts: the key its `page_token` carries, or `None`
+/// for the first page; a token `rpc` did not make is a bad field.
+pub fn page_start(prefix: &str, token: &str, rpc: &str, v: &mut Violations) -> Option<String> {
+    page_token_after(prefix, token).unwrap_or_else(|MalformedToken| {
+        v.add(
+            "page_token",
+            format!("must be a next_page_token returned by {rpc}"),
+        );
+        None
+    })
+}
+
+/// Cuts rows read one past `size` back to `size`; answers the next page's token,
+/// empty when these rows end the list.
+pub fn page_end<T>(rows: &mut Vec<T>, size: i32, prefix: &str, key: impl Fn(&T) -> &str) -> String {
+    let more = rows.len() > size as usize;
+    rows.truncate(size as usize);
+    match rows.last() {
+        Some(last) if more => page_token(prefix, key(last)),
+        _ => String::new(),
+    }
+}
+
 /// A page token this service did not make.
 #[derive(Debug)]
 pub struct MalformedToken;

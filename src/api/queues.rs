@@ -322,30 +322,19 @@ impl QueueService for QueueApi {
         } = request.into_inner();
         let mut v = Violations::default();
         let page_size = convert::page_size(page_size, DEFAULT_PAGE, MAX_PAGE, &mut v);
-        let after = convert::page_token_after(PAGE_TOKEN_PREFIX, &page_token).unwrap_or_else(
-            |convert::MalformedToken| {
-                v.add(
-                    "page_token",
-                    "must be a next_page_token returned by ListQueues",
-                );
-                None
-            },
-        );
+        let after = convert::page_start(PAGE_TOKEN_PREFIX, &page_token, "ListQueues", &mut v);
         v.into_result(())?;
-        let page = self
+        let mut page = self
             .engine
             .store()
             .list_queues(after.as_deref(), page_size as u64 + 1)
             .await?;
-        let more = page.len() > page_size as usize;
+        let next_page_token =
+            convert::page_end(&mut page, page_size, PAGE_TOKEN_PREFIX, |q| &q.name);
         let mut queues = Vec::with_capacity(page.len());
-        for queue in page.into_iter().take(page_size as usize) {
+        for queue in page {
             queues.push(self.state(queue).await?);
         }
-        let next_page_token = match queues.last().and_then(|q| q.queue.as_ref()) {
-            Some(last) if more => convert::page_token(PAGE_TOKEN_PREFIX, &last.name),
-            _ => String::new(),
-        };
         Ok(Response::new(proto::ListQueuesResponse {
             queues,
             next_page_token,

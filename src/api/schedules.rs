@@ -220,7 +220,8 @@ fn schedule_row(
     let (kind, cron, interval_ms, once_at) = timing;
     let (job, unset) = match template {
         Some(new) => (new.job, new.unset),
-        None => (blank_job(), crate::engine::Unset::default()),
+        // An update that leaves the job alone: nothing of it is taken.
+        None => (jobs::Model::default(), crate::engine::Unset::default()),
     };
     Some(schedules::Model {
         id,
@@ -286,43 +287,6 @@ fn template_of(
         }
     }
     convert::new_job(job, "schedule.job", limits, String::new(), now, v)
-}
-
-/// A job row with nothing in it, for updates that leave the job alone.
-fn blank_job() -> jobs::Model {
-    jobs::Model {
-        id: String::new(),
-        queue: String::new(),
-        status: String::new(),
-        priority: 0,
-        attempt: 0,
-        max_attempts: 0,
-        retry_base: 0,
-        method: String::new(),
-        url: String::new(),
-        headers: String::new(),
-        params: String::new(),
-        body_kind: None,
-        body: None,
-        timeout_ms: 0,
-        backoff_strategy: String::new(),
-        backoff_base_ms: 0,
-        backoff_max_ms: 0,
-        ttl_ms: 0,
-        tags: String::new(),
-        idempotency_key: None,
-        created_at: 0,
-        scheduled_at: 0,
-        run_at: 0,
-        started_at: None,
-        finished_at: None,
-        lease_expires_at: None,
-        expires_at: None,
-        last_status_code: None,
-        last_error_class: None,
-        schedule_id: None,
-        fire_at: None,
-    }
 }
 
 /// What an update mask names; an empty mask names everything settable.
@@ -527,27 +491,14 @@ impl ScheduleService for ScheduleApi {
         } = request.into_inner();
         let mut v = Violations::default();
         let page_size = convert::page_size(page_size, DEFAULT_PAGE, MAX_PAGE, &mut v);
-        let after = convert::page_token_after(PAGE_TOKEN_PREFIX, &page_token).unwrap_or_else(
-            |convert::MalformedToken| {
-                v.add(
-                    "page_token",
-                    "must be a next_page_token returned by ListSchedules",
-                );
-                None
-            },
-        );
+        let after = convert::page_start(PAGE_TOKEN_PREFIX, &page_token, "ListSchedules", &mut v);
         v.into_result(())?;
         let mut rows = self
             .engine
             .store()
             .list_schedules(after.as_deref(), page_size as u64 + 1)
             .await?;
-        let more = rows.len() > page_size as usize;
-        rows.truncate(page_size as usize);
-        let next_page_token = match rows.last() {
-            Some(last) if more => convert::page_token(PAGE_TOKEN_PREFIX, &last.id),
-            _ => String::new(),
-        };
+        let next_page_token = convert::page_end(&mut rows, page_size, PAGE_TOKEN_PREFIX, |s| &s.id);
         Ok(Response::new(proto::ListSchedulesResponse {
             schedules: rows
                 .into_iter()
@@ -643,27 +594,15 @@ impl ScheduleService for ScheduleApi {
         let mut v = Violations::default();
         let schedule = convert::schedule_filter(schedule_id, &mut v);
         let page_size = convert::page_size(page_size, DEFAULT_RUNS_PAGE, MAX_PAGE, &mut v);
-        let before = convert::page_token_after(RUNS_TOKEN_PREFIX, &page_token).unwrap_or_else(
-            |convert::MalformedToken| {
-                v.add(
-                    "page_token",
-                    "must be a next_page_token returned by ListScheduleRuns",
-                );
-                None
-            },
-        );
+        let before =
+            convert::page_start(RUNS_TOKEN_PREFIX, &page_token, "ListScheduleRuns", &mut v);
         v.into_result(())?;
         let mut jobs = self
             .engine
             .store()
             .schedule_runs(schedule.as_deref(), before.as_deref(), page_size as u64 + 1)
             .await?;
-        let more = jobs.len() > page_size as usize;
-        jobs.truncate(page_size as usize);
-        let next_page_token = match jobs.last() {
-            Some(last) if more => convert::page_token(RUNS_TOKEN_PREFIX, &last.id),
-            _ => String::new(),
-        };
+        let next_page_token = convert::page_end(&mut jobs, page_size, RUNS_TOKEN_PREFIX, |j| &j.id);
         Ok(Response::new(proto::ListScheduleRunsResponse {
             runs: jobs.into_iter().map(run_proto).collect(),
             next_page_token,

@@ -4,7 +4,7 @@ pub mod jobs {
     use sea_orm::entity::prelude::*;
 
     /// One job: what to call, how to retry it, and where it stands.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, Debug, Default, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "jobs")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
