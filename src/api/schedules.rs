@@ -43,6 +43,17 @@ impl ScheduleApi {
         }
     }
 
+    /// Pauses or resumes the schedule `id`.
+    async fn switch(
+        &self,
+        id: String,
+        change: fn(String) -> ScheduleChange,
+    ) -> Result<Response<proto::Schedule>, Status> {
+        let id = schedule_id(id, "id")?;
+        let changed = self.change(change(id)).await?;
+        Ok(Response::new(self.shown(changed, true).await?))
+    }
+
     /// A schedule as clients see it; `with_runs` adds its latest runs.
     async fn shown(&self, s: schedules::Model, with_runs: bool) -> Result<proto::Schedule, Status> {
         let recent = if with_runs {
@@ -317,12 +328,10 @@ fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> Schedu
 }
 
 fn state_of(s: &schedules::Model) -> proto::ScheduleState {
-    if s.paused {
-        proto::ScheduleState::Paused
-    } else if s.next_fire_at.is_none() {
-        proto::ScheduleState::Completed
-    } else {
-        proto::ScheduleState::Active
+    match scheduler::State::of(s) {
+        scheduler::State::Active => proto::ScheduleState::Active,
+        scheduler::State::Paused => proto::ScheduleState::Paused,
+        scheduler::State::Completed => proto::ScheduleState::Completed,
     }
 }
 
@@ -539,9 +548,7 @@ impl ScheduleService for ScheduleApi {
         request: Request<proto::PauseScheduleRequest>,
     ) -> Result<Response<proto::Schedule>, Status> {
         let proto::PauseScheduleRequest { id } = request.into_inner();
-        let id = schedule_id(id, "id")?;
-        let paused = self.change(ScheduleChange::Pause(id)).await?;
-        Ok(Response::new(self.shown(paused, true).await?))
+        self.switch(id, ScheduleChange::Pause).await
     }
 
     async fn resume_schedule(
@@ -549,9 +556,7 @@ impl ScheduleService for ScheduleApi {
         request: Request<proto::ResumeScheduleRequest>,
     ) -> Result<Response<proto::Schedule>, Status> {
         let proto::ResumeScheduleRequest { id } = request.into_inner();
-        let id = schedule_id(id, "id")?;
-        let resumed = self.change(ScheduleChange::Resume(id)).await?;
-        Ok(Response::new(self.shown(resumed, true).await?))
+        self.switch(id, ScheduleChange::Resume).await
     }
 
     async fn trigger_schedule(

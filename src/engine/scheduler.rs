@@ -61,6 +61,35 @@ impl Unset {
     }
 }
 
+/// Where a schedule is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Active,
+    Paused,
+    /// No due time is left.
+    Completed,
+}
+
+impl State {
+    pub fn of(s: &schedules::Model) -> State {
+        if s.paused {
+            State::Paused
+        } else if s.next_fire_at.is_none() {
+            State::Completed
+        } else {
+            State::Active
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Active => "active",
+            State::Paused => "paused",
+            State::Completed => "completed",
+        }
+    }
+}
+
 /// The stored schedule's timetable; an error names what no longer reads (the API
 /// checks all of it before storing, so this means a damaged row).
 pub fn timetable(s: &schedules::Model) -> Result<Timetable, String> {

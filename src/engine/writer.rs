@@ -1105,10 +1105,8 @@ impl Writer {
                 .map(|(key, _, _)| key)
                 .collect()
         };
-        let names: Vec<String> = runs.iter().map(|(job, _)| job.queue.clone()).collect();
-        let queues = self
-            .queues_for(txn, now, names.iter().map(String::as_str).collect())
-            .await?;
+        let names = runs.iter().map(|(job, _)| job.queue.as_str()).collect();
+        let queues = self.queues_for(txn, now, names).await?;
         let mut inserts = Vec::with_capacity(runs.len());
         for (job, unset) in runs {
             if let Some(key) = job.idempotency_key.as_ref().filter(|k| taken.contains(*k)) {
@@ -1150,19 +1148,10 @@ impl Writer {
                 None => return Ok(Err(EngineError::ScheduleNotFound(id.clone()))),
             },
         };
-        let state = |s: &schedules::Model| {
-            if s.paused {
-                "paused"
-            } else if s.next_fire_at.is_none() {
-                "completed"
-            } else {
-                "active"
-            }
-        };
         let refuse = |s: &schedules::Model, action, expected| {
             Ok(Err(EngineError::ScheduleState {
                 id: s.id.clone(),
-                state: state(s),
+                state: scheduler::State::of(s).as_str(),
                 action,
                 expected,
             }))
@@ -1222,7 +1211,7 @@ impl Writer {
                 write::save_schedule(txn, s).await?
             }
             (ScheduleChange::Pause(_), Some(mut s)) => {
-                if s.paused || s.next_fire_at.is_none() {
+                if scheduler::State::of(&s) != scheduler::State::Active {
                     return refuse(&s, "pause", "active");
                 }
                 s.paused = true;
