@@ -16,6 +16,11 @@
 //!
 //! Every request is recorded (method, target, headers, body, arrival time), and
 //! tests can wait for a number of requests instead of sleeping.
+//!
+//! [`proxy`] holds a TCP proxy that fault tests put in front of PostgreSQL, to cut
+//! the database away under load and bring it back.
+
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
