@@ -47,6 +47,13 @@ pub struct Config {
           value_parser = parse_db_url)]
     pub db_url: String,
 
+    /// Longest a request waits for the database. A write it has not taken by then
+    /// is answered UNAVAILABLE (RESOURCE_EXHAUSTED when its disk is full), and so is
+    /// a read it cannot serve; the service keeps running and recovers by itself.
+    #[arg(long, env = "JOBQUEUE_DB_TIMEOUT", default_value = "5s",
+          value_parser = parse_duration("JOBQUEUE_DB_TIMEOUT"))]
+    pub db_timeout: Duration,
+
     /// Most HTTP calls in flight at once in this process, all queues together.
     #[arg(long, env = "JOBQUEUE_CONCURRENCY", default_value = "1024",
           value_parser = parse_count("JOBQUEUE_CONCURRENCY", 1, 100_000))]

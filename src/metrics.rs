@@ -8,12 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::store::Fault;
 
 /// How an attempt ended, as its label says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -88,6 +90,18 @@ pub struct Metrics {
     by_queue: Arc<Mutex<BTreeMap<String, QueueCounts>>>,
     /// Open watch streams, as the engine counts them.
     watchers: Arc<AtomicUsize>,
+    store: Arc<StoreCounts>,
+}
+
+/// How the database is taking this process's writes.
+#[derive(Default)]
+struct StoreCounts {
+    /// Refusing them now, for a full disk (1) or being unavailable (2); 0 when not.
+    refusing: AtomicUsize,
+    refused_disk_full: AtomicU64,
+    refused_unavailable: AtomicU64,
+    /// Attempt outcomes waiting for the database to take them.
+    held_outcomes: AtomicUsize,
 }
 
 impl Metrics {
@@ -96,7 +110,31 @@ impl Metrics {
         Metrics {
             by_queue: Arc::default(),
             watchers,
+            store: Arc::default(),
         }
+    }
+
+    /// Whether the database refuses writes now, and why.
+    pub fn store_refusing(&self, fault: Option<Fault>) {
+        let code = match fault {
+            None => 0,
+            Some(Fault::DiskFull) => 1,
+            Some(Fault::Unavailable) => 2,
+        };
+        self.store.refusing.store(code, Ordering::Relaxed);
+    }
+
+    /// Write requests answered with an error because of `fault`.
+    pub fn refused_writes(&self, fault: Fault, n: u64) {
+        let counter = match fault {
+            Fault::DiskFull => &self.store.refused_disk_full,
+            Fault::Unavailable => &self.store.refused_unavailable,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn held_outcomes(&self, n: usize) {
+        self.store.held_outcomes.store(n, Ordering::Relaxed);
     }
 
     pub fn add(&self, tally: Tally) {
@@ -114,15 +152,22 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+        fn family(
+            out: &mut String,
+            name: &str,
+            kind: &str,
+            help: &str,
+            rows: Vec<(String, String)>,
+        ) {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
             for (labels, value) in rows {
                 let _ = writeln!(out, "{name}{{{labels}}} {value}");
             }
-        };
+        }
         let queue = |q: &str| format!("queue=\"{q}\"");
         family(
+            &mut out,
             "jobqueue_jobs_submitted_total",
             "counter",
             "Jobs accepted by this process.",
@@ -131,6 +176,7 @@ impl Metrics {
                 .collect(),
         );
         family(
+            &mut out,
             "jobqueue_attempts_started_total",
             "counter",
             "HTTP calls this process started.",
@@ -139,6 +185,7 @@ impl Metrics {
                 .collect(),
         );
         family(
+            &mut out,
             "jobqueue_attempts_finished_total",
             "counter",
             "HTTP calls this process finished, by what they meant for their job.",
@@ -154,6 +201,7 @@ impl Metrics {
                 .collect(),
         );
         family(
+            &mut out,
             "jobqueue_attempt_duration_seconds_sum",
             "counter",
             "Seconds spent in finished HTTP calls.",
@@ -162,6 +210,7 @@ impl Metrics {
                 .collect(),
         );
         family(
+            &mut out,
             "jobqueue_attempt_duration_seconds_count",
             "counter",
             "Finished HTTP calls timed.",
@@ -170,6 +219,7 @@ impl Metrics {
                 .collect(),
         );
         family(
+            &mut out,
             "jobqueue_jobs_running",
             "gauge",
             "HTTP calls in flight in this process.",
@@ -182,6 +232,43 @@ impl Metrics {
             out,
             "# HELP jobqueue_watchers Open WatchJobs streams in this process.\n\
              # TYPE jobqueue_watchers gauge\njobqueue_watchers {watchers}"
+        );
+        let store = &self.store;
+        let refusing = store.refusing.load(Ordering::Relaxed);
+        family(
+            &mut out,
+            "jobqueue_store_refusing_writes",
+            "gauge",
+            "1 while the database refuses this process's writes, by why.",
+            [(1, Fault::DiskFull), (2, Fault::Unavailable)]
+                .into_iter()
+                .map(|(code, fault)| {
+                    let value = if refusing == code { "1" } else { "0" };
+                    (format!("reason=\"{}\"", fault.label()), value.to_string())
+                })
+                .collect(),
+        );
+        family(
+            &mut out,
+            "jobqueue_store_refused_writes_total",
+            "counter",
+            "Write requests answered with an error because the database took no writes.",
+            [
+                (Fault::DiskFull, &store.refused_disk_full),
+                (Fault::Unavailable, &store.refused_unavailable),
+            ]
+            .into_iter()
+            .map(|(fault, n)| {
+                let n = n.load(Ordering::Relaxed);
+                (format!("reason=\"{}\"", fault.label()), n.to_string())
+            })
+            .collect(),
+        );
+        let held = store.held_outcomes.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP jobqueue_store_held_outcomes Attempt outcomes waiting for the database to take them.\n\
+             # TYPE jobqueue_store_held_outcomes gauge\njobqueue_store_held_outcomes {held}"
         );
         out
     }

@@ -51,7 +51,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let store = Store::connect(&config.db_url).await?;
+    let store = Store::connect_with(&config.db_url, config.db_timeout).await?;
     let stopping = CancellationToken::new();
     let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(

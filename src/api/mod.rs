@@ -11,7 +11,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::engine::EngineError;
 use crate::engine::events::WatchError;
-use crate::store::StoreError;
+use crate::engine::outage::Unwritten;
+use crate::store::{Fault, StoreError};
 
 /// Bad fields of a request: each with its path (`jobs[2].request.url`) and what was
 /// expected. Becomes one `INVALID_ARGUMENT` carrying `google.rpc.BadRequest`.
@@ -80,6 +81,7 @@ impl From<EngineError> for Status {
             EngineError::Invalid { field, expected } => invalid(field, expected),
             EngineError::ShuttingDown => Status::unavailable(error.to_string()),
             EngineError::Store(e) => e.into(),
+            EngineError::Unwritten(unwritten) => unwritten.into(),
             EngineError::Client(_) | EngineError::Writer(_) => Status::internal(error.to_string()),
         }
     }
@@ -87,20 +89,52 @@ impl From<EngineError> for Status {
 
 impl From<WatchError> for Status {
     fn from(error: WatchError) -> Status {
+        if let WatchError::Store(store) = error {
+            return store.into();
+        }
         match &error {
             WatchError::Pruned { .. } => Status::out_of_range(error.to_string()),
             WatchError::Ahead { .. } => invalid("cursor", error.to_string()),
             WatchError::SnapshotTooLarge { .. } => Status::failed_precondition(error.to_string()),
             WatchError::NotFound(_) => Status::not_found(error.to_string()),
             WatchError::Closing { .. } => Status::unavailable(error.to_string()),
-            WatchError::Store(_) => Status::internal(error.to_string()),
+            WatchError::Store(_) => unreachable!("answered above"),
         }
     }
 }
 
+impl From<Unwritten> for Status {
+    fn from(unwritten: Unwritten) -> Status {
+        match &unwritten {
+            Unwritten::DiskFull { .. } => {
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(RETRY_AFTER_FULL));
+                Status::with_error_details(Code::ResourceExhausted, unwritten.to_string(), details)
+            }
+            Unwritten::Unavailable { .. } | Unwritten::Unknown { .. } => {
+                Status::unavailable(unwritten.to_string())
+            }
+        }
+    }
+}
+
+/// The retry hint of a write refused for a full disk.
+const RETRY_AFTER_FULL: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl From<StoreError> for Status {
     fn from(error: StoreError) -> Status {
-        tracing::error!(%error, "store error");
-        Status::internal(format!("storage failed: {error}"))
+        match error.fault() {
+            // Reads that find the database gone; the writer logs its own episodes.
+            Some(Fault::Unavailable) => {
+                Status::unavailable(format!("database unavailable: {error}"))
+            }
+            Some(Fault::DiskFull) => {
+                Status::resource_exhausted(format!("database disk is full: {error}"))
+            }
+            None => {
+                tracing::error!(%error, "store error");
+                Status::internal(format!("storage failed: {error}"))
+            }
+        }
     }
 }

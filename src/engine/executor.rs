@@ -25,6 +25,28 @@ pub struct Completion {
     pub next: Next,
 }
 
+impl Completion {
+    /// A claim that was never started: its job goes back to the queue as if the
+    /// attempt had not been made (when the claim landed at all).
+    pub fn unclaimed(job: Arc<jobs::Model>, claim: &Claim) -> Completion {
+        let record = attempt_record(
+            job.id.clone(),
+            claim.attempt,
+            claim.started_at,
+            0,
+            Err(CallError {
+                class: ErrorClass::Interrupted,
+                message: "claimed by a commit whose outcome was lost; never started".into(),
+            }),
+        );
+        Completion {
+            record,
+            job,
+            next: Next::Requeue,
+        }
+    }
+}
+
 /// Runs the attempt the claim just started. `cancel` fires when a client cancels
 /// this job, `interrupt` when the service stops; either drops the call at once.
 pub(crate) async fn run(

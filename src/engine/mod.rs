@@ -13,6 +13,7 @@
 pub mod events;
 pub mod executor;
 pub mod hub;
+pub mod outage;
 pub mod scheduler;
 pub mod writer;
 
@@ -66,6 +67,9 @@ pub enum EngineError {
     Invalid { field: String, expected: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database took no write, or cannot say whether it did.
+    #[error(transparent)]
+    Unwritten(#[from] outage::Unwritten),
     #[error("the service is shutting down")]
     ShuttingDown,
     #[error("outbound HTTP client: {0}")]
@@ -237,6 +241,10 @@ pub struct Settings {
     pub create_queues_on_use: bool,
     /// Whether this process claims and runs jobs (not in the `api` role).
     pub runs_jobs: bool,
+    /// Longest a write request waits for the database before it is answered
+    /// UNAVAILABLE. The writer gives each turn half of it: a request waits at most
+    /// for the turn under way and then its own.
+    pub db_timeout: Duration,
 }
 
 impl From<&Config> for Settings {
@@ -251,6 +259,7 @@ impl From<&Config> for Settings {
             event_retention: config.event_retention,
             create_queues_on_use: config.create_queues_on_use,
             runs_jobs: config.role.runs_jobs(),
+            db_timeout: config.db_timeout,
         }
     }
 }
@@ -277,6 +286,8 @@ pub struct Engine {
     /// Fires when the service stops: watches end so the server can drain.
     stopping: CancellationToken,
     metrics: Metrics,
+    /// How long a caller waits for the writer's answer.
+    db_timeout: Duration,
 }
 
 /// Ops waiting for the writer. Callers wait for room rather than pile up in memory.
@@ -379,6 +390,7 @@ impl Engine {
                 hub,
                 stopping: shutdown_token,
                 metrics,
+                db_timeout: config.db_timeout,
             },
             done,
         ))
@@ -412,13 +424,27 @@ impl Engine {
         .await
     }
 
+    /// Hands `op` to the writer and waits for its answer, at most the database
+    /// timeout. The writer answers within it on its own (see [`Settings::db_timeout`]);
+    /// this bound is for a writer held up beyond that. An op still waiting when it
+    /// passes is not applied (the writer drops ops whose caller left), but one already
+    /// in a transaction may land: hence "may or may not".
     async fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, EngineError> {
         let (reply, answer) = oneshot::channel();
-        self.ops
-            .send(op(reply))
-            .await
-            .map_err(|_| EngineError::ShuttingDown)?;
-        answer.await.map_err(|_| EngineError::ShuttingDown)?
+        let asked = async {
+            self.ops
+                .send(op(reply))
+                .await
+                .map_err(|_| EngineError::ShuttingDown)?;
+            answer.await.map_err(|_| EngineError::ShuttingDown)?
+        };
+        match tokio::time::timeout(self.db_timeout, asked).await {
+            Ok(answer) => answer,
+            Err(_) => Err(EngineError::Unwritten(outage::Unwritten::Unknown {
+                database: self.store.name().to_string(),
+                reason: format!("no answer within {:?}", self.db_timeout),
+            })),
+        }
     }
 
     /// Stores jobs, all or none; answers in the same order.

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{Batch, Event, Feed};
 use super::executor::{self, Completion};
+use super::outage::Outage;
 use super::scheduler::{self, HELD_RETRY_MS, RUNS_PER_SCHEDULE, SCHEDULES_PER_TURN};
 use super::{
     EngineError, Neighbours, Op, QueueChange, QueueChanged, ScheduleChange, ScheduleChanged,
@@ -30,7 +31,7 @@ use crate::job::{Next, Status};
 use crate::metrics::{Metrics, Outcome, Tally};
 use crate::now_ms;
 use crate::store::write::{self, Claim};
-use crate::store::{Store, StoreError, job_events, jobs, queues, schedules};
+use crate::store::{Store, StoreError, WriteSession, job_events, jobs, queues, schedules};
 
 /// Most ops applied in one transaction; more wait for the next turn.
 const MAX_OPS_PER_TURN: usize = 4096;
@@ -38,7 +39,15 @@ const MAX_OPS_PER_TURN: usize = 4096;
 const REMOVE_PER_PASS: usize = 5000;
 
 pub(crate) struct Writer {
-    store: Store,
+    /// The connection the writer's transactions run on.
+    session: WriteSession,
+    /// Longest one turn's work with the database may take; see
+    /// [`Settings::db_timeout`].
+    turn_budget: Duration,
+    /// Whether the database is refusing writes, and the outcomes it has not taken.
+    outage: Outage,
+    /// Ids of the jobs the open transaction stores and keeps in `definitions`.
+    staged: Vec<String>,
     settings: Settings,
     client: Arc<HttpClient>,
     ops: mpsc::Receiver<Op>,
@@ -236,7 +245,11 @@ impl Writer {
         }
         let now = Instant::now();
         Ok(Writer {
-            store,
+            session: WriteSession::new(store.clone()),
+            // A request waits for the turn under way and then its own.
+            turn_budget: settings.db_timeout / 2,
+            outage: Outage::new(store.name(), metrics.clone()),
+            staged: Vec::new(),
             client,
             ops,
             outcomes,
@@ -278,7 +291,10 @@ impl Writer {
                 op = self.ops.recv() => match op {
                     Some(op) => batch.push(op),
                     // Every handle and executor is gone: nothing can arrive any more.
-                    None => break,
+                    None => {
+                        self.write_held_before_exit().await;
+                        break;
+                    }
                 },
                 _ = tokio::time::sleep_until(wake) => {}
                 // Another process committed changes: there may be work for us.
@@ -309,8 +325,30 @@ impl Writer {
         tracing::info!("writer stopped");
     }
 
+    /// Outcomes the database has not taken yet get until the shutdown grace runs
+    /// out; those still held then are run again by the lease rescue.
+    async fn write_held_before_exit(&mut self) {
+        let until = Instant::now() + self.settings.shutdown_grace;
+        while self.outage.holding() > 0 {
+            if Instant::now() >= until {
+                tracing::error!(
+                    count = self.outage.holding(),
+                    "stopping with attempt outcomes the database never took; their jobs run again once their leases run out"
+                );
+                return;
+            }
+            if let Some(at) = self.outage.retry_at() {
+                tokio::time::sleep_until(at.min(until)).await;
+            }
+            self.turn(Vec::new()).await;
+        }
+    }
+
     fn next_wake(&self) -> Instant {
         let mut wake = self.next_poll.min(self.next_maintenance);
+        if let Some(at) = self.outage.retry_at() {
+            wake = wake.min(at);
+        }
         let earliest = match (self.due.peek(), self.next_fire) {
             (Some(Reverse(at)), Some(fire)) => Some((*at).min(fire)),
             (Some(Reverse(at)), None) => Some(*at),
@@ -350,16 +388,19 @@ impl Writer {
             self.next_maintenance = clock + self.settings.maintenance_interval;
         }
 
-        let mut completions = Vec::new();
+        let mut fresh = Vec::new();
         let mut requests = Vec::new();
         for op in ops {
             match op {
-                Op::Complete(c) => completions.push(c),
+                Op::Complete(c) => fresh.push(c),
+                // Its caller stopped waiting and was told the change may not be
+                // stored; it is not made behind its back.
+                op if op.abandoned() => {}
                 other => requests.push(other),
             }
         }
         // Calls that ended free their slots whatever happens to the write.
-        for c in &completions {
+        for c in &fresh {
             if self.running.remove(&c.record.job_id).is_some() {
                 self.slot_freed(&c.job.queue);
             }
@@ -376,7 +417,11 @@ impl Writer {
             };
             *counts.finished.entry(outcome).or_default() += 1;
         }
-        let lost_outcomes = completions.len();
+        // Outcomes the database did not take before go first, in the same turn as
+        // anything that could run their jobs again.
+        let mut completions = self.outage.take_held();
+        completions.extend(fresh);
+        let outcomes = completions.len();
         let submits: usize = requests
             .iter()
             .map(|op| match op {
@@ -386,33 +431,61 @@ impl Writer {
             .sum();
         let requests_len = requests.len();
 
-        let outcome = self.apply(now, &requests, completions, maintain).await;
-        let after = match outcome {
-            Ok((answers, mut after)) => {
+        if let Some(refusal) = self.outage.refusing(requests.len(), clock) {
+            for op in requests {
+                Answer::Refused(EngineError::Unwritten(refusal.clone())).send_to(op);
+            }
+            self.outage.hold(completions);
+            self.count_turn();
+            return;
+        }
+
+        let mut after = AfterCommit::default();
+        let applied = tokio::time::timeout(
+            self.turn_budget,
+            self.apply(now, &requests, &completions, maintain, &mut after),
+        )
+        .await
+        .unwrap_or_else(|_| Err(self.cut_off()));
+        match applied {
+            Ok(answers) => {
+                self.outage.recovered();
+                self.staged.clear();
                 self.publish(std::mem::take(&mut after.events));
                 for (op, answer) in requests.into_iter().zip(answers) {
                     count_submits(&mut self.tally, &op, &answer);
                     answer.send_to(op);
                 }
-                after
             }
             Err(error) => {
-                tracing::error!(%error, ops = requests.len(), "group commit failed; applying ops one by one");
-                // Its claim and its runs were rolled back with it: look again next turn.
-                self.due_queues.mark_all();
-                self.schedules_stale = true;
-                self.changes.clear();
-                self.apply_one_by_one(now, requests).await;
-                if lost_outcomes > 0 {
-                    // Their jobs stay running until their leases run out and are rescued.
-                    tracing::error!(
-                        count = lost_outcomes,
-                        "attempt outcomes lost to the failed commit"
-                    );
+                self.rolled_back().await;
+                if error.fault().is_none() {
+                    // The request or a stored row is at fault, not the database: each
+                    // request alone, so a bad one fails alone and the rest still land.
+                    tracing::error!(%error, ops = requests.len(), "group commit failed; applying ops one by one");
+                    self.apply_one_by_one(now, requests).await;
+                    self.write_outcomes(completions).await;
+                } else {
+                    let unwritten = self.outage.failed(&error, requests.len(), clock);
+                    for op in requests {
+                        Answer::Refused(EngineError::Unwritten(unwritten.clone())).send_to(op);
+                    }
+                    if error.outcome_unknown() {
+                        // Claimed by a commit that may have landed; their calls never
+                        // started. Put back (if they were claimed) once the database
+                        // answers, rather than left for the lease rescue.
+                        completions.extend(
+                            after
+                                .claimed
+                                .drain(..)
+                                .map(|(job, claim)| Completion::unclaimed(job, &claim)),
+                        );
+                    }
+                    self.outage.hold(completions);
                 }
-                AfterCommit::default()
+                after = AfterCommit::default();
             }
-        };
+        }
         for id in after.cancels {
             if let Some(token) = self.running.get(&id) {
                 token.cancel();
@@ -421,7 +494,7 @@ impl Writer {
         tracing::debug!(
             requests = requests_len,
             submits,
-            completions = lost_outcomes,
+            completions = outcomes,
             claimed = after.claimed.len(),
             in_flight = self.running.len(),
             took_us = clock.elapsed().as_micros() as u64,
@@ -430,8 +503,30 @@ impl Writer {
         for (job, claim) in after.claimed {
             self.start(job, claim);
         }
+        self.count_turn();
+    }
+
+    /// Adds what the turn counted to the process's metrics.
+    fn count_turn(&mut self) {
         if !self.tally.is_empty() {
             self.metrics.add(std::mem::take(&mut self.tally));
+        }
+    }
+
+    /// After a turn that did not commit: the connection goes (see
+    /// [`crate::store::session`]), and what the turn assumed is looked at again.
+    async fn rolled_back(&mut self) {
+        self.session.discard().await;
+        // Its claim and its runs were rolled back with it: look again next turn.
+        self.due_queues.mark_all();
+        self.schedules_stale = true;
+        self.queues_stale = true;
+        self.queues_changed = false;
+        self.check_cancels |= !self.running.is_empty();
+        self.changes.clear();
+        // Jobs it would have stored are not to be claimed from memory.
+        for id in std::mem::take(&mut self.staged) {
+            self.definitions.forget(&id);
         }
     }
 
@@ -478,16 +573,19 @@ impl Writer {
         self.settings.concurrency.saturating_sub(self.running.len())
     }
 
+    /// One transaction: the requests, the outcomes, maintenance, due schedules and
+    /// claims. What it leaves to do once committed goes in `after`, which the caller
+    /// keeps even when it fails.
     async fn apply(
         &mut self,
         now: i64,
         requests: &[Op],
-        completions: Vec<Completion>,
+        completions: &[Completion],
         maintain: bool,
-    ) -> Result<(Vec<Answer>, AfterCommit), StoreError> {
-        let txn = self.store.begin_write().await?;
-        let mut after = AfterCommit::default();
-        let answers = self.apply_requests(&txn, now, requests, &mut after).await?;
+        after: &mut AfterCommit,
+    ) -> Result<Vec<Answer>, StoreError> {
+        let txn = self.session.begin().await?;
+        let answers = self.apply_requests(&txn, now, requests, after).await?;
         self.apply_completions(&txn, completions).await?;
         if maintain {
             let rescued = write::rescue(&txn, now).await?;
@@ -524,11 +622,11 @@ impl Writer {
             write::announce(&txn, &self.instance, &after.cancels).await?;
         }
         after.cancels.extend(foreign_cancels);
-        txn.commit().await?;
+        self.session.commit(txn).await?;
         if std::mem::take(&mut self.queues_changed) {
             self.queues_stale = true;
         }
-        Ok((answers, after))
+        Ok(answers)
     }
 
     /// Claims due jobs for `free` slots, shared fairly among the queues that may
@@ -996,6 +1094,7 @@ impl Writer {
         if job.run_at <= now {
             self.due_queues.mark(&job.queue);
             self.definitions.keep(&job);
+            self.staged.push(job.id.clone());
         } else {
             self.due.push(Reverse(job.run_at));
         }
@@ -1345,10 +1444,13 @@ impl Writer {
         )
     }
 
+    /// Writes attempts' outcomes. They are borrowed: when the transaction fails they
+    /// are held and written again, and writing one twice changes nothing (each write
+    /// is guarded by the attempt it ends, and an attempt is recorded once).
     async fn apply_completions(
         &mut self,
         txn: &DatabaseTransaction,
-        completions: Vec<Completion>,
+        completions: &[Completion],
     ) -> Result<(), StoreError> {
         if completions.is_empty() {
             return Ok(());
@@ -1396,7 +1498,7 @@ impl Writer {
                     continue;
                 }
             }
-            records.push(c.record);
+            records.push(c.record.clone());
         }
         let finished = write::finish(txn, &finishes).await?;
         write::insert_attempts(txn, records).await?;
@@ -1427,30 +1529,47 @@ impl Writer {
         Ok(())
     }
 
-    /// After a failed group commit: each request in a transaction of its own, so one
-    /// bad op fails alone and the rest still land.
+    /// After a group commit the request or a row was at fault for: each request in a
+    /// transaction of its own, so one bad op fails alone and the rest still land.
     async fn apply_one_by_one(&mut self, now: i64, requests: Vec<Op>) {
         for op in requests {
+            let clock = Instant::now();
+            if let Some(refusal) = self.outage.refusing(1, clock) {
+                Answer::Refused(EngineError::Unwritten(refusal)).send_to(op);
+                continue;
+            }
             let mut after = AfterCommit::default();
-            let result = async {
-                let txn = self.store.begin_write().await?;
+            let result = tokio::time::timeout(self.turn_budget, async {
+                let txn = self.session.begin().await?;
                 let mut answers = self
                     .apply_requests(&txn, now, std::slice::from_ref(&op), &mut after)
                     .await?;
                 after.events = self.log_changes(&txn).await?;
-                txn.commit().await?;
-                Ok::<_, StoreError>(answers.pop())
-            }
-            .await;
-            match result {
-                Ok(Some(answer)) => {
-                    count_submits(&mut self.tally, &op, &answer);
-                    answer.send_to(op)
+                if !after.events.is_empty() {
+                    write::announce(&txn, &self.instance, &after.cancels).await?;
                 }
-                Ok(None) => {}
+                self.session.commit(txn).await?;
+                Ok::<_, StoreError>(answers.pop())
+            })
+            .await
+            .unwrap_or_else(|_| Err(self.cut_off()));
+            match result {
+                Ok(answer) => {
+                    self.outage.recovered();
+                    self.staged.clear();
+                    if let Some(answer) = answer {
+                        count_submits(&mut self.tally, &op, &answer);
+                        answer.send_to(op);
+                    }
+                }
                 Err(error) => {
-                    self.changes.clear();
-                    Answer::Refused(EngineError::Store(error)).send_to(op)
+                    self.rolled_back().await;
+                    let refusal = match error.fault() {
+                        Some(_) => EngineError::Unwritten(self.outage.failed(&error, 1, clock)),
+                        None => EngineError::Store(error),
+                    };
+                    Answer::Refused(refusal).send_to(op);
+                    after = AfterCommit::default();
                 }
             }
             self.publish(std::mem::take(&mut after.events));
@@ -1459,6 +1578,71 @@ impl Writer {
                     token.cancel();
                 }
             }
+        }
+    }
+
+    /// Writes outcomes in a transaction of their own, after a group commit the
+    /// requests were at fault for. When the database fails they are held; one that
+    /// fails alone for a reason of its own is a bug, logged and dropped, so it cannot
+    /// hold up the others forever.
+    async fn write_outcomes(&mut self, completions: Vec<Completion>) {
+        let mut groups = vec![completions];
+        while let Some(group) = groups.pop() {
+            if group.is_empty() {
+                continue;
+            }
+            let clock = Instant::now();
+            if self.outage.refusing(0, clock).is_some() {
+                groups.push(group);
+                self.outage.hold(groups.into_iter().flatten().collect());
+                return;
+            }
+            let mut events = Vec::new();
+            let result = tokio::time::timeout(self.turn_budget, async {
+                let txn = self.session.begin().await?;
+                self.apply_completions(&txn, &group).await?;
+                events = self.log_changes(&txn).await?;
+                if !events.is_empty() {
+                    write::announce(&txn, &self.instance, &[]).await?;
+                }
+                self.session.commit(txn).await
+            })
+            .await
+            .unwrap_or_else(|_| Err(self.cut_off()));
+            match result {
+                Ok(()) => {
+                    self.outage.recovered();
+                    self.publish(events);
+                }
+                Err(error) => {
+                    self.rolled_back().await;
+                    if error.fault().is_some() {
+                        self.outage.failed(&error, 0, clock);
+                        groups.push(group);
+                        self.outage.hold(groups.into_iter().flatten().collect());
+                        return;
+                    }
+                    if group.len() == 1 {
+                        tracing::error!(%error, job = %group[0].record.job_id, "an attempt's outcome cannot be written; it is dropped");
+                        continue;
+                    }
+                    // Halves, until the one at fault is alone.
+                    let mut group = group;
+                    let rest = group.split_off(group.len() / 2);
+                    groups.push(rest);
+                    groups.push(group);
+                }
+            }
+        }
+    }
+
+    /// The error of work cut off by the turn's time budget: a commit on its way may
+    /// have landed.
+    fn cut_off(&self) -> StoreError {
+        let waited = StoreError::TimedOut(self.turn_budget);
+        match self.session.was_committing() {
+            true => StoreError::CommitUnknown(Box::new(waited)),
+            false => waited,
         }
     }
 
@@ -1480,6 +1664,20 @@ impl Writer {
             self.interrupt.clone(),
             outcomes,
         ));
+    }
+}
+
+impl Op {
+    /// Whether the caller stopped waiting for the answer.
+    fn abandoned(&self) -> bool {
+        match self {
+            Op::Submit { reply, .. } => reply.is_closed(),
+            Op::Queue { reply, .. } => reply.is_closed(),
+            Op::Schedule { reply, .. } => reply.is_closed(),
+            Op::Cancel { reply, .. } | Op::Retry { reply, .. } => reply.is_closed(),
+            Op::Delete { reply, .. } => reply.is_closed(),
+            Op::Complete(_) => false,
+        }
     }
 }
 

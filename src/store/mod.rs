@@ -1,15 +1,20 @@
 //! The store: SeaORM entities and every query. Nothing outside this module writes SQL.
 //!
 //! Reads go through a pool of connections. Writes happen only inside the transactions
-//! the engine's writer opens (see `engine::writer`), through the functions in
-//! [`write`]; on SQLite that writer has a connection of its own, so there is exactly one
-//! writer per database file. The SQL here is the shared dialect of SQLite (3.35 and
-//! later) and PostgreSQL; [`sql`] adapts placeholders to the engine.
+//! the engine's writer opens on its [`WriteSession`], through the functions in
+//! [`write`]; the session is one connection, so there is exactly one writer per
+//! database file, and it is replaced after any failure (see [`session`]). What a
+//! failure says about the database is read by [`fault`]. The SQL here is the shared
+//! dialect of SQLite (3.35 and later) and PostgreSQL; [`sql`] adapts placeholders to
+//! the engine.
 
 pub mod entities;
+pub mod fault;
+pub mod session;
 pub mod write;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::sea_query::{LikeExpr, Query};
@@ -20,8 +25,10 @@ use sea_orm::{
 };
 
 pub use entities::{attempts, job_events, job_tags, jobs, queues, schedules};
+pub use fault::Fault;
 /// The driver underneath, for tools that must talk to a database directly.
 pub use sea_orm::sqlx;
+pub use session::WriteSession;
 
 use crate::job::Status;
 
@@ -38,16 +45,35 @@ pub enum StoreError {
     },
     #[error("stored row is not valid: {0}")]
     Corrupt(String),
+    #[error("the database did not answer within {0:?}")]
+    TimedOut(Duration),
+    /// The commit was sent and its answer lost: it may or may not have landed.
+    #[error("the commit's outcome is unknown: {0}")]
+    CommitUnknown(Box<StoreError>),
 }
 
 /// The PostgreSQL advisory lock held while migrating.
 const MIGRATION_LOCK: i64 = 0x6a71_6d69_6772; // "jqmigr"
 
-/// The database: a pool for reads and one connection (or small pool) for the writer.
+/// How long a request waits on the database when the caller sets nothing.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How to open a connection that writes.
+enum Target {
+    Sqlite(sqlx::sqlite::SqliteConnectOptions),
+    Postgres(sqlx::postgres::PgConnectOptions),
+}
+
+/// The database: a pool for reads, and what the writer needs to open its session.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) reader: DatabaseConnection,
-    pub(crate) writer: DatabaseConnection,
+    target: Arc<Target>,
+    backend: DbBackend,
+    /// The database as logs and errors name it, without credentials.
+    name: Arc<str>,
+    /// Longest a connect or a pool checkout may take.
+    timeout: Duration,
     /// On PostgreSQL, the URL, for a connection that listens for other replicas.
     postgres_url: Option<String>,
 }
@@ -56,13 +82,20 @@ impl Store {
     /// Connects, creating the SQLite folder and file when needed, and brings the
     /// schema up to date.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Self::connect_with(url, DEFAULT_TIMEOUT).await
+    }
+
+    /// As [`Store::connect`], with connects and pool checkouts bounded by `timeout`
+    /// (and SQLite's wait for a lock another process holds).
+    pub async fn connect_with(url: &str, timeout: Duration) -> Result<Store, StoreError> {
         let store = if url.starts_with("sqlite:") {
-            Self::connect_sqlite(url).await?
+            Self::connect_sqlite(url, timeout).await?
         } else {
-            Self::connect_postgres(url).await?
+            Self::connect_postgres(url, timeout).await?
         };
         use migration::MigratorTrait;
-        match &store.postgres_url {
+        let writer = store.open_writer().await?;
+        let migrated = match &store.postgres_url {
             // Replicas often start together: one migrates while the others wait on
             // a session lock, then find nothing left to do.
             Some(url) => {
@@ -72,17 +105,19 @@ impl Store {
                     .bind(MIGRATION_LOCK)
                     .execute(&mut lock)
                     .await?;
-                let migrated = migration::Migrator::up(&store.writer, None).await;
+                let migrated = migration::Migrator::up(&writer, None).await;
                 // Closing the session releases the lock whatever happened.
                 let _ = lock.close().await;
-                migrated?;
+                migrated
             }
-            None => migration::Migrator::up(&store.writer, None).await?,
-        }
+            None => migration::Migrator::up(&writer, None).await,
+        };
+        let _ = writer.close().await;
+        migrated?;
         Ok(store)
     }
 
-    async fn connect_sqlite(url: &str) -> Result<Store, StoreError> {
+    async fn connect_sqlite(url: &str, timeout: Duration) -> Result<Store, StoreError> {
         use sqlx::sqlite::{
             SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
         };
@@ -91,13 +126,16 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: an acknowledged submit survives power loss, not only a crash.
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
+            // Another process's write lock (an API process beside a worker) is waited
+            // for, within the time a request may wait.
+            .busy_timeout(timeout)
             .statement_cache_capacity(1024)
             // Rows cross from SQLite's thread in this channel; a claim returns up to
             // the concurrency in rows, and a small channel makes the two threads take
             // turns row by row.
             .row_buffer_size(4096);
-        if let Some(parent) = options.get_filename().parent()
+        let path = options.get_filename().to_path_buf();
+        if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::Folder {
@@ -105,39 +143,80 @@ impl Store {
                 source,
             })?;
         }
-        // No ping before each use: the writer takes its connection once per turn, and
-        // a failing connection shows in the turn's own statements anyway.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .test_before_acquire(false)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options.clone())
-            .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .test_before_acquire(false)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options)
+            .acquire_timeout(timeout)
+            .connect_with(options.clone())
             .await?;
         Ok(Store {
             reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
-            writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+            target: Arc::new(Target::Sqlite(options)),
+            backend: DbBackend::Sqlite,
+            name: format!("sqlite:{}", path.display()).into(),
+            timeout,
             postgres_url: None,
         })
     }
 
-    async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
-        use sqlx::postgres::PgPoolOptions;
-        let reader = PgPoolOptions::new().max_connections(8).connect(url).await?;
-        let writer = PgPoolOptions::new().max_connections(2).connect(url).await?;
+    async fn connect_postgres(url: &str, timeout: Duration) -> Result<Store, StoreError> {
+        use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+        let options = PgConnectOptions::from_str(url)?;
+        let reader = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(timeout)
+            .connect_with(options.clone())
+            .await?;
+        let name = format!(
+            "postgres://{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        );
         Ok(Store {
             reader: SqlxPostgresConnector::from_sqlx_postgres_pool(reader),
-            writer: SqlxPostgresConnector::from_sqlx_postgres_pool(writer),
+            target: Arc::new(Target::Postgres(options)),
+            backend: DbBackend::Postgres,
+            name: name.into(),
+            timeout,
             postgres_url: Some(url.to_string()),
         })
+    }
+
+    /// One connection that writes, in a pool of its own so SeaORM can drive it. No
+    /// ping before each use: the writer takes it once per turn, and a failing
+    /// connection shows in the turn's own statements anyway.
+    async fn open_writer(&self) -> Result<DatabaseConnection, StoreError> {
+        fn pool<DB: sqlx::Database>(timeout: Duration) -> sqlx::pool::PoolOptions<DB> {
+            sqlx::pool::PoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .test_before_acquire(false)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .acquire_timeout(timeout)
+        }
+        Ok(match &*self.target {
+            Target::Sqlite(options) => SqlxSqliteConnector::from_sqlx_sqlite_pool(
+                pool(self.timeout).connect_with(options.clone()).await?,
+            ),
+            Target::Postgres(options) => SqlxPostgresConnector::from_sqlx_postgres_pool(
+                pool(self.timeout).connect_with(options.clone()).await?,
+            ),
+        })
+    }
+
+    /// The database as logs and errors name it: `sqlite:PATH` or
+    /// `postgres://HOST:PORT/DB`, never with credentials.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Longest a connect or a pool checkout may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Waits for word from other processes on the same PostgreSQL database that they
@@ -183,26 +262,8 @@ impl Store {
         }
     }
 
-    /// Opens the writer's transaction. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`): another process writing to the same file (an API process
-    /// beside a worker) then makes it wait its turn, where a transaction that read
-    /// first and wrote later would fail outright when the other wrote in between.
-    pub async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction, StoreError> {
-        Ok(match self.backend() {
-            DbBackend::Sqlite => {
-                self.writer
-                    .begin_with_options(sea_orm::TransactionOptions {
-                        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-                        ..Default::default()
-                    })
-                    .await?
-            }
-            _ => self.writer.begin().await?,
-        })
-    }
-
     pub fn backend(&self) -> DbBackend {
-        self.writer.get_database_backend()
+        self.backend
     }
 
     pub async fn job(&self, id: &str) -> Result<Option<jobs::Model>, StoreError> {

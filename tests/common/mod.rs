@@ -1,6 +1,6 @@
 //! What the black-box tests share: a real server on port 0 with a real SQLite file,
 //! a client generated from `proto/`, and helpers that wait on the server's answers.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::time::{Duration, Instant};
 
