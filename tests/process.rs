@@ -4,8 +4,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,79 +13,6 @@ use jobqueue::proto::job_service_client::JobServiceClient as JobServiceClientOf;
 use jobqueue::proto::schedule::Timetable;
 use jobqueue::proto::{self, JobStatus};
 use jobqueue::store::Store;
-
-struct Process {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Process {
-    /// Starts `jobqueue serve` on port 0 over `db`, and reads the address it prints.
-    fn start(db: &TestDb, extra: &[&str]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jobqueue"))
-            .args(["serve", "--listen-addr", "127.0.0.1:0"])
-            .args(["--db-url", &db.url])
-            .args([
-                "--poll-interval",
-                "200ms",
-                "--maintenance-interval",
-                "100ms",
-            ])
-            .args(extra)
-            .env("JOBQUEUE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start jobqueue");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("jobqueue listening on ") {
-                    let _ = tx.send(addr.parse::<std::net::SocketAddr>().expect("address"));
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server printed its address");
-        Process { child, addr }
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("server did not exit within {within:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_job_survives_kill_9() {

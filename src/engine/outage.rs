@@ -13,7 +13,8 @@
 //!   arrive between tries are answered at once with the last failure rather than made
 //!   to wait for a database that is not there.
 //! - An episode is logged once when it starts (and when its kind changes) and once
-//!   when writes work again, and shows in the metrics while it lasts.
+//!   when writes have worked for [`EPISODE_QUIET`], and shows in the metrics while
+//!   it lasts.
 
 use std::time::Duration;
 
@@ -25,6 +26,10 @@ use crate::store::{Fault, StoreError};
 
 /// How often writes are tried again while the database takes none.
 pub const RETRY_EVERY: Duration = Duration::from_millis(250);
+/// How long writes must go without failing before an episode is over. A full disk
+/// still takes small writes (a cancel, a queue change) while it refuses large ones;
+/// without this, every such write would end an episode and the next refusal begin one.
+pub const EPISODE_QUIET: Duration = Duration::from_secs(5);
 
 /// Why a write was not answered OK.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -48,10 +53,13 @@ struct Episode {
     since: Instant,
     /// Writes refused since it began.
     refused: u64,
-    /// What the last try said.
+    /// What the last failed try said.
     reason: String,
+    /// Whether the last try failed: requests are then refused until `retry_at`.
+    failing: bool,
     /// When to try again.
     retry_at: Instant,
+    last_failure: Instant,
 }
 
 pub(crate) struct Outage {
@@ -74,7 +82,10 @@ impl Outage {
     /// The answer for `n` requests that arrive between tries while writes fail;
     /// `None` when it is time to try.
     pub fn refusing(&mut self, n: usize, now: Instant) -> Option<Unwritten> {
-        let episode = self.episode.as_mut().filter(|e| now < e.retry_at)?;
+        let episode = self
+            .episode
+            .as_mut()
+            .filter(|e| e.failing && now < e.retry_at)?;
         episode.refused += n as u64;
         self.metrics.refused_writes(episode.fault, n as u64);
         Some(unwritten(&self.database, episode.fault, &episode.reason))
@@ -89,7 +100,9 @@ impl Outage {
             Some(episode) if episode.fault == fault => {
                 episode.refused += n as u64;
                 episode.reason = reason.clone();
+                episode.failing = true;
                 episode.retry_at = now + RETRY_EVERY;
+                episode.last_failure = now;
             }
             _ => {
                 match fault {
@@ -107,7 +120,9 @@ impl Outage {
                     since: now,
                     refused: n as u64,
                     reason: reason.clone(),
+                    failing: true,
                     retry_at: now + RETRY_EVERY,
+                    last_failure: now,
                 });
             }
         }
@@ -123,8 +138,16 @@ impl Outage {
         }
     }
 
-    /// A turn committed: the episode, if any, is over.
-    pub fn recovered(&mut self) {
+    /// A turn committed. The episode, if any, is over once writes have gone
+    /// [`EPISODE_QUIET`] without failing.
+    pub fn recovered(&mut self, now: Instant) {
+        let Some(episode) = self.episode.as_mut() else {
+            return;
+        };
+        episode.failing = false;
+        if now.duration_since(episode.last_failure) < EPISODE_QUIET {
+            return;
+        }
         if let Some(episode) = self.episode.take() {
             tracing::warn!(
                 database = %self.database,
@@ -139,7 +162,7 @@ impl Outage {
 
     /// When the writer should wake to try again, if it holds work for the database.
     pub fn retry_at(&self) -> Option<Instant> {
-        let episode = self.episode.as_ref()?;
+        let episode = self.episode.as_ref().filter(|e| e.failing)?;
         (!self.held.is_empty()).then_some(episode.retry_at)
     }
 

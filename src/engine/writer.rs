@@ -449,7 +449,7 @@ impl Writer {
         .unwrap_or_else(|_| Err(self.cut_off()));
         match applied {
             Ok(answers) => {
-                self.outage.recovered();
+                self.outage.recovered(Instant::now());
                 self.staged.clear();
                 self.publish(std::mem::take(&mut after.events));
                 for (op, answer) in requests.into_iter().zip(answers) {
@@ -1555,7 +1555,7 @@ impl Writer {
             .unwrap_or_else(|_| Err(self.cut_off()));
             match result {
                 Ok(answer) => {
-                    self.outage.recovered();
+                    self.outage.recovered(Instant::now());
                     self.staged.clear();
                     if let Some(answer) = answer {
                         count_submits(&mut self.tally, &op, &answer);
@@ -1611,7 +1611,7 @@ impl Writer {
             .unwrap_or_else(|_| Err(self.cut_off()));
             match result {
                 Ok(()) => {
-                    self.outage.recovered();
+                    self.outage.recovered(Instant::now());
                     self.publish(events);
                 }
                 Err(error) => {

@@ -4,6 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+mod process;
+pub use process::Process;
+
 use jobqueue::config::Config;
 use jobqueue::proto::job_service_client::JobServiceClient;
 use jobqueue::proto::{self, JobSpec};
