@@ -486,11 +486,7 @@ impl Writer {
                 after = AfterCommit::default();
             }
         }
-        for id in after.cancels {
-            if let Some(token) = self.running.get(&id) {
-                token.cancel();
-            }
-        }
+        self.abort(after.cancels);
         tracing::debug!(
             requests = requests_len,
             submits,
@@ -540,14 +536,17 @@ impl Writer {
             pending.replace(Vec::new())
         };
         match pending {
-            Some(ids) => {
-                for id in ids {
-                    if let Some(token) = self.running.get(&id) {
-                        token.cancel();
-                    }
-                }
-            }
+            Some(ids) => self.abort(ids),
             None => self.check_cancels = true,
+        }
+    }
+
+    /// Aborts the calls running here of these jobs (canceled).
+    fn abort(&self, ids: Vec<String>) {
+        for id in ids {
+            if let Some(token) = self.running.get(&id) {
+                token.cancel();
+            }
         }
     }
 
@@ -1573,11 +1572,7 @@ impl Writer {
                 }
             }
             self.publish(std::mem::take(&mut after.events));
-            for id in after.cancels {
-                if let Some(token) = self.running.get(&id) {
-                    token.cancel();
-                }
-            }
+            self.abort(after.cancels);
         }
     }
 
