@@ -449,6 +449,108 @@ async fn a_cron_in_a_time_zone_follows_local_time_across_daylight_saving() {
 }
 
 #[tokio::test]
+async fn hourly_and_sub_hourly_crons_run_once_per_wall_time_across_transitions() {
+    let server = Server::start().await;
+    let mut schedules = schedules(server.addr).await;
+    let utc = |month, day, hour, minute| {
+        Utc.with_ymd_and_hms(2030, month, day, hour, minute, 0)
+            .unwrap()
+            .timestamp_millis()
+    };
+    let zoned = |zone: &str, expression: &str, start: i64| proto::Schedule {
+        time_zone: zone.into(),
+        start_time: Some(timestamp(start)),
+        ..cron(expression, get("http://127.0.0.1:9/never"))
+    };
+    let cases = [
+        // New York, 10 March 2030, 02:00 EST becomes 03:00 EDT: 02:30 does not exist
+        // and runs once at the first instant after the gap (07:00 UTC).
+        (
+            "ny-spring-half-past",
+            zoned("America/New_York", "30 * * * *", utc(3, 10, 6, 0)),
+            vec![
+                utc(3, 10, 6, 30),
+                utc(3, 10, 7, 0),
+                utc(3, 10, 7, 30),
+                utc(3, 10, 8, 30),
+                utc(3, 10, 9, 30),
+            ],
+        ),
+        // Every 20 minutes: 02:00, 02:20 and 02:40 come together with 03:00.
+        (
+            "ny-spring-twenty",
+            zoned("America/New_York", "*/20 * * * *", utc(3, 10, 6, 30)),
+            vec![
+                utc(3, 10, 6, 40),
+                utc(3, 10, 7, 0),
+                utc(3, 10, 7, 20),
+                utc(3, 10, 7, 40),
+                utc(3, 10, 8, 0),
+            ],
+        ),
+        // 3 November 2030, 02:00 EDT becomes 01:00 EST: the repeated hour runs once,
+        // at its first occurrence; hourly stays hourly.
+        (
+            "ny-autumn-hourly",
+            zoned("America/New_York", "0 * * * *", utc(11, 3, 4, 30)),
+            vec![
+                utc(11, 3, 5, 0),
+                utc(11, 3, 7, 0),
+                utc(11, 3, 8, 0),
+                utc(11, 3, 9, 0),
+                utc(11, 3, 10, 0),
+            ],
+        ),
+        (
+            "ny-autumn-twenty",
+            zoned("America/New_York", "*/20 * * * *", utc(11, 3, 5, 10)),
+            vec![
+                utc(11, 3, 5, 20),
+                utc(11, 3, 5, 40),
+                utc(11, 3, 7, 0),
+                utc(11, 3, 7, 20),
+                utc(11, 3, 7, 40),
+            ],
+        ),
+        // Lord Howe moves 30 minutes. 6 October 2030, 02:00 +10:30 becomes 02:30 +11:
+        // 02:00 and 02:20 run once, at 15:30 UTC.
+        (
+            "lord-howe-spring",
+            zoned("Australia/Lord_Howe", "*/20 * * * *", utc(10, 5, 15, 0)),
+            vec![
+                utc(10, 5, 15, 10),
+                utc(10, 5, 15, 30),
+                utc(10, 5, 15, 40),
+                utc(10, 5, 16, 0),
+                utc(10, 5, 16, 20),
+            ],
+        ),
+        // 7 April 2030, 02:00 +11 becomes 01:30 +10:30: 01:40 runs once.
+        (
+            "lord-howe-autumn",
+            zoned("Australia/Lord_Howe", "*/20 * * * *", utc(4, 6, 14, 10)),
+            vec![
+                utc(4, 6, 14, 20),
+                utc(4, 6, 14, 40),
+                utc(4, 6, 15, 30),
+                utc(4, 6, 15, 50),
+                utc(4, 6, 16, 10),
+            ],
+        ),
+    ];
+    for (id, schedule, expected) in cases {
+        let created = create(&mut schedules, id, schedule).await;
+        assert_eq!(times(&created.next_run_times), expected, "{id} as created");
+        assert_eq!(
+            times(&read(&mut schedules, id).await.next_run_times),
+            expected,
+            "{id} read back"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_one_shot_fires_once_then_is_completed() {
     let target = Target::start().await.unwrap();
     let server = Server::start().await;
@@ -1279,6 +1381,12 @@ async fn bad_schedules_are_refused_with_the_field_and_create_nothing() {
         ),
         ("bad", Some(cron("not a cron", get(url))), "schedule.cron"),
         ("bad", Some(cron("0 0 30 2 *", get(url))), "schedule.cron"),
+        // A year field is not part of the contract.
+        (
+            "bad",
+            Some(cron("0 0 12 * * * 2030", get(url))),
+            "schedule.cron",
+        ),
         ("bad", Some(every(500, get(url))), "schedule.interval"),
         ("bad", Some(every(0, get(url))), "schedule.interval"),
         (

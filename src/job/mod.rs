@@ -3,6 +3,7 @@
 
 pub mod limits;
 pub mod schedule;
+pub mod wall_clock;
 
 use std::time::Duration;
 

@@ -2,10 +2,12 @@
 //! Pure: every function is given the time it computes from, so tests need no clock.
 //! Times are milliseconds since the Unix epoch, as in the store.
 
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
-use croner::parser::{CronParser, Seconds};
+use croner::parser::{CronParser, Seconds, Year};
+
+use super::wall_clock;
 
 /// How a schedule's due times are laid out.
 #[derive(Debug, Clone)]
@@ -27,13 +29,19 @@ pub struct Timetable {
 }
 
 /// Reads a cron expression: five fields, or six with seconds first, or an alias
-/// such as `@daily`.
+/// such as `@daily`. A year field is not part of the contract.
 pub fn parse_cron(expression: &str) -> Result<Cron, String> {
     CronParser::builder()
         .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
         .build()
         .parse(expression)
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            format!(
+                "{e}; expected five fields (minute hour day-of-month month day-of-week), \
+                 or six with seconds first, or an alias such as @daily"
+            )
+        })
 }
 
 /// Reads an IANA time zone name; empty means UTC.
@@ -47,23 +55,15 @@ pub fn parse_zone(name: &str) -> Result<Tz, String> {
 
 const SECOND: i64 = 1000;
 
-fn instant(ms: i64, zone: Tz) -> Option<DateTime<Tz>> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.with_timezone(&zone))
-}
-
 impl Timetable {
     /// The first due time at or after `t`.
     pub fn at_or_after(&self, t: i64) -> Option<i64> {
         let t = self.start.map_or(t, |start| t.max(start));
         let due = match &self.timing {
+            // Cron matches whole seconds: from the first one at or after `t`.
             Timing::Cron { cron, zone } => {
-                // Cron matches whole seconds: start from the first one at or after `t`.
-                let from = instant((t + SECOND - 1).div_euclid(SECOND) * SECOND, *zone)?;
-                cron.find_next_occurrence(&from, true)
-                    .ok()
-                    .map(|next| next.timestamp_millis())
+                wall_clock::at_or_after(cron, *zone, (t + SECOND - 1).div_euclid(SECOND))
+                    .map(|due| due * SECOND)
             }
             Timing::Interval { every_ms, anchor } => {
                 if t <= *anchor {
@@ -88,10 +88,7 @@ impl Timetable {
         let t = self.end.map_or(t, |end| t.min(end));
         let due = match &self.timing {
             Timing::Cron { cron, zone } => {
-                let from = instant(t.div_euclid(SECOND) * SECOND, *zone)?;
-                cron.find_previous_occurrence(&from, true)
-                    .ok()
-                    .map(|previous| previous.timestamp_millis())
+                wall_clock::at_or_before(cron, *zone, t.div_euclid(SECOND)).map(|due| due * SECOND)
             }
             Timing::Interval { every_ms, anchor } => {
                 (t >= *anchor).then(|| anchor + (t - anchor) / every_ms * every_ms)
@@ -175,7 +172,7 @@ mod tests {
     use super::*;
 
     fn ms(rfc3339: &str) -> i64 {
-        DateTime::parse_from_rfc3339(rfc3339)
+        chrono::DateTime::parse_from_rfc3339(rfc3339)
             .expect("a valid time")
             .timestamp_millis()
     }
@@ -301,6 +298,11 @@ mod tests {
         assert!(parse_cron("* * * *").is_err());
         assert!(parse_cron("").is_err());
         assert!(parse_cron("@daily").is_ok());
+        // A year field is not part of the contract: seven fields are refused, and
+        // the refusal says what is expected.
+        let seven = parse_cron("0 0 12 * * * 2027").unwrap_err();
+        assert!(seven.contains("expected five fields"), "{seven}");
+        assert!(parse_cron("0 0 12 * * *").is_ok());
         assert!(parse_zone("Mars/Olympus").is_err());
         assert_eq!(parse_zone("").unwrap(), Tz::UTC);
         let february_30 = cron("0 0 30 2 *", "");
