@@ -154,6 +154,43 @@ async fn response_bodies_read_back_as_text_bytes_or_truncated() {
 }
 
 #[tokio::test]
+async fn a_5xx_no_retry_can_cure_fails_at_once_and_the_others_are_retried() {
+    let target = Target::start().await.unwrap();
+    let server = Server::start().await;
+    let mut client = server.client.clone();
+    let job = |path: String| {
+        let mut spec = get(target.url(&path));
+        spec.max_attempts = Some(3);
+        spec.backoff = backoff(proto::BackoffStrategy::Fixed, 10);
+        spec
+    };
+    let mut settled = Vec::new();
+    for status in [501, 505, 506, 508, 510, 511] {
+        let id = submit(
+            &mut client,
+            job(format!("/settled/{status}?status={status}")),
+        )
+        .await;
+        settled.push((status, id));
+    }
+    let mut passing = Vec::new();
+    for status in [500, 502, 503, 504, 507] {
+        let path = format!("/passing/{status}?fail=2&fail_status={status}");
+        passing.push((status, submit(&mut client, job(path)).await));
+    }
+    for (status, id) in settled {
+        let job = wait_status(&mut client, &id, JobStatus::Failed, SOON).await;
+        assert_eq!(job.attempt, 1, "{status} is not retried");
+        assert_eq!(target.received_on(&format!("/settled/{status}")).len(), 1);
+    }
+    for (status, id) in passing {
+        let job = wait_status(&mut client, &id, JobStatus::Succeeded, SOON).await;
+        assert_eq!(job.attempt, 3, "{status} is retried");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn retryable_answers_are_retried_with_backoff_until_success() {
     let target = Target::start().await.unwrap();
     let server = Server::start().await;

@@ -397,6 +397,14 @@ async fn bad_watch_requests_are_refused_with_the_field() {
             },
             "statuses[0]",
         ),
+        // JOB_STATUS_UNSPECIFIED names no status: refused, as the proto says.
+        (
+            proto::WatchJobsRequest {
+                statuses: vec![JobStatus::Queued as i32, 0],
+                ..Default::default()
+            },
+            "statuses[1]",
+        ),
         (
             proto::WatchJobsRequest {
                 all: true,

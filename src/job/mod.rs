@@ -205,9 +205,13 @@ pub fn next_step(
 }
 
 /// 408 and 429 say "later"; 5xx says the target is in trouble. Other 4xx will not
-/// change on a retry.
+/// change on a retry, nor will the 5xx that describe the request or the server's
+/// setup rather than a passing condition: 501 Not Implemented, 505 HTTP Version Not
+/// Supported, 506 Variant Also Negotiates, 508 Loop Detected, 510 Not Extended and
+/// 511 Network Authentication Required (a person has to sign in first).
 pub fn is_retryable_status(status: u16) -> bool {
-    status == 408 || status == 429 || (500..600).contains(&status)
+    const SETTLED: [u16; 6] = [501, 505, 506, 508, 510, 511];
+    status == 408 || status == 429 || ((500..600).contains(&status) && !SETTLED.contains(&status))
 }
 
 /// Parses a `Retry-After` value: delta-seconds or an HTTP date, relative to `now`.
@@ -265,7 +269,10 @@ mod tests {
         assert_eq!(next_step(&resp(204), 3, 3, &b), Next::Succeeded);
         assert_eq!(next_step(&resp(404), 1, 3, &b), Next::Failed);
         assert_eq!(next_step(&resp(400), 1, 3, &b), Next::Failed);
-        for status in [408, 429, 500, 503, 599] {
+        for status in [501, 505, 506, 508, 510, 511] {
+            assert_eq!(next_step(&resp(status), 1, 3, &b), Next::Failed, "{status}");
+        }
+        for status in [408, 429, 500, 502, 503, 504, 507, 599] {
             assert_eq!(
                 next_step(&resp(status), 1, 3, &b),
                 Next::Retry(Duration::from_millis(100))
