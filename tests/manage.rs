@@ -682,6 +682,96 @@ async fn bad_input_is_refused_with_the_field_and_changes_nothing() {
             with(&|s| s.tags = vec![String::new()]),
             "job.tags[0]",
         ),
+        (
+            "too many tags",
+            with(&|s| s.tags = (0..33).map(|i| format!("t{i}")).collect()),
+            "job.tags",
+        ),
+        (
+            "long tag",
+            with(&|s| s.tags = vec!["t".repeat(129)]),
+            "job.tags[0]",
+        ),
+        (
+            "too many headers",
+            request(&|r| {
+                r.headers = (0..65).map(|i| (format!("x-h{i}"), "v".into())).collect();
+            }),
+            "job.request.headers",
+        ),
+        (
+            "long header value",
+            request(&|r| {
+                r.headers.insert("x-big".into(), "v".repeat(8193));
+            }),
+            "job.request.headers[\"x-big\"]",
+        ),
+        (
+            "headers too big together",
+            request(&|r| {
+                r.headers = (0..3)
+                    .map(|i| (format!("x-h{i}"), "v".repeat(6000)))
+                    .collect();
+            }),
+            "job.request.headers",
+        ),
+        (
+            "a header the client sets",
+            request(&|r| {
+                r.headers.insert("Content-Length".into(), "5".into());
+            }),
+            "job.request.headers[\"Content-Length\"]",
+        ),
+        (
+            "a connection header",
+            request(&|r| {
+                r.headers
+                    .insert("Transfer-Encoding".into(), "chunked".into());
+            }),
+            "job.request.headers[\"Transfer-Encoding\"]",
+        ),
+        (
+            "one header twice",
+            request(&|r| {
+                r.headers.insert("X-Trace".into(), "1".into());
+                r.headers.insert("x-trace".into(), "2".into());
+            }),
+            "job.request.headers[\"x-trace\"]",
+        ),
+        (
+            "long url",
+            request(&|r| r.url = format!("http://127.0.0.1:9/{}", "p".repeat(8200))),
+            "job.request.url",
+        ),
+        (
+            "long with its params",
+            request(&|r| {
+                r.params.insert("q".into(), "v".repeat(8000));
+                r.params.insert("r".into(), "w".repeat(500));
+            }),
+            "job.request.url",
+        ),
+        (
+            "too many params",
+            request(&|r| {
+                r.params = (0..65).map(|i| (format!("p{i}"), "v".into())).collect();
+            }),
+            "job.request.params",
+        ),
+        (
+            "empty param name",
+            request(&|r| {
+                r.params.insert(String::new(), "v".into());
+            }),
+            "job.request.params[\"\"]",
+        ),
+        (
+            "param name with a control character",
+            request(&|r| {
+                r.params.insert("a\u{7}b".into(), "v".into());
+            }),
+            "job.request.params[\"a\\u{7}b\"]",
+        ),
     ];
     for (name, spec, field) in cases {
         let err = client
