@@ -111,6 +111,12 @@ pub struct Config {
           value_parser = parse_duration("JOBQUEUE_SHUTDOWN_GRACE"))]
     pub shutdown_grace: Duration,
 
+    /// On SIGTERM/SIGINT, how long the service keeps serving after it reports itself
+    /// not ready (so load balancers stop sending calls) before it drains.
+    #[arg(long, env = "JOBQUEUE_SHUTDOWN_DELAY", default_value = "0s",
+          value_parser = parse_duration_or_zero("JOBQUEUE_SHUTDOWN_DELAY"))]
+    pub shutdown_delay: Duration,
+
     /// How long the event log keeps a status change; watchers resume from a cursor
     /// within it.
     #[arg(long, env = "JOBQUEUE_EVENT_RETENTION", default_value = "24h",
@@ -197,6 +203,13 @@ fn parse_count(
     move |s| match s.parse::<usize>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(format!("{var} must be a whole number from {min} to {max}")),
+    }
+}
+
+fn parse_duration_or_zero(var: &'static str) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    move |s| {
+        humantime::parse_duration(s)
+            .map_err(|_| format!("{var} must be a duration like 0s, 500ms or 5s"))
     }
 }
 

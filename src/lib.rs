@@ -8,12 +8,14 @@
 //! - [`store`]: SeaORM entities and every query; nothing outside it writes SQL.
 //! - [`engine`]: the writer (group commit, claims, completions, maintenance) and the
 //!   executor that makes one HTTP call.
+//! - [`health`]: readiness and liveness, as probes read them.
 //! - [`http`]: the shared outbound client and response capture.
 //! - [`metrics`]: this process's counters by queue, served for Prometheus.
 
 pub mod api;
 pub mod config;
 pub mod engine;
+pub mod health;
 pub mod http;
 pub mod job;
 pub mod metrics;

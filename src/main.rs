@@ -38,11 +38,14 @@ async fn serve(config: jobqueue::config::Config) -> anyhow::Result<()> {
                 config.listen_addr
             )
         })?;
-    let addr = listener.local_addr()?;
-    // Tests and scripts read this line to find a port chosen by the system.
-    println!("jobqueue listening on {addr}");
-    tracing::info!(%addr, db = %config.db_url, concurrency = config.concurrency, "serving");
-    jobqueue::server::run(listener, config, shutdown_signal()).await?;
+    let concurrency = config.concurrency;
+    // Tests and scripts read this line to find a port chosen by the system; it comes
+    // once the database is open and calls are served.
+    let ready = move |addr: std::net::SocketAddr| {
+        println!("jobqueue listening on {addr}");
+        tracing::info!(%addr, concurrency, "serving");
+    };
+    jobqueue::server::run_then(listener, config, shutdown_signal(), ready).await?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

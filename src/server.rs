@@ -15,6 +15,7 @@ use crate::api::queues::QueueApi;
 use crate::api::schedules::ScheduleApi;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
+use crate::health::Health;
 use crate::proto::job_service_server::JobServiceServer;
 use crate::proto::queue_service_server::QueueServiceServer;
 use crate::proto::schedule_service_server::ScheduleServiceServer;
@@ -51,6 +52,17 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    run_then(listener, config, shutdown, |_| {}).await
+}
+
+/// [`run`], calling `ready` with the address once the database is open and
+/// migrated and the engine runs: from then on calls are served.
+pub async fn run_then(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), ServerError> {
     let store = Store::connect_with(&config.db_url, config.db_timeout).await?;
     let stopping = CancellationToken::new();
     let metrics_listener = match config.metrics_addr {
@@ -76,14 +88,21 @@ pub async fn run(
     // Kept until serving ends: a worker serves no API to hold the engine, and the
     // writer stops once no handle is left.
     let held = engine.clone();
-    let (health, health_service) = tonic_health::server::health_reporter();
-    if config.role.serves_api() {
-        health.set_serving::<JobServiceServer<JobApi>>().await;
-        health.set_serving::<QueueServiceServer<QueueApi>>().await;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let api_services = match config.role.serves_api() {
+        true => vec![
+            <JobServiceServer<JobApi> as tonic::server::NamedService>::NAME,
+            <QueueServiceServer<QueueApi> as tonic::server::NamedService>::NAME,
+            <ScheduleServiceServer<ScheduleApi> as tonic::server::NamedService>::NAME,
+        ],
+        false => Vec::new(),
+    };
+    let health = Health::new(reporter, api_services).await;
+    tokio::spawn(
         health
-            .set_serving::<ScheduleServiceServer<ScheduleApi>>()
-            .await;
-    }
+            .clone()
+            .watch_database(engine.store().clone(), stopping.clone()),
+    );
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -106,16 +125,17 @@ pub async fn run(
     let signal = {
         let stopping = stopping.clone();
         let health = health.clone();
+        let delay = config.shutdown_delay;
         async move {
             shutdown.await;
-            tracing::info!("shutdown requested");
-            health.set_not_serving::<JobServiceServer<JobApi>>().await;
-            health
-                .set_not_serving::<QueueServiceServer<QueueApi>>()
-                .await;
-            health
-                .set_not_serving::<ScheduleServiceServer<ScheduleApi>>()
-                .await;
+            // Not ready first, still serving: load balancers drop this process
+            // before its listener closes.
+            health.stopping().await;
+            tracing::info!(
+                ?delay,
+                "shutdown requested: not ready; still serving for the delay"
+            );
+            tokio::time::sleep(delay).await;
             stopping.cancel();
         }
     };
@@ -129,6 +149,9 @@ pub async fn run(
             (None, None, None)
         }
     };
+    if let Ok(addr) = listener.local_addr() {
+        ready(addr);
+    }
     let serving = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         // Pings keep idle watch streams open through proxies and find dead peers.

@@ -208,6 +208,32 @@ impl Store {
         })
     }
 
+    /// Whether the database answers a read, within the timeout. On SQLite a fresh
+    /// connection opens the file (never creating it): connections already open keep
+    /// working when the file or its folder is gone, which is exactly what this must see.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let ping = async {
+            match &*self.target {
+                Target::Sqlite(options) => {
+                    use sqlx::Connection;
+                    let options = options.clone().create_if_missing(false).read_only(true);
+                    let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+                    sqlx::query("SELECT COUNT(*) FROM sqlite_master")
+                        .execute(&mut conn)
+                        .await?;
+                    conn.close().await?;
+                }
+                Target::Postgres(_) => {
+                    self.reader.execute_unprepared("SELECT 1").await?;
+                }
+            }
+            Ok::<(), StoreError>(())
+        };
+        tokio::time::timeout(self.timeout, ping)
+            .await
+            .unwrap_or(Err(StoreError::TimedOut(self.timeout)))
+    }
+
     /// The database as logs and errors name it: `sqlite:PATH` or
     /// `postgres://HOST:PORT/DB`, never with credentials.
     pub fn name(&self) -> &str {
