@@ -95,7 +95,12 @@ impl Outage {
     /// the answer for the requests it carried, `n` of them.
     pub fn failed(&mut self, error: &StoreError, n: usize, now: Instant) -> Unwritten {
         let fault = error.fault().unwrap_or(Fault::Unavailable);
-        let reason = error.to_string();
+        // What requests refused later, between tries, are told: the cause, not "the
+        // outcome is unknown", which holds only for the requests of this try.
+        let reason = match error {
+            StoreError::CommitUnknown(cause) => cause.to_string(),
+            other => other.to_string(),
+        };
         match &mut self.episode {
             Some(episode) if episode.fault == fault => {
                 episode.refused += n as u64;
@@ -131,7 +136,7 @@ impl Outage {
         if error.outcome_unknown() {
             Unwritten::Unknown {
                 database: self.database.clone(),
-                reason,
+                reason: error.to_string(),
             }
         } else {
             unwritten(&self.database, fault, &reason)

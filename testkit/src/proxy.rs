@@ -8,7 +8,9 @@
 //!   reconnect by itself;
 //! - [`Proxy::cut_when_client_sends`] cuts at one precise moment, such as right
 //!   after a `COMMIT` left for the database but before its answer came back,
-//!   which sleeping and cutting cannot hit reliably.
+//!   which sleeping and cutting cannot hit reliably. It reads the bytes as they
+//!   pass, so it sees a `COMMIT` only on a plaintext connection: add
+//!   `sslmode=disable` to a PostgreSQL URL that goes through it.
 //!
 //! Everything listens on 127.0.0.1 only.
 
