@@ -31,6 +31,12 @@ pub struct Config {
     #[arg(long, env = "JOBQUEUE_ROLE", default_value = "all", value_parser = parse_role)]
     pub role: Role,
 
+    /// How the log is written: `text` (for a person at a terminal), `json` (one JSON
+    /// object a line, for collectors), or `auto`: text when stderr is a terminal,
+    /// JSON lines otherwise. `JOBQUEUE_LOG` filters it.
+    #[arg(long, env = "JOBQUEUE_LOG_FORMAT", default_value = "auto", value_parser = parse_log_format)]
+    pub log_format: LogFormat,
+
     /// Address the gRPC API listens on.
     #[arg(long, env = "JOBQUEUE_LISTEN_ADDR", default_value = "127.0.0.1:50051",
           value_parser = parse_addr("JOBQUEUE_LISTEN_ADDR"))]
@@ -175,6 +181,23 @@ impl Role {
 
     pub fn runs_jobs(self) -> bool {
         self != Role::Api
+    }
+}
+
+/// How the log is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "auto" => Ok(LogFormat::Auto),
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("JOBQUEUE_LOG_FORMAT must be auto, text or json".into()),
     }
 }
 

@@ -5,20 +5,39 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use std::io::IsTerminal;
+
 use clap::Parser;
-use jobqueue::config::{Cli, Command};
+use jobqueue::config::{Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("JOBQUEUE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let Command::Serve(config) = cli.command;
+    // A filter that does not parse stops the start, as any bad setting does.
+    let filter = match std::env::var("JOBQUEUE_LOG") {
+        Ok(value) => match EnvFilter::try_new(&value) {
+            Ok(filter) => filter,
+            Err(error) => {
+                eprintln!(
+                    "jobqueue: JOBQUEUE_LOG: {error}; expected a filter such as info or jobqueue=debug,warn"
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(_) => EnvFilter::new("info"),
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => log.json().init(),
+        LogFormat::Auto if !terminal => log.json().init(),
+        // Colours only for a person at a terminal: collectors get plain bytes.
+        _ => log.with_ansi(terminal).init(),
+    }
     match serve(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -225,14 +225,18 @@ fn bad_configuration_stops_the_start_with_one_line_naming_the_variable() {
         ("JOBQUEUE_METRICS_ADDR", "everywhere"),
         // Not bindable on this machine.
         ("JOBQUEUE_METRICS_ADDR", "192.0.2.1:9090"),
+        ("JOBQUEUE_DB_TIMEOUT", "0s"),
+        ("JOBQUEUE_SHUTDOWN_DELAY", "later"),
+        ("JOBQUEUE_LOG_FORMAT", "xml"),
+        ("JOBQUEUE_LOG", "nonsense=="),
     ];
     for (var, value) in cases {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jobqueue"))
             .arg("serve")
             .env("JOBQUEUE_LISTEN_ADDR", "127.0.0.1:0")
             .env("JOBQUEUE_DB_URL", &db)
-            .env(var, value)
             .env("JOBQUEUE_LOG", "off")
+            .env(var, value)
             .env_remove("RUST_BACKTRACE")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -547,4 +551,44 @@ async fn three_replicas_on_postgresql_run_20000_jobs_and_a_per_second_cron_throu
             assert!(replica.wait_exit(Duration::from_secs(30)).success());
         }
     }
+}
+
+/// The first log line that contains `text`, from `jobqueue serve` started with `args`
+/// (its stderr is a pipe, as under a container runtime).
+fn log_line_with(args: &[&str], text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/x.db?mode=rwc", dir.path().display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jobqueue"))
+        .args(["serve", "--listen-addr", "127.0.0.1:0", "--db-url", &db])
+        .args(args)
+        .env("JOBQUEUE_LOG", "info")
+        .env_remove("JOBQUEUE_LOG_FORMAT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let line = stderr
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains(text))
+        .unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    line
+}
+
+#[test]
+fn the_log_is_json_lines_for_collectors_and_plain_text_on_request() {
+    // Not a terminal: one JSON object a line.
+    let line = log_line_with(&[], "serving");
+    let json: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(json["level"], "INFO", "{line}");
+    assert_eq!(json["fields"]["message"], "serving", "{line}");
+    // Text when asked, without terminal colour codes in a pipe.
+    let line = log_line_with(&["--log-format", "text"], "serving");
+    assert!(line.contains("INFO") && line.contains("serving"), "{line}");
+    assert!(!line.contains('\u{1b}'), "no escape codes: {line:?}");
 }
