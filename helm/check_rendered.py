@@ -70,8 +70,8 @@ def merged(base, override):
 
 def known_variables(repo):
     """Every JOBQUEUE_* variable the binary reads, from its clap `env =` attributes
-    and `from_env(...)` calls."""
-    pattern = re.compile(r'(?:env\s*=\s*|from_env\(\s*)"(JOBQUEUE_[A-Z0-9_]+)"')
+    and the `from_env(...)` and `env::var(...)` calls."""
+    pattern = re.compile(r'(?:env\s*=\s*|from_env\(\s*|env::var\(\s*)"(JOBQUEUE_[A-Z0-9_]+)"')
     found = set()
     for path in (repo / "src").rglob("*.rs"):
         found.update(pattern.findall(path.read_text()))

@@ -89,16 +89,14 @@ impl From<EngineError> for Status {
 
 impl From<WatchError> for Status {
     fn from(error: WatchError) -> Status {
-        if let WatchError::Store(store) = error {
-            return store.into();
-        }
-        match &error {
-            WatchError::Pruned { .. } => Status::out_of_range(error.to_string()),
-            WatchError::Ahead { .. } => invalid("cursor", error.to_string()),
-            WatchError::SnapshotTooLarge { .. } => Status::failed_precondition(error.to_string()),
-            WatchError::NotFound(_) => Status::not_found(error.to_string()),
-            WatchError::Closing { .. } => Status::unavailable(error.to_string()),
-            WatchError::Store(_) => unreachable!("answered above"),
+        let message = error.to_string();
+        match error {
+            WatchError::Pruned { .. } => Status::out_of_range(message),
+            WatchError::Ahead { .. } => invalid("cursor", message),
+            WatchError::SnapshotTooLarge { .. } => Status::failed_precondition(message),
+            WatchError::NotFound(_) => Status::not_found(message),
+            WatchError::Closing { .. } => Status::unavailable(message),
+            WatchError::Store(store) => store.into(),
         }
     }
 }
