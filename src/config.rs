@@ -153,8 +153,26 @@ impl Config {
 
 fn parse_addr(var: &'static str) -> impl Fn(&str) -> Result<SocketAddr, String> + Clone {
     move |s| {
-        s.parse()
-            .map_err(|_| format!("{var} must be host:port, like 127.0.0.1:50051"))
+        if let Ok(addr) = s.parse() {
+            return Ok(addr);
+        }
+        // A name such as localhost: its first address, IPv4 first.
+        use std::net::ToSocketAddrs;
+        let addrs: Vec<SocketAddr> = match s.to_socket_addrs() {
+            Ok(addrs) => addrs.collect(),
+            Err(e) if s.contains(':') => return Err(format!("{var}={s}: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "{var}={s} must be host:port, like 127.0.0.1:50051 or localhost:50051"
+                ));
+            }
+        };
+        addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied()
+            .ok_or_else(|| format!("{var}={s}: the name has no address"))
     }
 }
 

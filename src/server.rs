@@ -29,8 +29,12 @@ const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("JOBQUEUE_DB_URL: cannot open the database: {0}")]
-    Store(#[from] StoreError),
+    #[error("JOBQUEUE_DB_URL={url}: cannot open the database: {source}")]
+    Store {
+        /// The URL, its password masked.
+        url: String,
+        source: StoreError,
+    },
     #[error("starting the engine: {0}")]
     Engine(#[from] EngineError),
     #[error("reflection: {0}")]
@@ -63,7 +67,19 @@ pub async fn run_then(
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ServerError> {
-    let store = Store::connect_with(&config.db_url, config.db_timeout).await?;
+    let store = Store::connect_with(&config.db_url, config.db_timeout)
+        .await
+        .map_err(|source| ServerError::Store {
+            url: crate::store::masked_url(&config.db_url),
+            source,
+        })?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        role = ?config.role,
+        database = store.name(),
+        kind = store.kind(),
+        "database open and migrated"
+    );
     let stopping = CancellationToken::new();
     let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(

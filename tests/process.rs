@@ -229,6 +229,16 @@ fn bad_configuration_stops_the_start_with_one_line_naming_the_variable() {
         ("JOBQUEUE_SHUTDOWN_DELAY", "later"),
         ("JOBQUEUE_LOG_FORMAT", "xml"),
         ("JOBQUEUE_LOG", "nonsense=="),
+        // Nobody listens on port 1: refused, said at once, the password masked.
+        (
+            "JOBQUEUE_DB_URL",
+            "postgres://jq:s3cret-pw@127.0.0.1:1/jobs",
+        ),
+        // A file SQLite cannot create, even as root: the path is named.
+        (
+            "JOBQUEUE_DB_URL",
+            "sqlite:///proc/jobqueue-test.db?mode=rwc",
+        ),
     ];
     for (var, value) in cases {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jobqueue"))
@@ -242,11 +252,12 @@ fn bad_configuration_stops_the_start_with_one_line_naming_the_variable() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Within a few seconds: a database that cannot be reached is not waited on.
+        let deadline = Instant::now() + Duration::from_secs(8);
         while child.try_wait().unwrap().is_none() {
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("{var}={value} was accepted: the server started");
+                panic!("{var}={value} was accepted, or took too long to refuse");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -258,6 +269,19 @@ fn bad_configuration_stops_the_start_with_one_line_naming_the_variable() {
             first.contains(var),
             "{var}={value}: the first line names the variable: {stderr}"
         );
+        assert!(!stderr.contains("s3cret-pw"), "a password shown: {stderr}");
+        if value.starts_with("postgres://") {
+            assert!(
+                first.contains("jq:***@127.0.0.1:1") && first.contains("refused"),
+                "the masked URL and the cause: {first}"
+            );
+        }
+        if value.contains("jobqueue-test.db") {
+            assert!(
+                first.contains("/proc/jobqueue-test.db"),
+                "the path: {first}"
+            );
+        }
         let lines = stderr
             .lines()
             .filter(|l| !l.trim().is_empty() && !l.starts_with("For more information"))
@@ -559,8 +583,9 @@ fn log_line_with(args: &[&str], text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/x.db?mode=rwc", dir.path().display());
     let mut child = Command::new(env!("CARGO_BIN_EXE_jobqueue"))
-        .args(["serve", "--listen-addr", "127.0.0.1:0", "--db-url", &db])
+        .args(["serve", "--db-url", &db])
         .args(args)
+        .env("JOBQUEUE_LISTEN_ADDR", "127.0.0.1:0")
         .env("JOBQUEUE_LOG", "info")
         .env_remove("JOBQUEUE_LOG_FORMAT")
         .stdout(Stdio::null())
@@ -591,4 +616,41 @@ fn the_log_is_json_lines_for_collectors_and_plain_text_on_request() {
     let line = log_line_with(&["--log-format", "text"], "serving");
     assert!(line.contains("INFO") && line.contains("serving"), "{line}");
     assert!(!line.contains('\u{1b}'), "no escape codes: {line:?}");
+}
+
+#[test]
+fn a_listen_address_may_name_a_host() {
+    let line = log_line_with(&["--listen-addr", "localhost:0"], "serving");
+    assert!(line.contains("127.0.0.1:"), "localhost resolves: {line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_tells_of_a_job_that_failed_for_good_and_never_of_a_password() {
+    let target = Target::start().await.unwrap();
+    let db = TestDb::new().await;
+    // On PostgreSQL (trust auth takes any password) the URL carries one.
+    let url = db
+        .url
+        .replace("postgres://postgres@", "postgres://postgres:s3cret-pw@");
+    let mut server = Process::start_on(&url, &["--log-format", "json"]);
+    let mut client = connect(server.addr).await;
+    let mut spec = get(target.url("/gone?status=404"));
+    spec.max_attempts = Some(3);
+    let id = submit(&mut client, spec).await;
+    wait_status(&mut client, &id, JobStatus::Failed, Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        if let Some(line) = server.log_lines("job failed for good").pop() {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "no log line for the failed job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(json["fields"]["job"], id.as_str(), "{line}");
+    assert_eq!(json["fields"]["status_code"], "Some(404)", "{line}");
+    server.sigterm();
+    assert!(server.wait_exit(Duration::from_secs(20)).success());
+    let all = server.log.lock().unwrap().join("\n");
+    assert!(!all.contains("s3cret-pw"), "a password in the log:\n{all}");
 }

@@ -43,7 +43,7 @@ impl StoreError {
     pub fn fault(&self) -> Option<Fault> {
         match self {
             StoreError::Db(e) => db_fault(e),
-            StoreError::Connect(e) => sqlx_fault(e),
+            StoreError::Connect(e) | StoreError::Open { source: e, .. } => sqlx_fault(e),
             StoreError::Folder { .. } => Some(Fault::Unavailable),
             StoreError::TimedOut(_) => Some(Fault::Unavailable),
             StoreError::CommitUnknown(_) => Some(Fault::Unavailable),

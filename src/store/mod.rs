@@ -43,6 +43,12 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    /// The database could not be opened: where, and the driver's own reason.
+    #[error("{database}: {source}")]
+    Open {
+        database: String,
+        source: sqlx::Error,
+    },
     #[error("stored row is not valid: {0}")]
     Corrupt(String),
     #[error("the database did not answer within {0:?}")]
@@ -143,6 +149,10 @@ impl Store {
                 source,
             })?;
         }
+        let opened = |source| StoreError::Open {
+            database: path.display().to_string(),
+            source,
+        };
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .test_before_acquire(false)
@@ -150,7 +160,8 @@ impl Store {
             .max_lifetime(None)
             .acquire_timeout(timeout)
             .connect_with(options.clone())
-            .await?;
+            .await
+            .map_err(opened)?;
         Ok(Store {
             reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
             target: Arc::new(Target::Sqlite(options)),
@@ -162,19 +173,32 @@ impl Store {
     }
 
     async fn connect_postgres(url: &str, timeout: Duration) -> Result<Store, StoreError> {
+        use sqlx::Connection;
         use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
         let options = PgConnectOptions::from_str(url)?;
-        let reader = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(timeout)
-            .connect_with(options.clone())
-            .await?;
         let name = format!(
             "postgres://{}:{}/{}",
             options.get_host(),
             options.get_port(),
             options.get_database().unwrap_or_default()
         );
+        // One connection first, on its own: a pool retries until its timeout and
+        // then reports only that, hiding the cause (refused, unknown host, bad login).
+        let opened = |source| StoreError::Open {
+            database: name.clone(),
+            source,
+        };
+        let first = tokio::time::timeout(timeout, sqlx::PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| StoreError::TimedOut(timeout))?
+            .map_err(opened)?;
+        let _ = first.close().await;
+        let reader = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(timeout)
+            .connect_with(options.clone())
+            .await
+            .map_err(opened)?;
         Ok(Store {
             reader: SqlxPostgresConnector::from_sqlx_postgres_pool(reader),
             target: Arc::new(Target::Postgres(options)),
@@ -232,6 +256,14 @@ impl Store {
         tokio::time::timeout(self.timeout, ping)
             .await
             .unwrap_or(Err(StoreError::TimedOut(self.timeout)))
+    }
+
+    /// The database kind, for the start's log line.
+    pub fn kind(&self) -> &'static str {
+        match &*self.target {
+            Target::Sqlite(_) => "sqlite",
+            Target::Postgres(_) => "postgres",
+        }
     }
 
     /// The database as logs and errors name it: `sqlite:PATH` or
@@ -563,6 +595,17 @@ pub struct QueueStats {
     pub oldest_waiting_since: Option<i64>,
     /// Attempts started over the last minute.
     pub dispatched_last_minute: i64,
+}
+
+/// A database URL fit to show: its password, if any, masked.
+pub fn masked_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// The newest cursor of the event log, 0 when it is empty.

@@ -32,7 +32,7 @@ impl Process {
                 "100ms",
             ])
             .args(extra)
-            .env("JOBQUEUE_LOG", "warn")
+            .env("JOBQUEUE_LOG", "warn,jobqueue=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -46,6 +46,27 @@ mod scheduling;
 use claims::{Definitions, DueQueues};
 use requests::count_submits;
 
+/// Logs the committed changes an operator wants to see (nothing per successful job):
+/// a job that failed for good, and a job whose lease ran out (its process died) and
+/// that goes round again.
+fn log_notable(changes: &[job_events::Model]) {
+    for c in changes {
+        let rescued = c.error_class.as_deref() == Some("interrupted");
+        match c.status.as_str() {
+            "failed" => tracing::info!(
+                job = %c.job_id, queue = %c.queue, attempts = c.attempt,
+                status_code = ?c.status_code, error_class = ?c.error_class,
+                "job failed for good"
+            ),
+            "queued" if rescued => tracing::info!(
+                job = %c.job_id, queue = %c.queue, attempt = c.attempt,
+                "lease ran out: the job is queued again"
+            ),
+            _ => {}
+        }
+    }
+}
+
 /// Most ops applied in one transaction; more wait for the next turn.
 const MAX_OPS_PER_TURN: usize = 4096;
 /// Most expired jobs removed per maintenance pass, so one pass never stalls submits.
@@ -61,6 +82,9 @@ pub(crate) struct Writer {
     outage: Outage,
     /// Ids of the jobs the open transaction stores and keeps in `definitions`.
     staged: Vec<String>,
+    /// Schedules whose due times the open transaction skips, and how many: logged
+    /// once it commits.
+    skipped_runs: Vec<(String, usize)>,
     settings: Settings,
     client: Arc<HttpClient>,
     ops: mpsc::Receiver<Op>,
@@ -160,6 +184,7 @@ impl Writer {
             turn_budget: settings.db_timeout / 2,
             outage: Outage::new(store.name(), metrics.clone()),
             staged: Vec::new(),
+            skipped_runs: Vec::new(),
             client,
             ops,
             outcomes,
@@ -430,6 +455,7 @@ impl Writer {
         self.queues_changed = false;
         self.check_cancels |= !self.running.is_empty();
         self.changes.clear();
+        self.skipped_runs.clear();
         // Jobs it would have stored are not to be claimed from memory.
         for id in std::mem::take(&mut self.staged) {
             self.definitions.forget(&id);
@@ -564,6 +590,10 @@ impl Writer {
     /// asked only now, after the commit: a watcher that subscribed before it gets
     /// these changes here, one that subscribes after it finds them in the log.
     fn publish(&mut self, changes: Vec<job_events::Model>) {
+        log_notable(&changes);
+        for (schedule, skipped) in std::mem::take(&mut self.skipped_runs) {
+            tracing::info!(%schedule, skipped, "due times skipped: a run is unfinished and the overlap policy is skip");
+        }
         if !changes.is_empty() && self.feed.is_watched() {
             match changes
                 .into_iter()

@@ -64,6 +64,9 @@ impl Writer {
                 let latest = fires.pop().filter(|_| !busy.contains(&s.id));
                 fires = latest.into_iter().collect();
                 skipped = due_times - fires.len();
+                if skipped > 0 {
+                    self.skipped_runs.push((s.id.clone(), skipped));
+                }
             }
             let last = fires.last().copied();
             write::advance_schedule(txn, &s.id, plan.next, fires.len(), skipped, last).await?;
