@@ -10,21 +10,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use jobqueue::proto;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 async fn status(addr: std::net::SocketAddr, service: &str) -> Option<ServingStatus> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect()
-        .await
-        .ok()?;
-    let answer = HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: service.into(),
-        })
-        .await
-        .ok()?;
-    ServingStatus::try_from(answer.into_inner().status).ok()
+    health_status(addr, service).await
 }
 
 /// Waits until `service` reports `expected`; panics with the last answer after `within`.

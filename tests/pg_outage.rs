@@ -291,28 +291,6 @@ async fn episodes(
     }
 }
 
-/// Every job stored, by listing them all.
-async fn all_jobs(client: &mut Client) -> Vec<proto::Job> {
-    let mut jobs = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_jobs(proto::ListJobsRequest {
-                page_size: 1000,
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .expect("jobs listed")
-            .into_inner();
-        jobs.extend(page.jobs);
-        if page.next_page_token.is_empty() {
-            return jobs;
-        }
-        page_token = page.next_page_token;
-    }
-}
-
 /// Lists the jobs until none is queued or running, within `within`.
 async fn all_finished(client: &mut Client, within: Duration) -> Vec<proto::Job> {
     let deadline = Instant::now() + within;

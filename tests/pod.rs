@@ -28,7 +28,6 @@ use common::*;
 use jobqueue::proto;
 use serde_json::Value;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -460,20 +459,7 @@ fn start_pod(argv: &[String], env: &[(String, String)], cwd: &Path, addr: Socket
 /// One probe as the kubelet makes it: a new connection, the probe's service, an answer
 /// within its timeout. None when nothing answered in time.
 async fn probe(addr: SocketAddr, probe: &Probe) -> Option<ServingStatus> {
-    let ask = async {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-            .ok()?
-            .connect()
-            .await
-            .ok()?;
-        let answer = HealthClient::new(channel)
-            .check(HealthCheckRequest {
-                service: probe.service.clone(),
-            })
-            .await
-            .ok()?;
-        ServingStatus::try_from(answer.into_inner().status).ok()
-    };
+    let ask = health_status(addr, &probe.service);
     tokio::time::timeout(probe.timeout, ask)
         .await
         .ok()

@@ -395,29 +395,11 @@ async fn run_case(
 
 /// The id of the one job with this URL, found through the API.
 async fn job_id_by_url(client: &mut Client, url: &str) -> Option<String> {
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_jobs(proto::ListJobsRequest {
-                page_size: 1000,
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .expect("list jobs")
-            .into_inner();
-        if let Some(job) = page
-            .jobs
-            .iter()
-            .find(|j| j.request.as_ref().is_some_and(|r| r.url == url))
-        {
-            return Some(job.id.clone());
-        }
-        if page.next_page_token.is_empty() {
-            return None;
-        }
-        page_token = page.next_page_token;
-    }
+    all_jobs(client)
+        .await
+        .into_iter()
+        .find(|j| j.request.as_ref().is_some_and(|r| r.url == url))
+        .map(|j| j.id)
 }
 
 /// Checks every acknowledged change against the database.

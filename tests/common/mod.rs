@@ -385,3 +385,47 @@ pub fn run_key(schedule_id: &str, fire_time: &prost_types::Timestamp) -> String 
         at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
     )
 }
+
+/// Every job stored, listed page by page.
+pub async fn all_jobs(client: &mut Client) -> Vec<proto::Job> {
+    let mut jobs = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_jobs(proto::ListJobsRequest {
+                page_size: 1000,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .expect("jobs listed")
+            .into_inner();
+        jobs.extend(page.jobs);
+        if page.next_page_token.is_empty() {
+            return jobs;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// What `grpc.health.v1` answers for `service` at `addr`, on a new connection;
+/// `None` when nothing answers.
+pub async fn health_status(
+    addr: std::net::SocketAddr,
+    service: &str,
+) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .ok()?;
+    tonic_health::pb::health_check_response::ServingStatus::try_from(answer.into_inner().status)
+        .ok()
+}
