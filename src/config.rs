@@ -123,6 +123,12 @@ pub struct Config {
           value_parser = parse_duration_or_zero("JOBQUEUE_SHUTDOWN_DELAY"))]
     pub shutdown_delay: Duration,
 
+    /// For drills and tests only: run as if the wall clock read this RFC 3339 time at
+    /// the start (it runs on from there), to see schedules across a date without
+    /// waiting for it. Never on a database other processes share.
+    #[arg(long, env = "JOBQUEUE_CLOCK_START", value_parser = parse_instant("JOBQUEUE_CLOCK_START"))]
+    pub clock_start: Option<i64>,
+
     /// How long the event log keeps a status change; watchers resume from a cursor
     /// within it.
     #[arg(long, env = "JOBQUEUE_EVENT_RETENTION", default_value = "24h",
@@ -244,6 +250,14 @@ fn parse_count(
     move |s| match s.parse::<usize>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(format!("{var} must be a whole number from {min} to {max}")),
+    }
+}
+
+fn parse_instant(var: &'static str) -> impl Fn(&str) -> Result<i64, String> + Clone {
+    move |s| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_millis())
+            .map_err(|_| format!("{var} must be an RFC 3339 time like 2030-03-10T06:59:45Z"))
     }
 }
 

@@ -31,10 +31,25 @@ pub mod proto {
         tonic::include_file_descriptor_set!("jobqueue_descriptor");
 }
 
-/// Milliseconds since the Unix epoch: the one time unit of the store.
-pub fn now_ms() -> i64 {
+/// How far this process's wall clock is set from the system's, in milliseconds: 0
+/// but for drills and tests that run the service at another date
+/// (`JOBQUEUE_CLOCK_START`). Every wall-clock reading goes through [`now_ms`].
+static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Milliseconds since the Unix epoch, by the system's clock.
+fn system_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch: the one time unit of the store.
+pub fn now_ms() -> i64 {
+    system_ms() + CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets this process's wall clock to read `ms` now; it runs on from there.
+pub fn set_clock(ms: i64) {
+    CLOCK_OFFSET_MS.store(ms - system_ms(), std::sync::atomic::Ordering::Relaxed);
 }

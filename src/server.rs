@@ -67,6 +67,13 @@ pub async fn run_then(
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ServerError> {
+    if let Some(start) = config.clock_start {
+        crate::set_clock(start);
+        tracing::warn!(
+            now = crate::now_ms(),
+            "the wall clock is set by JOBQUEUE_CLOCK_START"
+        );
+    }
     let store = Store::connect_with(&config.db_url, config.db_timeout)
         .await
         .map_err(|source| ServerError::Store {
