@@ -4,6 +4,7 @@
 pub mod convert;
 pub mod jobs;
 pub mod queues;
+pub mod request;
 pub mod schedules;
 
 use tonic::{Code, Status};
