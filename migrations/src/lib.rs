@@ -8,6 +8,7 @@ mod m20261123_000001_jobs;
 mod m20261123_000002_job_events;
 mod m20261123_000003_queues;
 mod m20261123_000004_schedules;
+mod m20261204_000005_compact_log;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_job_events::Migration),
             Box::new(m20261123_000003_queues::Migration),
             Box::new(m20261123_000004_schedules::Migration),
+            Box::new(m20261204_000005_compact_log::Migration),
         ]
     }
 }

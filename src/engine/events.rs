@@ -1,6 +1,6 @@
 //! Status changes, as watchers see them.
 //!
-//! The writer appends every change to the `job_events` log in the transaction that
+//! The writer appends every change to the event log (`store::log`) in the transaction that
 //! makes it, and after the commit hands the same changes, with their cursors, to an
 //! in-process broadcast. A watcher subscribes to the broadcast *before* it reads the
 //! log, reads the log from its cursor, then follows the broadcast, skipping what it
@@ -26,56 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::hub::{Hub, Subscription};
 use crate::job::Status;
-use crate::store::{EventFilter, JobFilter, Store, StoreError, job_events, jobs};
+use crate::store::{EventFilter, JobFilter, Store, StoreError, jobs};
 
-/// One committed status change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// The cursor: resume after it to get every later change.
-    pub seq: i64,
-    pub job_id: String,
-    pub status: Status,
-    pub attempt: i32,
-    pub at: i64,
-    pub queue: String,
-    pub tags: Vec<String>,
-    pub status_code: Option<i32>,
-    pub error_class: Option<String>,
-    pub next_attempt_at: Option<i64>,
-    pub schedule_id: Option<String>,
-}
-
-impl Event {
-    pub fn from_row(row: job_events::Model) -> Result<Event, StoreError> {
-        let job_events::Model {
-            seq,
-            job_id,
-            status,
-            attempt,
-            at,
-            queue,
-            tags,
-            status_code,
-            error_class,
-            next_attempt_at,
-            schedule_id,
-        } = row;
-        Ok(Event {
-            seq,
-            status: Status::parse(&status)
-                .ok_or_else(|| StoreError::Corrupt(format!("event {seq} status {status}")))?,
-            job_id,
-            attempt,
-            at,
-            queue,
-            tags: serde_json::from_str(&tags).unwrap_or_default(),
-            status_code,
-            error_class,
-            next_attempt_at,
-            schedule_id,
-        })
-    }
-}
+pub use crate::store::Event;
 
 /// The changes of one commit, in cursor order.
 pub type Batch = Arc<[Event]>;
@@ -442,11 +395,7 @@ impl Watcher {
                 .await?;
             let full = page.len() as u64 == CATCH_UP_PAGE;
             let last = page.last().map(|e| e.seq);
-            let events = page
-                .into_iter()
-                .map(Event::from_row)
-                .collect::<Result<Vec<_>, _>>()?;
-            if let Flow::Stop = self.deliver(&events).await {
+            if let Flow::Stop = self.deliver(&page).await {
                 return Ok(());
             }
             // Filtering by id skips other jobs' changes; the cursor still moves past

@@ -294,11 +294,7 @@ impl Hub {
                 .events_after(*next - 1, &EventFilter::default(), CATCH_UP_PAGE)
                 .await?;
             let full = page.len() as u64 == CATCH_UP_PAGE;
-            let missing: Vec<Event> = page
-                .into_iter()
-                .filter(|row| row.seq < until)
-                .map(Event::from_row)
-                .collect::<Result<_, _>>()?;
+            let missing: Vec<Event> = page.into_iter().filter(|e| e.seq < until).collect();
             let Some(last) = missing.last().map(|e| e.seq) else {
                 break;
             };

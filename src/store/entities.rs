@@ -107,35 +107,6 @@ pub mod attempts {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod job_events {
-    use sea_orm::entity::prelude::*;
-
-    /// One status change of one job: the log watchers read and resume from.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "job_events")]
-    pub struct Model {
-        /// The cursor: grows with every change, never reused.
-        #[sea_orm(primary_key)]
-        pub seq: i64,
-        pub job_id: String,
-        pub status: String,
-        pub attempt: i32,
-        pub at: i64,
-        pub queue: String,
-        /// JSON array of the job's tags, so watchers can filter without a join.
-        pub tags: String,
-        pub status_code: Option<i32>,
-        pub error_class: Option<String>,
-        pub next_attempt_at: Option<i64>,
-        pub schedule_id: Option<String>,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
 pub mod queues {
     use sea_orm::entity::prelude::*;
 

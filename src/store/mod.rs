@@ -10,6 +10,7 @@
 
 pub mod entities;
 pub mod fault;
+pub mod log;
 pub mod session;
 pub mod write;
 
@@ -17,15 +18,16 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::sea_query::{LikeExpr, Query};
+use sea_orm::sea_query::Query;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, SqlxPostgresConnector, SqlxSqliteConnector, Statement,
     TransactionTrait, Value,
 };
 
-pub use entities::{attempts, job_events, job_tags, jobs, queues, schedules};
+pub use entities::{attempts, job_tags, jobs, queues, schedules};
 pub use fault::Fault;
+pub use log::{Event, EventFilter};
 /// The driver underneath, for tools that must talk to a database directly.
 pub use sea_orm::sqlx;
 pub use session::WriteSession;
@@ -371,7 +373,7 @@ impl Store {
         limit: u64,
     ) -> Result<(i64, Vec<jobs::Model>), StoreError> {
         let txn = self.reader.begin().await?;
-        let head = event_head(&txn).await?;
+        let (_, head) = log::bounds(&txn).await?;
         let jobs = if ids.is_empty() {
             filtered(filter)
                 .order_by_desc(jobs::Column::Id)
@@ -391,21 +393,7 @@ impl Store {
     /// The cursors the log can resume from: everything after `pruned_through`, up to
     /// `head`, the newest.
     pub async fn event_bounds(&self) -> Result<(i64, i64), StoreError> {
-        let txn = self.reader.begin().await?;
-        let row = txn
-            .query_one_raw(sql(
-                self.backend(),
-                "SELECT pruned_through FROM event_log WHERE id = 1",
-                vec![],
-            ))
-            .await?;
-        let pruned_through = match row {
-            Some(row) => row.try_get::<i64>("", "pruned_through")?,
-            None => 0,
-        };
-        let head = event_head(&txn).await?.max(pruned_through);
-        txn.commit().await?;
-        Ok((pruned_through, head))
+        log::bounds(&self.reader).await
     }
 
     /// Up to `limit` events after cursor `after` that pass `filter`, oldest first.
@@ -414,38 +402,8 @@ impl Store {
         after: i64,
         filter: &EventFilter,
         limit: u64,
-    ) -> Result<Vec<job_events::Model>, StoreError> {
-        let mut query = job_events::Entity::find().filter(job_events::Column::Seq.gt(after));
-        if !filter.ids.is_empty() {
-            query = query
-                .filter(job_events::Column::JobId.is_in(filter.ids.iter().map(String::as_str)));
-        }
-        if !filter.statuses.is_empty() {
-            query = query.filter(
-                job_events::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())),
-            );
-        }
-        if let Some(queue) = &filter.queue {
-            query = query.filter(job_events::Column::Queue.eq(queue.as_str()));
-        }
-        if let Some(schedule) = &filter.schedule {
-            query = query.filter(job_events::Column::ScheduleId.eq(schedule.as_str()));
-        }
-        if let Some(tag) = &filter.tag {
-            // Tags are stored as a JSON array: look for the tag's JSON string in it.
-            let quoted = serde_json::to_string(tag).unwrap_or_default();
-            let escaped = quoted
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            let pattern = LikeExpr::new(format!("%{escaped}%")).escape('\\');
-            query = query.filter(job_events::Column::Tags.like(pattern));
-        }
-        Ok(query
-            .order_by_asc(job_events::Column::Seq)
-            .limit(limit)
-            .all(&self.reader)
-            .await?)
+    ) -> Result<Vec<Event>, StoreError> {
+        log::after(&self.reader, after, filter, limit).await
     }
 
     pub async fn queue(&self, name: &str) -> Result<Option<queues::Model>, StoreError> {
@@ -505,9 +463,9 @@ impl Store {
         let row = txn
             .query_one_raw(sql(
                 self.backend(),
-                "SELECT COUNT(*) AS n FROM job_events WHERE queue = ? AND status = 'running' \
-                 AND at > ?",
-                vec![name.into(), (now - 60_000).into()],
+                "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) AS n FROM queue_dispatches \
+                 WHERE queue = ? AND second > ?",
+                vec![name.into(), ((now - 60_000) / 1000).into()],
             ))
             .await?;
         if let Some(row) = row {
@@ -608,21 +566,6 @@ pub fn masked_url(url: &str) -> String {
     }
 }
 
-/// The newest cursor of the event log, 0 when it is empty.
-async fn event_head(db: &impl ConnectionTrait) -> Result<i64, StoreError> {
-    let row = db
-        .query_one_raw(sql(
-            db.get_database_backend(),
-            "SELECT MAX(seq) AS head FROM job_events",
-            vec![],
-        ))
-        .await?;
-    Ok(match row {
-        Some(row) => row.try_get::<Option<i64>>("", "head")?.unwrap_or(0),
-        None => 0,
-    })
-}
-
 /// The jobs matching `filter`, as a query to page, count or read.
 fn filtered(filter: &JobFilter) -> sea_orm::Select<jobs::Entity> {
     let mut query = jobs::Entity::find();
@@ -651,17 +594,6 @@ fn filtered(filter: &JobFilter) -> sea_orm::Select<jobs::Entity> {
         query = query.filter(jobs::Column::CreatedAt.lt(before));
     }
     query
-}
-
-/// What the event log can be narrowed by when read back.
-#[derive(Debug, Default, Clone)]
-pub struct EventFilter {
-    pub ids: Vec<String>,
-    /// One tag the job carries; further tags are checked by the reader.
-    pub tag: Option<String>,
-    pub statuses: Vec<Status>,
-    pub queue: Option<String>,
-    pub schedule: Option<String>,
 }
 
 /// What `ListJobs` filters on.

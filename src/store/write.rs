@@ -11,9 +11,8 @@ use sea_orm::{
     FromQueryResult, QueryFilter, QueryOrder, Value,
 };
 
-use super::{
-    StoreError, attempts, job_events, job_tags, jobs, placeholders, queues, schedules, sql,
-};
+use super::log::Event;
+use super::{StoreError, attempts, job_tags, jobs, placeholders, queues, schedules, sql};
 use crate::engine::QueueFields;
 use crate::job::Status;
 
@@ -457,10 +456,17 @@ pub async fn retry(
 /// Removes a finished job with its attempts and tags; false when it is not finished
 /// (or unknown).
 pub async fn delete(txn: &DatabaseTransaction, id: &str) -> Result<bool, StoreError> {
+    let finished = "jobs.id = ? AND jobs.status IN ('succeeded', 'failed', 'canceled')";
+    txn.execute_raw(sql(
+        backend(txn),
+        &delete_tags(backend(txn), finished),
+        vec![id.into()],
+    ))
+    .await?;
     let deleted = txn
         .execute_raw(sql(
             backend(txn),
-            "DELETE FROM jobs WHERE id = ? AND status IN ('succeeded', 'failed', 'canceled')",
+            &format!("DELETE FROM jobs WHERE {finished}"),
             vec![id.into()],
         ))
         .await?
@@ -468,15 +474,27 @@ pub async fn delete(txn: &DatabaseTransaction, id: &str) -> Result<bool, StoreEr
     if deleted == 0 {
         return Ok(false);
     }
-    for table in ["attempts", "job_tags"] {
-        txn.execute_raw(sql(
-            backend(txn),
-            &format!("DELETE FROM {table} WHERE job_id = ?"),
-            vec![id.into()],
-        ))
-        .await?;
-    }
+    txn.execute_raw(sql(
+        backend(txn),
+        "DELETE FROM attempts WHERE job_id = ?",
+        vec![id.into()],
+    ))
+    .await?;
     Ok(true)
+}
+
+/// The statement that removes the tags of the jobs `condition` picks, found from
+/// their `tags` column (so `job_tags` needs no index by job). Runs before the jobs
+/// themselves go.
+fn delete_tags(backend: DbBackend, condition: &str) -> String {
+    let each = match backend {
+        DbBackend::Postgres => "json_array_elements_text(jobs.tags::json) AS t(value)",
+        _ => "json_each(jobs.tags) AS t",
+    };
+    format!(
+        "DELETE FROM job_tags WHERE (tag, job_id) IN \
+         (SELECT t.value, jobs.id FROM jobs, {each} WHERE {condition})"
+    )
 }
 
 /// Puts running jobs interrupted by a shutdown back in the queue, as if the attempt
@@ -506,10 +524,7 @@ pub async fn requeue(
 /// Running jobs whose lease ran out (their process died) go back to the queue, or
 /// fail when that was their last attempt. The lost attempt is recorded. Returns the
 /// changes, as events to log.
-pub async fn rescue(
-    txn: &DatabaseTransaction,
-    now: i64,
-) -> Result<Vec<job_events::Model>, StoreError> {
+pub async fn rescue(txn: &DatabaseTransaction, now: i64) -> Result<Vec<Event>, StoreError> {
     let spent = "attempt - retry_base >= max_attempts";
     let text = format!(
         "UPDATE jobs SET status = CASE WHEN {spent} THEN 'failed' ELSE 'queued' END, run_at = ?, \
@@ -534,15 +549,20 @@ pub async fn rescue(
         let status: String = row.try_get("", "status")?;
         let started_at: Option<i64> = row.try_get("", "started_at")?;
         let started_at = started_at.unwrap_or(now);
-        changes.push(job_events::Model {
+        let queued = status == Status::Queued.as_str();
+        changes.push(Event {
             seq: 0,
             job_id: id.clone(),
-            next_attempt_at: (status == "queued").then_some(now),
-            status,
+            next_attempt_at: queued.then_some(now),
+            status: if queued {
+                Status::Queued
+            } else {
+                Status::Failed
+            },
             attempt,
             at: now,
             queue: row.try_get("", "queue")?,
-            tags: row.try_get("", "tags")?,
+            tags: tags_of(&row.try_get::<String>("", "tags")?),
             status_code: None,
             error_class: Some("interrupted".into()),
             schedule_id: row.try_get("", "schedule_id")?,
@@ -577,13 +597,11 @@ pub async fn remove_expired(
 ) -> Result<u64, StoreError> {
     let expired = "SELECT id FROM jobs WHERE expires_at <= ? ORDER BY expires_at LIMIT ?";
     let values = || vec![Value::from(now), Value::from(limit as i64)];
-    for table in ["attempts", "job_tags"] {
-        txn.execute_raw(sql(
-            backend(txn),
-            &format!("DELETE FROM {table} WHERE job_id IN ({expired})"),
-            values(),
-        ))
-        .await?;
+    for text in [
+        delete_tags(backend(txn), &format!("jobs.id IN ({expired})")),
+        format!("DELETE FROM attempts WHERE job_id IN ({expired})"),
+    ] {
+        txn.execute_raw(sql(backend(txn), &text, values())).await?;
     }
     let removed = txn
         .execute_raw(sql(
@@ -596,122 +614,36 @@ pub async fn remove_expired(
     Ok(removed)
 }
 
-/// The PostgreSQL advisory lock that orders appends to the event log.
-const EVENT_LOG_LOCK: i64 = 0x6a6f_6271_7565; // "jobque"
-
-/// Appends status changes to the event log in the order given; returns their
-/// cursors, in the same order.
-pub async fn insert_events(
+/// Counts calls started, per queue, in the second of `now`.
+pub async fn record_dispatches(
     txn: &DatabaseTransaction,
-    events: &[job_events::Model],
-) -> Result<Vec<i64>, StoreError> {
-    const COLUMNS: &str = "job_id, status, attempt, at, queue, tags, status_code, error_class, next_attempt_at, \
-         schedule_id";
-    if backend(txn) == DbBackend::Postgres && !events.is_empty() {
-        // Watchers read the log in cursor order, so cursors must be drawn in commit
-        // order: replicas take turns appending, from here until their commit.
-        txn.execute_raw(sql(
-            backend(txn),
-            "SELECT pg_advisory_xact_lock(?)",
-            vec![EVENT_LOG_LOCK.into()],
-        ))
-        .await?;
-    }
-    let mut seqs = Vec::with_capacity(events.len());
-    for chunk in events.chunks(SMALL_ROWS_PER_STATEMENT) {
-        let mut values = Vec::with_capacity(chunk.len() * 10);
-        for event in chunk {
-            let job_events::Model {
-                seq: _,
-                job_id,
-                status,
-                attempt,
-                at,
-                queue,
-                tags,
-                status_code,
-                error_class,
-                next_attempt_at,
-                schedule_id,
-            } = event;
-            values.extend([
-                Value::from(job_id.as_str()),
-                status.as_str().into(),
-                (*attempt).into(),
-                (*at).into(),
-                queue.as_str().into(),
-                tags.as_str().into(),
-                (*status_code).into(),
-                error_class.clone().into(),
-                (*next_attempt_at).into(),
-                schedule_id.clone().into(),
-            ]);
+    now: i64,
+    started: &[(&str, i64)],
+) -> Result<(), StoreError> {
+    for chunk in started.chunks(SMALL_ROWS_PER_STATEMENT) {
+        let text = format!(
+            "INSERT INTO queue_dispatches (queue, second, count) VALUES {} \
+             ON CONFLICT (queue, second) DO UPDATE SET count = queue_dispatches.count + excluded.count",
+            value_rows(3, chunk.len())
+        );
+        let mut values = Vec::with_capacity(chunk.len() * 3);
+        for (queue, count) in chunk {
+            values.extend([Value::from(*queue), (now / 1000).into(), (*count).into()]);
         }
-        let rows = value_rows(10, chunk.len());
-        match backend(txn) {
-            // One writer per SQLite file: a multi-row insert takes consecutive
-            // AUTOINCREMENT values, ending at the last inserted rowid.
-            DbBackend::Sqlite => {
-                let text = format!("INSERT INTO job_events ({COLUMNS}) VALUES {rows}");
-                let last = txn
-                    .execute_raw(sql(backend(txn), &text, values))
-                    .await?
-                    .last_insert_id() as i64;
-                let first = last - chunk.len() as i64 + 1;
-                seqs.extend(first..=last);
-            }
-            _ => {
-                let text =
-                    format!("INSERT INTO job_events ({COLUMNS}) VALUES {rows} RETURNING seq");
-                let mut drawn = Vec::with_capacity(chunk.len());
-                for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
-                    drawn.push(row.try_get::<i64>("", "seq")?);
-                }
-                // Sequence values are drawn in VALUES order; RETURNING promises no order.
-                drawn.sort_unstable();
-                seqs.extend(drawn);
-            }
-        }
+        txn.execute_raw(sql(backend(txn), &text, values)).await?;
     }
-    Ok(seqs)
+    Ok(())
 }
 
-/// Forgets events older than `before`, at most `limit` of them, and records how far
-/// the log has been pruned so older cursors are refused.
-pub async fn prune_events(
-    txn: &DatabaseTransaction,
-    before: i64,
-    limit: usize,
-) -> Result<u64, StoreError> {
-    let row = txn
-        .query_one_raw(sql(
-            backend(txn),
-            "SELECT MAX(seq) AS last FROM (SELECT seq FROM job_events WHERE at < ? ORDER BY seq LIMIT ?) AS old",
-            vec![before.into(), (limit as i64).into()],
-        ))
-        .await?;
-    let Some(last) = row
-        .map(|r| r.try_get::<Option<i64>>("", "last"))
-        .transpose()?
-        .flatten()
-    else {
-        return Ok(0);
-    };
-    let removed = txn
-        .execute_raw(sql(
-            backend(txn),
-            "DELETE FROM job_events WHERE seq <= ?",
-            vec![last.into()],
-        ))
-        .await?
-        .rows_affected();
+/// Forgets dispatch counts older than a queue's stats look back.
+pub async fn prune_dispatches(txn: &DatabaseTransaction, now: i64) -> Result<(), StoreError> {
     txn.execute_raw(sql(
         backend(txn),
-        "UPDATE event_log SET pruned_through = ? WHERE id = 1 AND pruned_through < ?",
-        vec![last.into(), last.into()],
+        "DELETE FROM queue_dispatches WHERE second < ?",
+        vec![((now - 120_000) / 1000).into()],
     ))
     .await?;
-    Ok(removed)
+    Ok(())
 }
 
 /// The PostgreSQL channel on which processes announce their commits.
@@ -1002,12 +934,17 @@ pub async fn set_paused(
     })
 }
 
+/// A job's tags, from the JSON array its row keeps.
+pub fn tags_of(json: &str) -> Vec<String> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
 /// Cancels every queued job of a queue; returns the changes to log.
 pub async fn purge(
     txn: &DatabaseTransaction,
     queue: &str,
     now: i64,
-) -> Result<Vec<job_events::Model>, StoreError> {
+) -> Result<Vec<Event>, StoreError> {
     let rows = txn
         .query_all_raw(sql(
             backend(txn),
@@ -1019,14 +956,14 @@ pub async fn purge(
         .await?;
     let mut changes = Vec::with_capacity(rows.len());
     for row in rows {
-        changes.push(job_events::Model {
+        changes.push(Event {
             seq: 0,
             job_id: row.try_get("", "id")?,
-            status: Status::Canceled.as_str().to_string(),
+            status: Status::Canceled,
             attempt: row.try_get("", "attempt")?,
             at: now,
             queue: queue.to_string(),
-            tags: row.try_get("", "tags")?,
+            tags: tags_of(&row.try_get::<String>("", "tags")?),
             status_code: row.try_get("", "last_status_code")?,
             error_class: row.try_get("", "last_error_class")?,
             next_attempt_at: None,
