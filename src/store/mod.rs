@@ -220,6 +220,10 @@ impl Store {
                 .max_connections(1)
                 .min_connections(0)
                 .test_before_acquire(false)
+                // The session throws its connection away after any failure or cut-off
+                // (see `session`), so a connection coming back is sound; testing it
+                // cost a round trip to the database before every turn.
+                .test_on_release(false)
                 .idle_timeout(None)
                 .max_lifetime(None)
                 .acquire_timeout(timeout)

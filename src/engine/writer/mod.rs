@@ -145,6 +145,40 @@ pub(crate) struct Writer {
     next_maintenance: Instant,
 }
 
+/// Where one turn's time went, phase by phase, for the debug log.
+struct Laps {
+    since: std::time::Instant,
+    spent: Vec<(&'static str, u64)>,
+}
+
+impl Laps {
+    fn start() -> Laps {
+        Laps {
+            since: std::time::Instant::now(),
+            spent: Vec::with_capacity(12),
+        }
+    }
+
+    /// Ends the phase called `name`: the time since the previous mark is its.
+    fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        let us = now.duration_since(self.since).as_micros() as u64;
+        if us > 0 {
+            self.spent.push((name, us));
+        }
+        self.since = now;
+    }
+}
+
+impl std::fmt::Display for Laps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (n, (name, us)) in self.spent.iter().enumerate() {
+            write!(f, "{}{name}={us}", if n > 0 { " " } else { "" })?;
+        }
+        Ok(())
+    }
+}
+
 /// What a committed turn leaves to do.
 #[derive(Default)]
 struct AfterCommit {
@@ -152,6 +186,8 @@ struct AfterCommit {
     claimed: Vec<(Arc<jobs::Model>, Claim)>,
     /// Changes logged, with their cursors, to feed once committed.
     events: Vec<Event>,
+    /// Microseconds spent in each phase of the transaction.
+    laps: Option<Laps>,
 }
 
 impl Writer {
@@ -430,6 +466,7 @@ impl Writer {
             claimed = after.claimed.len(),
             in_flight = self.running.len(),
             took_us = clock.elapsed().as_micros() as u64,
+            phases = %after.laps.as_ref().map(ToString::to_string).unwrap_or_default(),
             "turn"
         );
         for (job, claim) in after.claimed {
@@ -498,9 +535,13 @@ impl Writer {
         maintain: bool,
         after: &mut AfterCommit,
     ) -> Result<Vec<Answer>, StoreError> {
+        let mut laps = Laps::start();
         let txn = self.session.begin().await?;
+        laps.mark("begin");
         let answers = self.apply_requests(&txn, now, requests, after).await?;
+        laps.mark("requests");
         self.apply_completions(&txn, completions).await?;
+        laps.mark("outcomes");
         if maintain {
             let rescued = write::rescue(&txn, now).await?;
             if !rescued.is_empty() {
@@ -514,14 +555,18 @@ impl Writer {
             if removed > 0 {
                 tracing::debug!(removed, "removed expired jobs");
             }
+            laps.mark("maintain");
         }
         if !self.draining {
             self.fire_due(&txn, now).await?;
+            laps.mark("schedules");
         }
         let free = self.free_slots();
         if !self.draining && free > 0 && self.due_queues.any() {
             let claimed = self.claim(&txn, now, free).await?;
+            laps.mark("claim");
             after.claimed = self.definitions_of(&txn, claimed).await?;
+            laps.mark("definitions");
             let mut started: BTreeMap<&str, i64> = BTreeMap::new();
             for (job, _) in &after.claimed {
                 *started.entry(job.queue.as_str()).or_default() += 1;
@@ -537,13 +582,17 @@ impl Writer {
             let ids: Vec<&str> = self.running.keys().map(String::as_str).collect();
             foreign_cancels = write::canceled_among(&txn, &ids).await?;
         }
+        laps.mark("dispatches");
         after.events = self.log_changes(&txn).await?;
+        laps.mark("log");
         if !after.events.is_empty() || self.queues_changed {
             // Cancels travel with the word, for the process running their calls.
             write::announce(&txn, &self.instance, &after.cancels).await?;
         }
         after.cancels.extend(foreign_cancels);
         self.session.commit(txn).await?;
+        laps.mark("commit");
+        after.laps = Some(laps);
         if std::mem::take(&mut self.queues_changed) {
             self.queues_stale = true;
         }
