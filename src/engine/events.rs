@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::hub::{Hub, Subscription};
 use crate::job::Status;
-use crate::store::{EventFilter, JobFilter, Store, StoreError, jobs};
+use crate::store::{JobFilter, Store, StoreError, jobs};
 
 pub use crate::store::Event;
 
@@ -66,17 +66,6 @@ impl WatchFilter {
     fn matches_job(&self, job: &jobs::Model) -> bool {
         let status = Status::parse(&job.status);
         self.statuses.is_empty() || status.is_some_and(|s| self.statuses.contains(&s))
-    }
-
-    /// What the log can narrow by; [`WatchFilter::matches`] checks the rest.
-    pub fn as_event_filter(&self) -> EventFilter {
-        EventFilter {
-            ids: self.ids.clone(),
-            tag: self.tags.first().cloned(),
-            statuses: self.statuses.clone(),
-            queue: self.queue.clone(),
-            schedule: self.schedule.clone(),
-        }
     }
 
     pub fn as_job_filter(&self) -> JobFilter {
@@ -391,7 +380,7 @@ impl Watcher {
             }
             let page = self
                 .store
-                .events_after(self.cursor, &self.filter.as_event_filter(), CATCH_UP_PAGE)
+                .events_after(self.cursor, |e| self.filter.matches(e), CATCH_UP_PAGE)
                 .await?;
             let full = page.len() as u64 == CATCH_UP_PAGE;
             let last = page.last().map(|e| e.seq);

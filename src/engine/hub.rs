@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Batch, CATCH_UP_PAGE, Event, WatchFilter};
-use crate::store::{EventFilter, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Changes queued per watcher before it counts as lagging.
 pub const WATCHER_QUEUE: usize = 1024;
@@ -291,7 +291,7 @@ impl Hub {
         }
         while *next < until {
             let page = store
-                .events_after(*next - 1, &EventFilter::default(), CATCH_UP_PAGE)
+                .events_after(*next - 1, |_| true, CATCH_UP_PAGE)
                 .await?;
             let full = page.len() as u64 == CATCH_UP_PAGE;
             let missing: Vec<Event> = page.into_iter().filter(|e| e.seq < until).collect();

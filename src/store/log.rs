@@ -179,38 +179,14 @@ pub async fn bounds(db: &impl ConnectionTrait) -> Result<(i64, i64), StoreError>
     })
 }
 
-/// What the log can be narrowed by when read back.
-#[derive(Debug, Default, Clone)]
-pub struct EventFilter {
-    pub ids: Vec<String>,
-    /// One tag the job carries; further tags are checked by the reader.
-    pub tag: Option<String>,
-    pub statuses: Vec<Status>,
-    pub queue: Option<String>,
-    pub schedule: Option<String>,
-}
-
-impl EventFilter {
-    fn matches(&self, e: &Event) -> bool {
-        (self.ids.is_empty() || self.ids.contains(&e.job_id))
-            && self.tag.as_ref().is_none_or(|t| e.tags.contains(t))
-            && (self.statuses.is_empty() || self.statuses.contains(&e.status))
-            && self.queue.as_ref().is_none_or(|q| *q == e.queue)
-            && self
-                .schedule
-                .as_ref()
-                .is_none_or(|s| e.schedule_id.as_ref() == Some(s))
-    }
-}
-
 /// Pages read per query while looking for matching changes.
 const PAGES_PER_READ: u64 = 16;
 
-/// Up to `limit` changes after cursor `after` that pass `filter`, oldest first.
+/// Up to `limit` changes after cursor `after` that `wanted` keeps, oldest first.
 pub async fn after(
     db: &impl ConnectionTrait,
     after: i64,
-    filter: &EventFilter,
+    wanted: impl Fn(&Event) -> bool,
     limit: u64,
 ) -> Result<Vec<Event>, StoreError> {
     let mut found = Vec::new();
@@ -228,7 +204,7 @@ pub async fn after(
             let last: i64 = row.try_get("", "last")?;
             let changes: String = row.try_get("", "changes")?;
             for event in decode(last, &changes)? {
-                if event.seq > after && filter.matches(&event) {
+                if event.seq > after && wanted(&event) {
                     found.push(event);
                     if found.len() as u64 == limit {
                         return Ok(found);

@@ -27,7 +27,7 @@ use sea_orm::{
 
 pub use entities::{attempts, job_tags, jobs, queues, schedules};
 pub use fault::Fault;
-pub use log::{Event, EventFilter};
+pub use log::Event;
 /// The driver underneath, for tools that must talk to a database directly.
 pub use sea_orm::sqlx;
 pub use session::WriteSession;
@@ -400,14 +400,14 @@ impl Store {
         log::bounds(&self.reader).await
     }
 
-    /// Up to `limit` events after cursor `after` that pass `filter`, oldest first.
+    /// Up to `limit` events after cursor `after` that `wanted` keeps, oldest first.
     pub async fn events_after(
         &self,
         after: i64,
-        filter: &EventFilter,
+        wanted: impl Fn(&Event) -> bool,
         limit: u64,
     ) -> Result<Vec<Event>, StoreError> {
-        log::after(&self.reader, after, filter, limit).await
+        log::after(&self.reader, after, wanted, limit).await
     }
 
     pub async fn queue(&self, name: &str) -> Result<Option<queues::Model>, StoreError> {
