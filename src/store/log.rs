@@ -15,7 +15,7 @@
 //! earlier one. Pruning removes whole pages from the oldest end and records how far
 //! it went in `event_log.pruned_through`.
 
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::{ConnectionTrait, DbBackend, Value};
 use serde::Deserialize;
 
 use super::{StoreError, placeholders, sql};
@@ -120,40 +120,78 @@ fn decode(last: i64, changes: &str) -> Result<Vec<Event>, StoreError> {
         .collect()
 }
 
-/// Appends changes to the log in the order given, setting each one's cursor.
+/// Appends changes to the log in the order given, setting each one's cursor. Drawing
+/// the cursors and storing the pages is one round trip: on SQLite two statements in
+/// one call, on PostgreSQL one statement (an UPDATE in a WITH).
 pub async fn append(db: &impl ConnectionTrait, events: &mut [Event]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
     let backend = db.get_database_backend();
-    let row = db
-        .query_one_raw(sql(
-            backend,
-            "UPDATE event_log SET head = head + ? WHERE id = 1 RETURNING head",
-            vec![(events.len() as i64).into()],
-        ))
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("event_log has no row".into()))?;
-    let head: i64 = row.try_get("", "head")?;
-    let mut seq = head - events.len() as i64;
+    let total = events.len() as i64;
+    // Each page with how many changes come after its last one, its size, its newest
+    // time and its changes: its cursor is the new head less the first.
+    let mut pages = Vec::with_capacity(events.len().div_ceil(CHANGES_PER_PAGE));
+    let mut stored = 0;
+    for page in events.chunks(CHANGES_PER_PAGE) {
+        stored += page.len() as i64;
+        let at = page.iter().map(|e| e.at).max().unwrap_or(0);
+        pages.push((total - stored, page.len() as i64, at, encode(page)));
+    }
+    let mut chunks = pages.chunks(PAGES_PER_STATEMENT);
+    let first = chunks.next().unwrap_or_default();
+    let rows = vec![format!("({})", placeholders(4)); first.len()].join(", ");
+    let text = match backend {
+        DbBackend::Postgres => format!(
+            "WITH h AS (UPDATE event_log SET head = head + ? WHERE id = 1 RETURNING head) \
+             INSERT INTO event_pages (last, count, at, changes) \
+             SELECT h.head - v.back, v.count, v.at, v.changes FROM h, (VALUES {rows}) \
+             AS v (back, count, at, changes) RETURNING (SELECT head FROM h) AS head"
+        ),
+        _ => {
+            let rows =
+                vec!["((SELECT head FROM event_log WHERE id = 1) - ?, ?, ?, ?)"; first.len()]
+                    .join(", ");
+            format!(
+                "UPDATE event_log SET head = head + ? WHERE id = 1 RETURNING head; \
+                 INSERT INTO event_pages (last, count, at, changes) VALUES {rows}"
+            )
+        }
+    };
+    let mut values = vec![Value::from(total)];
+    for (back, count, at, changes) in first {
+        values.extend([
+            Value::from(*back),
+            (*count).into(),
+            (*at).into(),
+            changes.as_str().into(),
+        ]);
+    }
+    let drawn = db.query_all_raw(sql(backend, &text, values)).await?;
+    let mut head = None;
+    for row in drawn {
+        let value: i64 = row.try_get("", "head")?;
+        head = Some(head.map_or(value, |h: i64| h.max(value)));
+    }
+    let head = head.ok_or_else(|| StoreError::Corrupt("event_log has no row".into()))?;
+    let mut seq = head - total;
     for event in events.iter_mut() {
         seq += 1;
         event.seq = seq;
     }
-    let pages: Vec<&[Event]> = events.chunks(CHANGES_PER_PAGE).collect();
-    for statement in pages.chunks(PAGES_PER_STATEMENT) {
-        let mut values: Vec<Value> = Vec::with_capacity(statement.len() * 4);
-        for page in statement {
-            let last = page.last().map_or(0, |e| e.seq);
-            let at = page.iter().map(|e| e.at).max().unwrap_or(0);
+    // More pages than one statement takes (a turn of over 128,000 changes): the rest
+    // with their cursors known.
+    for chunk in chunks {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 4);
+        for (back, count, at, changes) in chunk {
             values.extend([
-                last.into(),
-                (page.len() as i64).into(),
-                at.into(),
-                encode(page).into(),
+                Value::from(head - back),
+                (*count).into(),
+                (*at).into(),
+                changes.as_str().into(),
             ]);
         }
-        let rows = vec![format!("({})", placeholders(4)); statement.len()].join(", ");
+        let rows = vec![format!("({})", placeholders(4)); chunk.len()].join(", ");
         let text = format!("INSERT INTO event_pages (last, count, at, changes) VALUES {rows}");
         db.execute_raw(sql(backend, &text, values)).await?;
     }
@@ -297,6 +335,36 @@ mod tests {
         }
         let page = encode(&events);
         assert_eq!(decode(14, &page).unwrap(), events);
+    }
+
+    /// A turn's changes get consecutive cursors and read back in order, however many
+    /// pages and statements they take.
+    #[tokio::test]
+    async fn appended_changes_read_back_in_order_across_pages_and_statements() {
+        use migration::MigratorTrait;
+        let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        migration::Migrator::up(&db, None).await.unwrap();
+        let mut small: Vec<Event> = (0..5).map(event).collect();
+        append(&db, &mut small).await.unwrap();
+        assert_eq!(
+            small.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        // More than one statement's worth of pages.
+        let many = CHANGES_PER_PAGE * PAGES_PER_STATEMENT + 3;
+        let mut large: Vec<Event> = (0..many as i64).map(event).collect();
+        append(&db, &mut large).await.unwrap();
+        assert!(large.iter().enumerate().all(|(n, e)| e.seq == 6 + n as i64));
+        assert_eq!(bounds(&db).await.unwrap(), (0, 5 + many as i64));
+        let read = after(&db, 3, |_| true, u64::MAX).await.unwrap();
+        assert_eq!(read.len(), 2 + many);
+        assert_eq!(read[0], small[3]);
+        assert_eq!(read.last(), large.last());
+        assert!(read.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+        // A filter skips, a limit stops.
+        let one = after(&db, 0, |e| e.job_id == "j_7", 10).await.unwrap();
+        assert_eq!(one.iter().map(|e| e.seq).collect::<Vec<_>>(), [13]);
+        assert_eq!(after(&db, 0, |_| true, 4).await.unwrap().len(), 4);
     }
 
     #[test]
