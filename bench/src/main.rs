@@ -20,6 +20,13 @@
 //! and per watcher the changes lost, repeated or out of cursor order; throughput,
 //! peak RSS and CPU per job with the watchers and, first, without any.
 //!
+//! `--mode backlog` measures fresh work beside a large backlog: `--backlog` jobs wait
+//! in a paused queue while the batch and unary runs go on in the default queue; then
+//! the queue is resumed and its drain measured.
+//!
+//! `--mode schedules` measures schedules: how fast `CreateSchedule` goes, and how late
+//! `--schedules` cron schedules, all due at the same minute, call the target.
+//!
 //! The server runs in this process by default, is spawned as a child process with
 //! `--spawn-server PATH` (the mode to use for RSS and CPU figures: only the server
 //! is measured), or is an already running one with `--server ADDR`.
@@ -37,9 +44,11 @@ mod proc_stats;
 mod report;
 mod server;
 
+use modes::backlog::run_backlog;
 use modes::batch::run_batch;
 use modes::common::{Bench, QUEUES};
 use modes::idle::run_idle;
+use modes::schedules::run_schedules;
 use modes::unary::run_unary;
 use modes::watch::run_watch;
 use proc_stats::clock_ticks_per_sec;
@@ -48,6 +57,8 @@ use server::{ScratchDir, Server, ServerKind, connect, start_server};
 
 /// Refused above this: the target keeps every request it sees in memory.
 const MAX_JOBS: usize = 1_000_000;
+/// Refused above this: a run creates this many schedules, then deletes them.
+const MAX_SCHEDULES: usize = 100_000;
 /// What `SubmitJobs` accepts in one call.
 const MAX_BATCH: usize = 1000;
 
@@ -59,7 +70,9 @@ const MAX_BATCH: usize = 1000;
 )]
 struct Args {
     /// What to run; `both` runs unary, batch and idle in turn; `watch` measures
-    /// `WatchJobs` streams under a paced load (not part of `both`).
+    /// `WatchJobs` streams under a paced load, `backlog` batch and unary beside a
+    /// paused backlog and then its drain, `schedules` cron schedules all due at the
+    /// same minute (none of these three is part of `both`).
     #[arg(long, value_enum, default_value_t = Mode::Both)]
     mode: Mode,
 
@@ -131,6 +144,16 @@ struct Args {
     /// and the first submit.
     #[arg(long, default_value_t = 0)]
     watch_settle_ms: u64,
+
+    /// `--mode backlog`: jobs left waiting in the paused queue `bench-backlog` while
+    /// the batch and unary runs go on; then the queue is resumed and they drain.
+    #[arg(long, default_value_t = 1_000_000)]
+    backlog: usize,
+
+    /// `--mode schedules`: cron schedules (`* * * * *`, UTC) created, each calling a
+    /// path of its own; they are deleted at the end.
+    #[arg(long, default_value_t = 10_000)]
+    schedules: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -140,6 +163,8 @@ enum Mode {
     Idle,
     Both,
     Watch,
+    Backlog,
+    Schedules,
 }
 
 #[tokio::main]
@@ -183,6 +208,14 @@ fn validate(args: &Args) -> anyhow::Result<()> {
     ensure!(
         (1..=MAX_JOBS).contains(&args.idle_jobs),
         "--idle-jobs must be from 1 to {MAX_JOBS}"
+    );
+    ensure!(
+        (1..=MAX_JOBS).contains(&args.backlog),
+        "--backlog must be from 1 to {MAX_JOBS}"
+    );
+    ensure!(
+        (1..=MAX_SCHEDULES).contains(&args.schedules),
+        "--schedules must be from 1 to {MAX_SCHEDULES}"
     );
     ensure!(
         (1..=MAX_BATCH).contains(&args.batch_size),
@@ -275,10 +308,19 @@ async fn run_benchmarks(args: &Args, server: &Server) -> anyhow::Result<Report> 
 
     let mut results = Vec::new();
     if matches!(args.mode, Mode::Unary | Mode::Both) {
-        results.push(run_unary(&bench, args.jobs, args.in_flight).await?);
+        results.push(run_unary(&bench, "unary", args.jobs, args.in_flight).await?);
     }
     if matches!(args.mode, Mode::Batch | Mode::Both) {
-        results.push(run_batch(&bench, args.jobs, args.batch_size, args.batch_in_flight).await?);
+        results.push(
+            run_batch(
+                &bench,
+                "batch",
+                args.jobs,
+                args.batch_size,
+                args.batch_in_flight,
+            )
+            .await?,
+        );
     }
     if matches!(args.mode, Mode::Idle | Mode::Both) {
         results.push(run_idle(&bench, args.idle_jobs).await?);
@@ -287,6 +329,16 @@ async fn run_benchmarks(args: &Args, server: &Server) -> anyhow::Result<Report> 
     if args.mode == Mode::Watch {
         let (runs, section) = run_watch(&bench, args).await?;
         results.extend(runs);
+        sections.push(section);
+    }
+    if args.mode == Mode::Backlog {
+        let (runs, section) = run_backlog(&bench, args).await?;
+        results.extend(runs);
+        sections.push(section);
+    }
+    if args.mode == Mode::Schedules {
+        let (run, section) = run_schedules(&bench, args.schedules).await?;
+        results.push(run);
         sections.push(section);
     }
     Ok(Report { results, sections })

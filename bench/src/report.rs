@@ -57,7 +57,7 @@ pub(crate) fn signed_ms(from: &Instant, to: &Instant) -> f64 {
 }
 
 /// Nearest-rank percentile of unsorted samples; `None` when there are none.
-fn percentile(samples: &[f64], p: f64) -> Option<f64> {
+pub(crate) fn percentile(samples: &[f64], p: f64) -> Option<f64> {
     if samples.is_empty() {
         return None;
     }
@@ -116,7 +116,7 @@ pub(crate) fn print_report(report: &Report, server_fields: &[(&'static str, Stri
     let results = &report.results;
     println!();
     println!(
-        "{:<7} {:>7} {:<22} {:>10} {:>12} {:>19} {:>21} {:>14} {:>17}",
+        "{:<13} {:>7} {:<22} {:>10} {:>12} {:>19} {:>21} {:>14} {:>17}",
         "mode",
         "jobs",
         "load",
@@ -133,7 +133,7 @@ pub(crate) fn print_report(report: &Report, server_fields: &[(&'static str, Stri
             .map_or("unknown".into(), |mib| format!("{mib:.1}"));
         let cpu = fmt_us(r.server_cpu_us_per_job());
         println!(
-            "{:<7} {:>7} {:<22} {:>10} {:>12} {:>19} {:>21} {:>14} {:>17}",
+            "{:<13} {:>7} {:<22} {:>10} {:>12} {:>19} {:>21} {:>14} {:>17}",
             r.mode,
             r.submitted,
             r.shape,

@@ -9,17 +9,20 @@ use jobqueue::proto;
 use super::common::{Ack, Bench, SubmitLog, finish_run, job_spec, join_logs, set_up_run};
 use crate::report::{ModeResult, ms};
 
+/// `mode` names the run: its result line, its jobs' tag and its progress lines
+/// (`batch`, or `backlog-batch` beside a backlog).
 pub(crate) async fn run_batch(
     bench: &Bench,
+    mode: &'static str,
     jobs: usize,
     batch_size: usize,
     batch_in_flight: usize,
 ) -> anyhow::Result<ModeResult> {
     eprintln!(
-        "batch: submitting {jobs} jobs, {batch_size} per SubmitJobs call, \
+        "{mode}: submitting {jobs} jobs, {batch_size} per SubmitJobs call, \
          {batch_in_flight} calls in flight"
     );
-    let setup = set_up_run(bench, "batch", jobs).await?;
+    let setup = set_up_run(bench, mode, jobs).await?;
     let batches = jobs.div_ceil(batch_size);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -74,7 +77,7 @@ pub(crate) async fn run_batch(
     finish_run(
         bench,
         setup,
-        "batch",
+        mode,
         format!("{batch_size}/call, {batch_in_flight} in flight"),
         format!("per call of {batch_size} jobs"),
         jobs,

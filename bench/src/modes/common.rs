@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use jobqueue::proto::{self, JobSpec, JobStatus};
 use testkit::Target;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::proc_stats::{CpuSnapshot, cpu_snapshot, measure_cpu, measure_peak_rss, reset_peak_rss};
 use crate::report::{ModeResult, signed_ms};
@@ -88,7 +89,7 @@ impl SubmitLog {
         }
     }
 
-    fn merge(&mut self, other: SubmitLog) {
+    pub(crate) fn merge(&mut self, other: SubmitLog) {
         self.acks.extend(other.acks);
         self.submit_ms.extend(other.submit_ms);
         self.errors += other.errors;
@@ -128,6 +129,16 @@ pub(crate) async fn set_up_run(bench: &Bench, mode: &str, jobs: usize) -> anyhow
         // Last, so setting up the target is not counted.
         cpu_at_start: cpu_snapshot(bench.server_proc),
     })
+}
+
+/// A connection of its own to the server, for the services other than jobs.
+pub(crate) async fn channel(bench: &Bench) -> anyhow::Result<Channel> {
+    Endpoint::from_shared(format!("http://{}", bench.addr))
+        .context("the server's address as a URI")?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .context("connecting to the server")
 }
 
 pub(crate) async fn join_logs(
@@ -197,7 +208,7 @@ pub(crate) async fn finish_run(
 /// The moment every one of `submitted` jobs is SUCCEEDED: first the target must have
 /// seen them all, then `ListJobs` must count them all (completions are written after
 /// the call returns).
-async fn wait_until_succeeded(
+pub(crate) async fn wait_until_succeeded(
     bench: &Bench,
     setup: &RunSetup,
     mode: &str,

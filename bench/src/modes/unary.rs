@@ -9,13 +9,16 @@ use jobqueue::proto;
 use super::common::{Ack, Bench, SubmitLog, finish_run, job_spec, join_logs, set_up_run};
 use crate::report::{ModeResult, ms};
 
+/// `mode` names the run: its result line, its jobs' tag and its progress lines
+/// (`unary`, or `backlog-unary` beside a backlog).
 pub(crate) async fn run_unary(
     bench: &Bench,
+    mode: &'static str,
     jobs: usize,
     in_flight: usize,
 ) -> anyhow::Result<ModeResult> {
-    eprintln!("unary: submitting {jobs} jobs, {in_flight} SubmitJob calls in flight");
-    let setup = set_up_run(bench, "unary", jobs).await?;
+    eprintln!("{mode}: submitting {jobs} jobs, {in_flight} SubmitJob calls in flight");
+    let setup = set_up_run(bench, mode, jobs).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..in_flight.min(jobs))
@@ -59,7 +62,7 @@ pub(crate) async fn run_unary(
     finish_run(
         bench,
         setup,
-        "unary",
+        mode,
         format!("{in_flight} in flight"),
         "per job".into(),
         jobs,
