@@ -77,12 +77,14 @@ pub(super) struct Definitions {
 
 impl Definitions {
     pub(super) fn footprint(job: &jobs::Model) -> usize {
-        // The variable parts, plus a rough allowance for the fixed ones.
+        // The variable parts, plus what the row's other fields, their allocations and
+        // the map's entry take (measured: about 1 KiB a job in RSS for a small GET).
         job.url.len()
             + job.headers.len()
             + job.params.len()
+            + job.tags.len()
             + job.body.as_ref().map_or(0, Vec::len)
-            + 256
+            + 1024
     }
 
     pub(super) fn keep(&mut self, job: &Arc<jobs::Model>) {

@@ -188,7 +188,11 @@ impl Writer {
         let job = with_defaults(job, unset, queue);
         if job.run_at <= now {
             self.due_queues.mark(&job.queue);
-            self.definitions.keep(&job);
+            // A paused queue's jobs wait for its resume, perhaps long and by the
+            // million: their claim reads them back rather than memory holding them.
+            if queue.is_none_or(|q| !q.paused) {
+                self.definitions.keep(&job);
+            }
             self.staged.push(job.id.clone());
         } else {
             self.due.push(Reverse(job.run_at));
