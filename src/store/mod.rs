@@ -12,6 +12,7 @@ pub mod entities;
 pub mod fault;
 pub mod log;
 pub mod session;
+mod sqlite;
 pub mod write;
 
 use std::str::FromStr;
@@ -156,6 +157,7 @@ impl Store {
             source,
         };
         let reader = SqlitePoolOptions::new()
+            .after_connect(sqlite::plan_once)
             .max_connections(8)
             .test_before_acquire(false)
             .idle_timeout(None)
@@ -230,7 +232,10 @@ impl Store {
         }
         Ok(match &*self.target {
             Target::Sqlite(options) => SqlxSqliteConnector::from_sqlx_sqlite_pool(
-                pool(self.timeout).connect_with(options.clone()).await?,
+                pool(self.timeout)
+                    .after_connect(sqlite::plan_once)
+                    .connect_with(options.clone())
+                    .await?,
             ),
             Target::Postgres(options) => SqlxPostgresConnector::from_sqlx_postgres_pool(
                 pool(self.timeout).connect_with(options.clone()).await?,
