@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Timelike, Utc};
 use common::*;
+use futures::StreamExt;
 use jobqueue::now_ms;
 use jobqueue::proto::schedule::Timetable;
 use jobqueue::proto::{self, JobEventKind, JobSpec, JobStatus, RunTrigger, ScheduleState};
@@ -590,6 +591,89 @@ async fn a_one_shot_fires_once_then_is_completed() {
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     let err = resume(&mut schedules, "once").await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_due_at_once_fires_in_its_create_and_shows_that_run() {
+    let target = Target::start().await.unwrap();
+    let server = Server::start().await;
+    let mut schedules = schedules(server.addr).await;
+    // An interval with no start time is due when it is made.
+    let created = create(
+        &mut schedules,
+        "now",
+        every(HOUR_MS as u64, get(target.url("/now"))),
+    )
+    .await;
+    assert_eq!(created.run_count, 1, "{created:#?}");
+    assert_eq!(created.recent_runs.len(), 1, "{created:#?}");
+    assert_eq!(
+        created.last_run_time,
+        Some(created.recent_runs[0].fire_time.unwrap())
+    );
+    assert!(target.wait_for(1, SOON).await);
+    // One due later has no runs yet, and shows none.
+    let later = create(&mut schedules, "later", idle(&target.url("/later"))).await;
+    assert_eq!((later.run_count, later.recent_runs.len()), (0, 0));
+    server.stop().await;
+}
+
+/// More schedules due in the same instant than one turn of the writer fires: the
+/// rest fire in the turns after, each once, none lost and none doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_schedules_due_at_once_than_a_turn_fires_each_fire_once() {
+    const COUNT: usize = 1_200;
+    let target = Target::start().await.unwrap();
+    let server = Server::start().await;
+    let at = whole_second_after(5_000);
+    let url = target.url("/many");
+    let client = schedules(server.addr).await;
+    let created: Vec<String> = futures::stream::iter(0..COUNT)
+        .map(|n| {
+            let (url, mut schedules) = (url.clone(), client.clone());
+            async move {
+                let id = format!("many-{n:04}");
+                let once = proto::Schedule {
+                    timetable: Some(Timetable::Once(timestamp(at))),
+                    job: Some(get(url)),
+                    ..Default::default()
+                };
+                create(&mut schedules, &id, once).await;
+                id
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(
+        now_ms() < at,
+        "the creates took past the due time; the test proves nothing"
+    );
+
+    assert!(
+        target.wait_for(COUNT, Duration::from_secs(30)).await,
+        "{} of {COUNT} called",
+        target.count()
+    );
+    let expected: HashSet<String> = created
+        .iter()
+        .map(|id| run_key(id, &timestamp(at)))
+        .collect();
+    let got: HashSet<String> = keys(&target).into_iter().collect();
+    assert_eq!(got, expected);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(target.count(), COUNT, "no run made twice");
+    let mut schedules = schedules(server.addr).await;
+    for id in ["many-0000", "many-0599", "many-1199"] {
+        let s = read(&mut schedules, id).await;
+        assert_eq!(s.state, ScheduleState::Completed as i32, "{s:#?}");
+        assert_eq!(
+            (s.run_count, s.last_run_time),
+            (1, Some(timestamp(at))),
+            "{s:#?}"
+        );
+    }
     server.stop().await;
 }
 

@@ -468,7 +468,14 @@ impl ScheduleService for ScheduleApi {
             .into_result(row)?
             .ok_or_else(|| Status::internal("schedule not built"))?;
         let created = self.change(ScheduleChange::Create(Box::new(row))).await?;
-        // A schedule due at once fired in the same commit: show it as it stands.
+        // Due at once (by the writer's clock, which stamped it), it fired in the same
+        // commit: show it as it stands, with its run. Otherwise it has no runs yet.
+        if created
+            .next_fire_at
+            .is_none_or(|at| at > created.updated_at)
+        {
+            return Ok(Response::new(self.shown(created, false).await?));
+        }
         let current = self.engine.store().schedule(&created.id).await?;
         Ok(Response::new(
             self.shown(current.unwrap_or(created), true).await?,

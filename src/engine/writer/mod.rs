@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{Batch, Feed};
 use super::executor::{self, Completion};
 use super::outage::Outage;
-use super::scheduler::{self, HELD_RETRY_MS, RUNS_PER_SCHEDULE, SCHEDULES_PER_TURN};
+use super::scheduler::{self, HELD_RETRY_MS, RUNS_PER_SCHEDULE, RUNS_PER_TURN, SCHEDULES_PER_TURN};
 use super::{
     EngineError, Neighbours, Op, QueueChange, QueueChanged, ScheduleChange, ScheduleChanged,
     ScheduleFields, Settings, Submitted, Unset,

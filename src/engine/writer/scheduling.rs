@@ -28,7 +28,12 @@ impl Writer {
             .collect();
         let busy = write::with_unfinished_runs(txn, &skipping).await?;
         let mut runs = Vec::new();
+        let mut advances = Vec::with_capacity(due.len());
         for s in &due {
+            if runs.len() >= RUNS_PER_TURN {
+                owed = true;
+                break;
+            }
             let Some(next) = s.next_fire_at else { continue };
             let plan = match scheduler::timetable(s) {
                 Ok(timetable) => schedule::plan(
@@ -68,12 +73,18 @@ impl Writer {
                     self.skipped_runs.push((s.id.clone(), skipped));
                 }
             }
-            let last = fires.last().copied();
-            write::advance_schedule(txn, &s.id, plan.next, fires.len(), skipped, last).await?;
+            advances.push(write::Advance {
+                id: s.id.clone(),
+                next: plan.next,
+                runs: fires.len(),
+                skipped,
+                last_fire: fires.last().copied(),
+            });
             for due in fires {
                 runs.push(scheduler::run(s, scheduler::job_id(), Some(due), now));
             }
         }
+        write::advance_schedules(txn, &advances).await?;
         self.insert_runs(txn, now, runs).await?;
         self.next_fire = if owed {
             Some(now)
@@ -246,7 +257,14 @@ impl Writer {
                 };
                 self.tally.queue(&job.queue).submitted += 1;
                 let job = self.stage(&Arc::new(job), unset, Some(queue), now, inserts);
-                write::advance_schedule(txn, &s.id, s.next_fire_at, 1, 0, None).await?;
+                let advance = write::Advance {
+                    id: s.id.clone(),
+                    next: s.next_fire_at,
+                    runs: 1,
+                    skipped: 0,
+                    last_fire: None,
+                };
+                write::advance_schedules(txn, &[advance]).await?;
                 return Ok(Ok(ScheduleChanged::Run(Box::new(jobs::Model::clone(&job)))));
             }
             (ScheduleChange::Delete(_), Some(s)) => {

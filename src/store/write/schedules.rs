@@ -8,7 +8,7 @@ use sea_orm::{
     FromQueryResult, Value,
 };
 
-use super::backend;
+use super::{SMALL_ROWS_PER_STATEMENT, backend, value_rows};
 use crate::store::{StoreError, placeholders, schedules, sql};
 
 /// Stores a new schedule; false when one by that id exists.
@@ -126,30 +126,43 @@ pub async fn lock_due_schedules(
     Ok(due)
 }
 
-/// Records runs of a schedule: `runs` more of them (and `skipped` due times
-/// without one), the latest for `last_fire`, and where its timetable goes next.
-pub async fn advance_schedule(
+/// Runs recorded for one schedule in a turn: `runs` more of them (and `skipped` due
+/// times without one), the latest for `last_fire`, and where its timetable goes next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advance {
+    pub id: String,
+    pub next: Option<i64>,
+    pub runs: usize,
+    pub skipped: usize,
+    pub last_fire: Option<i64>,
+}
+
+/// Records the runs of many schedules, in one statement per 2,000 of them.
+pub async fn advance_schedules(
     txn: &DatabaseTransaction,
-    id: &str,
-    next: Option<i64>,
-    runs: usize,
-    skipped: usize,
-    last_fire: Option<i64>,
+    advances: &[Advance],
 ) -> Result<(), StoreError> {
-    txn.execute_raw(sql(
-        backend(txn),
-        "UPDATE schedules SET next_fire_at = ?, run_count = run_count + ?, \
-         skipped_count = skipped_count + ?, last_fire_at = COALESCE(?, last_fire_at) \
-         WHERE id = ?",
-        vec![
-            next.into(),
-            (runs as i64).into(),
-            (skipped as i64).into(),
-            last_fire.into(),
-            id.into(),
-        ],
-    ))
-    .await?;
+    for chunk in advances.chunks(SMALL_ROWS_PER_STATEMENT) {
+        let text = format!(
+            "WITH v(vid, vnext, vruns, vskipped, vlast) AS (VALUES {}) \
+             UPDATE schedules SET next_fire_at = v.vnext, run_count = run_count + v.vruns, \
+             skipped_count = skipped_count + v.vskipped, \
+             last_fire_at = COALESCE(v.vlast, last_fire_at) \
+             FROM v WHERE schedules.id = v.vid",
+            value_rows(5, chunk.len())
+        );
+        let mut values = Vec::with_capacity(chunk.len() * 5);
+        for a in chunk {
+            values.extend([
+                Value::from(a.id.as_str()),
+                a.next.into(),
+                (a.runs as i64).into(),
+                (a.skipped as i64).into(),
+                a.last_fire.into(),
+            ]);
+        }
+        txn.execute_raw(sql(backend(txn), &text, values)).await?;
+    }
     Ok(())
 }
 
