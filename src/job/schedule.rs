@@ -2,6 +2,9 @@
 //! Pure: every function is given the time it computes from, so tests need no clock.
 //! Times are milliseconds since the Unix epoch, as in the store.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
 use chrono::{SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
@@ -30,8 +33,18 @@ pub struct Timetable {
 
 /// Reads a cron expression: five fields, or six with seconds first, or an alias
 /// such as `@daily`. A year field is not part of the contract.
+///
+/// A schedule's expression is read each time it fires, and reading one costs many
+/// times what finding its next due time does; expressions read before are kept, up to
+/// [`PARSED_KEPT`] of them.
 pub fn parse_cron(expression: &str) -> Result<Cron, String> {
-    CronParser::builder()
+    let mut parsed = PARSED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(cron) = parsed.get(expression) {
+        return Ok(cron.clone());
+    }
+    let cron = CronParser::builder()
         .seconds(Seconds::Optional)
         .year(Year::Disallowed)
         .build()
@@ -41,8 +54,18 @@ pub fn parse_cron(expression: &str) -> Result<Cron, String> {
                 "{e}; expected five fields (minute hour day-of-month month day-of-week), \
                  or six with seconds first, or an alias such as @daily"
             )
-        })
+        })?;
+    if parsed.len() >= PARSED_KEPT {
+        parsed.clear();
+    }
+    parsed.insert(expression.to_string(), cron.clone());
+    Ok(cron)
 }
+
+/// How many distinct expressions [`parse_cron`] keeps read.
+const PARSED_KEPT: usize = 4096;
+
+static PARSED: LazyLock<Mutex<HashMap<String, Cron>>> = LazyLock::new(Default::default);
 
 /// Reads an IANA time zone name; empty means UTC.
 pub fn parse_zone(name: &str) -> Result<Tz, String> {
@@ -290,6 +313,25 @@ mod tests {
                 "2026-11-03T06:30:00Z"
             ]
         );
+    }
+
+    #[test]
+    fn an_expression_read_again_reads_the_same_and_a_bad_one_stays_refused() {
+        for _ in 0..2 {
+            let cron = parse_cron("*/7 3 * * 1-5").unwrap();
+            assert_eq!(
+                format!("{cron:?}"),
+                format!("{:?}", parse_cron("*/7 3 * * 1-5").unwrap())
+            );
+            assert!(parse_cron("*/7 3 * * 1-8").is_err());
+        }
+        // Past what is kept, expressions are read afresh and still read right.
+        for n in 0..PARSED_KEPT + 10 {
+            let expression = format!("{} {} {} * *", n % 60, n / 60 % 24, 1 + n / 1440);
+            assert!(parse_cron(&expression).is_ok(), "{expression}");
+        }
+        assert!(PARSED.lock().unwrap().len() <= PARSED_KEPT);
+        assert!(parse_cron("*/7 3 * * 1-5").is_ok());
     }
 
     #[test]
