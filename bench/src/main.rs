@@ -27,6 +27,10 @@
 //! `--mode schedules` measures schedules: how fast `CreateSchedule` goes, and how late
 //! `--schedules` cron schedules, all due at the same minute, call the target.
 //!
+//! `--mode side-by-side` alternates jobqueue's batch and unary runs with the bare
+//! prototype of its pipeline (`--limit`, the `jqlimit` binary built from
+//! `../shared/limit`), `--rounds` times, and prints both and their ratio.
+//!
 //! The server runs in this process by default, is spawned as a child process with
 //! `--spawn-server PATH` (the mode to use for RSS and CPU figures: only the server
 //! is measured), or is an already running one with `--server ADDR`.
@@ -34,7 +38,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::ensure;
 use clap::{Parser, ValueEnum};
@@ -49,11 +52,11 @@ use modes::batch::run_batch;
 use modes::common::{Bench, QUEUES};
 use modes::idle::run_idle;
 use modes::schedules::run_schedules;
+use modes::side_by_side::run_side_by_side;
 use modes::unary::run_unary;
 use modes::watch::run_watch;
-use proc_stats::clock_ticks_per_sec;
 use report::{Report, print_report};
-use server::{ScratchDir, Server, ServerKind, connect, start_server};
+use server::{ScratchDir, Server, ServerKind, start_server};
 
 /// Refused above this: the target keeps every request it sees in memory.
 const MAX_JOBS: usize = 1_000_000;
@@ -72,7 +75,8 @@ struct Args {
     /// What to run; `both` runs unary, batch and idle in turn; `watch` measures
     /// `WatchJobs` streams under a paced load, `backlog` batch and unary beside a
     /// paused backlog and then its drain, `schedules` cron schedules all due at the
-    /// same minute (none of these three is part of `both`).
+    /// same minute, `side-by-side` jobqueue alternating with the prototype (none of
+    /// these four is part of `both`).
     #[arg(long, value_enum, default_value_t = Mode::Both)]
     mode: Mode,
 
@@ -154,6 +158,20 @@ struct Args {
     /// path of its own; they are deleted at the end.
     #[arg(long, default_value_t = 10_000)]
     schedules: usize,
+
+    /// `--mode side-by-side`: the prototype's `jqlimit` binary (built from
+    /// `../shared/limit`, see its README).
+    #[arg(long)]
+    limit: Option<PathBuf>,
+
+    /// `--mode side-by-side`: alternating rounds, each a batch and a unary run of
+    /// both sides.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+
+    /// `--mode side-by-side`: jobs per unary run (`--jobs` is the batch run's).
+    #[arg(long, default_value_t = 20_000)]
+    unary_jobs: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -165,6 +183,7 @@ enum Mode {
     Watch,
     Backlog,
     Schedules,
+    SideBySide,
 }
 
 #[tokio::main]
@@ -183,6 +202,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     validate(&args)?;
     QUEUES.get_or_init(|| args.queues);
     println!("command: {}", command_line());
+    if args.mode == Mode::SideBySide {
+        print!("{}", run_side_by_side(&args).await?);
+        return Ok(());
+    }
 
     let scratch = match args.server {
         Some(_) => None,
@@ -216,6 +239,14 @@ fn validate(args: &Args) -> anyhow::Result<()> {
     ensure!(
         (1..=MAX_SCHEDULES).contains(&args.schedules),
         "--schedules must be from 1 to {MAX_SCHEDULES}"
+    );
+    ensure!(
+        (1..=MAX_JOBS).contains(&args.unary_jobs),
+        "--unary-jobs must be from 1 to {MAX_JOBS}"
+    );
+    ensure!(
+        (1..=100).contains(&args.rounds),
+        "--rounds must be from 1 to 100"
     );
     ensure!(
         (1..=MAX_BATCH).contains(&args.batch_size),
@@ -288,23 +319,7 @@ async fn run_benchmarks(args: &Args, server: &Server) -> anyhow::Result<Report> 
     }
     println!();
 
-    let client = connect(server.addr).await?;
-    let run_id = format!(
-        "{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0)
-    );
-    let bench = Bench {
-        client,
-        addr: server.addr,
-        server_proc: server.server_proc(),
-        clock_ticks_per_sec: clock_ticks_per_sec(),
-        timeout: Duration::from_secs(args.timeout_secs),
-        run_id,
-    };
+    let bench = Bench::new(args, server).await?;
 
     let mut results = Vec::new();
     if matches!(args.mode, Mode::Unary | Mode::Both) {

@@ -79,7 +79,7 @@ impl ModeResult {
             .map(|_| self.submitted as f64 / self.submit_phase.as_secs_f64())
     }
 
-    fn peak_rss_mib(&self) -> Option<f64> {
+    pub(crate) fn peak_rss_mib(&self) -> Option<f64> {
         self.peak_rss.kb.map(|kb| kb as f64 / 1024.0)
     }
 
@@ -91,7 +91,7 @@ impl ModeResult {
         }
     }
 
-    fn server_cpu_us_per_job(&self) -> Option<f64> {
+    pub(crate) fn server_cpu_us_per_job(&self) -> Option<f64> {
         self.us_per_job(self.cpu.server_s)
     }
 

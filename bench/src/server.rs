@@ -38,7 +38,7 @@ impl ScratchDir {
         format!("sqlite://{}/jobqueue.db?mode=rwc", self.0.display())
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

@@ -4,16 +4,18 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail, ensure};
 use jobqueue::proto::{self, JobSpec, JobStatus};
 use testkit::Target;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::Args;
+use crate::proc_stats::clock_ticks_per_sec;
 use crate::proc_stats::{CpuSnapshot, cpu_snapshot, measure_cpu, measure_peak_rss, reset_peak_rss};
 use crate::report::{ModeResult, signed_ms};
-use crate::server::{Client, ServerProc};
+use crate::server::{Client, Server, ServerProc, connect};
 
 /// How often completion is polled once the target has seen every job.
 pub(crate) const COMPLETION_POLL: Duration = Duration::from_millis(10);
@@ -29,6 +31,28 @@ pub(crate) struct Bench {
     pub(crate) timeout: Duration,
     /// Distinguishes this invocation's tags from earlier runs on the same server.
     pub(crate) run_id: String,
+}
+
+impl Bench {
+    /// Connects to `server`, for the modes to run against.
+    pub(crate) async fn new(args: &Args, server: &Server) -> anyhow::Result<Bench> {
+        let run_id = format!(
+            "{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        );
+        Ok(Bench {
+            client: connect(server.addr).await?,
+            addr: server.addr,
+            server_proc: server.server_proc(),
+            clock_ticks_per_sec: clock_ticks_per_sec(),
+            timeout: Duration::from_secs(args.timeout_secs),
+            run_id,
+        })
+    }
 }
 
 /// The first job number of the next run: numbers stay unique across modes.

@@ -5,5 +5,6 @@ pub(crate) mod batch;
 pub(crate) mod common;
 pub(crate) mod idle;
 pub(crate) mod schedules;
+pub(crate) mod side_by_side;
 pub(crate) mod unary;
 pub(crate) mod watch;
