@@ -89,6 +89,9 @@ pub(crate) struct Writer {
     settings: Settings,
     client: Arc<HttpClient>,
     ops: mpsc::Receiver<Op>,
+    /// Requests that came while a turn ran and were read with its late completions:
+    /// the next turn's, ahead of what the channel holds.
+    carried: Vec<Op>,
     /// Lent to executors so they can report; weak so the channel closes once every
     /// engine handle and executor is gone.
     outcomes: mpsc::WeakSender<Op>,
@@ -182,6 +185,8 @@ impl std::fmt::Display for Laps {
 /// What a committed turn leaves to do.
 #[derive(Default)]
 struct AfterCommit {
+    /// Outcomes of calls that ended while the turn ran, written before its claim.
+    late: Vec<Completion>,
     cancels: Vec<String>,
     claimed: Vec<(Arc<jobs::Model>, Claim)>,
     /// Changes logged, with their cursors, to feed once committed.
@@ -224,6 +229,7 @@ impl Writer {
             skipped_runs: Vec::new(),
             client,
             ops,
+            carried: Vec::new(),
             outcomes,
             executors,
             running: HashMap::new(),
@@ -258,8 +264,11 @@ impl Writer {
         let mut grace_ends: Option<Instant> = None;
         let mut batch = Vec::with_capacity(256);
         loop {
+            batch.append(&mut self.carried);
             let wake = self.next_wake();
             tokio::select! {
+                // Requests carried over from the last turn are due now.
+                _ = std::future::ready(()), if !batch.is_empty() => {}
                 op = self.ops.recv() => match op {
                     Some(op) => batch.push(op),
                     // Every handle and executor is gone: nothing can arrive any more.
@@ -371,23 +380,8 @@ impl Writer {
                 other => requests.push(other),
             }
         }
-        // Calls that ended free their slots whatever happens to the write.
         for c in &fresh {
-            if self.running.remove(&c.record.job_id).is_some() {
-                self.slot_freed(&c.job.queue);
-            }
-            let counts = self.tally.queue(&c.job.queue);
-            counts.running -= 1;
-            counts.duration_seconds += c.record.duration_ms as f64 / 1000.0;
-            counts.durations += 1;
-            let outcome = match c.next {
-                Next::Succeeded => Outcome::Succeeded,
-                Next::Failed => Outcome::Failed,
-                Next::Retry(_) => Outcome::Retried,
-                Next::Canceled => Outcome::Canceled,
-                Next::Requeue => Outcome::Interrupted,
-            };
-            *counts.finished.entry(outcome).or_default() += 1;
+            self.call_ended(c);
         }
         // Outcomes the database did not take before go first, in the same turn as
         // anything that could run their jobs again.
@@ -430,6 +424,7 @@ impl Writer {
                 }
             }
             Err(error) => {
+                completions.append(&mut after.late);
                 self.rolled_back().await;
                 if error.fault().is_none() {
                     // The request or a stored row is at fault, not the database: each
@@ -561,6 +556,9 @@ impl Writer {
             self.fire_due(&txn, now).await?;
             laps.mark("schedules");
         }
+        after.late = self.late_completions();
+        self.apply_completions(&txn, &after.late).await?;
+        laps.mark("late");
         let free = self.free_slots();
         if !self.draining && free > 0 && self.due_queues.any() {
             let claimed = self.claim(&txn, now, free).await?;

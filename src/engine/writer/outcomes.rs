@@ -4,6 +4,45 @@
 use super::*;
 
 impl Writer {
+    /// A call ended: its slot is free whatever happens to the write of its outcome,
+    /// and it counts in this process's metrics.
+    pub(super) fn call_ended(&mut self, c: &Completion) {
+        if self.running.remove(&c.record.job_id).is_some() {
+            self.slot_freed(&c.job.queue);
+        }
+        let counts = self.tally.queue(&c.job.queue);
+        counts.running -= 1;
+        counts.duration_seconds += c.record.duration_ms as f64 / 1000.0;
+        counts.durations += 1;
+        let outcome = match c.next {
+            Next::Succeeded => Outcome::Succeeded,
+            Next::Failed => Outcome::Failed,
+            Next::Retry(_) => Outcome::Retried,
+            Next::Canceled => Outcome::Canceled,
+            Next::Requeue => Outcome::Interrupted,
+        };
+        *counts.finished.entry(outcome).or_default() += 1;
+    }
+
+    /// Calls that ended while this turn ran, read just before it claims, so that
+    /// their slots go to this turn's claim rather than the next one's: without this
+    /// a slot served one call every two turns. Requests read with them wait for the
+    /// next turn, as if they had come after this one.
+    pub(super) fn late_completions(&mut self) -> Vec<Completion> {
+        let mut late = Vec::new();
+        while self.carried.len() < MAX_OPS_PER_TURN {
+            match self.ops.try_recv() {
+                Ok(Op::Complete(c)) => {
+                    self.call_ended(&c);
+                    late.push(c);
+                }
+                Ok(other) => self.carried.push(other),
+                Err(_) => break,
+            }
+        }
+        late
+    }
+
     /// Writes attempts' outcomes. They are borrowed: when the transaction fails they
     /// are held and written again, and writing one twice changes nothing (each write
     /// is guarded by the attempt it ends, and an attempt is recorded once).
