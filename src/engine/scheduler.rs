@@ -11,8 +11,8 @@ use crate::store::{jobs, schedules};
 /// Schedules read per writer turn, runs made per turn and runs per schedule: what
 /// is owed beyond them (many schedules due at once, or one catching up) goes on in
 /// the next turn, so firing never stalls submits. A turn's runs are one insert.
-pub const SCHEDULES_PER_TURN: usize = 500;
-pub const RUNS_PER_TURN: usize = 500;
+pub const SCHEDULES_PER_TURN: usize = 250;
+pub const RUNS_PER_TURN: usize = 250;
 pub const RUNS_PER_SCHEDULE: usize = 100;
 /// How soon to look again at a due schedule another replica holds.
 pub const HELD_RETRY_MS: i64 = 100;
