@@ -234,7 +234,11 @@ impl Store {
             Target::Sqlite(options) => SqlxSqliteConnector::from_sqlx_sqlite_pool(
                 pool(self.timeout)
                     .after_connect(sqlite::plan_once)
-                    .connect_with(options.clone())
+                    // A statement that changes many rows inside the transaction keeps a
+                    // journal of its own, to undo just itself on error; past 64 KiB
+                    // SQLite spills it to a temporary file, which the writer's batch
+                    // statements did at every turn. The readers' large sorts stay on disk.
+                    .connect_with(options.clone().pragma("temp_store", "memory"))
                     .await?,
             ),
             Target::Postgres(options) => SqlxPostgresConnector::from_sqlx_postgres_pool(
