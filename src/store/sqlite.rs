@@ -1,5 +1,7 @@
 //! What every SQLite connection of ours is set up with, beyond its connect options.
 
+use std::ffi::c_int;
+
 use futures::future::BoxFuture;
 use sea_orm::sqlx;
 use sqlx::pool::PoolConnectionMetadata;
@@ -21,26 +23,33 @@ pub fn plan_once<'c>(
     _: PoolConnectionMetadata,
 ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
     Box::pin(async move {
-        let mut handle = conn.lock_handle().await?;
-        let db = handle.as_raw_handle().as_ptr();
-        // SAFETY: `db` is this connection's open handle, locked for the duration of
-        // the call; SQLITE_DBCONFIG_ENABLE_QPSG takes an int (1: on) and a pointer
-        // to an int for the setting it leaves, which may be null.
-        let rc = unsafe {
-            libsqlite3_sys::sqlite3_db_config(
-                db,
-                libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
-                1 as std::ffi::c_int,
-                std::ptr::null_mut::<std::ffi::c_int>(),
-            )
-        };
-        if rc != libsqlite3_sys::SQLITE_OK {
-            return Err(sqlx::Error::Configuration(
-                format!("SQLite refused SQLITE_DBCONFIG_ENABLE_QPSG (result code {rc})").into(),
-            ));
-        }
+        qpsg(conn, 1).await?;
         Ok(())
     })
+}
+
+/// Sets the query planner stability guarantee on `conn` (1: on, 0: off, -1: leave it)
+/// and returns the setting it leaves.
+async fn qpsg(conn: &mut SqliteConnection, set: c_int) -> Result<c_int, sqlx::Error> {
+    let mut handle = conn.lock_handle().await?;
+    let mut now: c_int = -1;
+    // SAFETY: the handle is this connection's open database, locked for the duration
+    // of the call; SQLITE_DBCONFIG_ENABLE_QPSG takes an int and a pointer to an int
+    // for the setting it leaves.
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            handle.as_raw_handle().as_ptr(),
+            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+            set,
+            &mut now as *mut c_int,
+        )
+    };
+    if rc != libsqlite3_sys::SQLITE_OK {
+        return Err(sqlx::Error::Configuration(
+            format!("SQLite refused SQLITE_DBCONFIG_ENABLE_QPSG (result code {rc})").into(),
+        ));
+    }
+    Ok(now)
 }
 
 #[cfg(test)]
@@ -50,21 +59,9 @@ mod tests {
     use super::*;
 
     /// The setting read back from a pooled connection: 1 when on.
-    async fn qpsg(pool: &sqlx::SqlitePool) -> std::ffi::c_int {
+    async fn setting(pool: &sqlx::SqlitePool) -> c_int {
         let mut conn = pool.acquire().await.unwrap();
-        let mut handle = conn.lock_handle().await.unwrap();
-        let mut on: std::ffi::c_int = -1;
-        // SAFETY: as in `plan_once`; -1 leaves the setting as it is and reports it.
-        let rc = unsafe {
-            libsqlite3_sys::sqlite3_db_config(
-                handle.as_raw_handle().as_ptr(),
-                libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
-                -1 as std::ffi::c_int,
-                &mut on as *mut std::ffi::c_int,
-            )
-        };
-        assert_eq!(rc, libsqlite3_sys::SQLITE_OK);
-        on
+        qpsg(&mut conn, -1).await.unwrap()
     }
 
     #[tokio::test]
@@ -74,12 +71,12 @@ mod tests {
             .connect_with(options.clone())
             .await
             .unwrap();
-        assert_eq!(qpsg(&plain).await, 0, "off unless asked for");
+        assert_eq!(setting(&plain).await, 0, "off unless asked for");
         let ours = SqlitePoolOptions::new()
             .after_connect(plan_once)
             .connect_with(options)
             .await
             .unwrap();
-        assert_eq!(qpsg(&ours).await, 1);
+        assert_eq!(setting(&ours).await, 1);
     }
 }

@@ -265,10 +265,13 @@ impl Writer {
         let mut batch = Vec::with_capacity(256);
         loop {
             batch.append(&mut self.carried);
-            let wake = self.next_wake();
+            // Requests carried over from the last turn are due now.
+            let wake = if batch.is_empty() {
+                self.next_wake()
+            } else {
+                Instant::now()
+            };
             tokio::select! {
-                // Requests carried over from the last turn are due now.
-                _ = std::future::ready(()), if !batch.is_empty() => {}
                 op = self.ops.recv() => match op {
                     Some(op) => batch.push(op),
                     // Every handle and executor is gone: nothing can arrive any more.

@@ -47,13 +47,11 @@ pub async fn claim(
         let mut union = Vec::with_capacity(padded);
         for (n, (queue, limit)) in chunk.iter().chain(padding).enumerate() {
             // The pause switch is checked here, not only by the caller: another
-            // process may have paused the queue a moment ago. `LIMIT ? + 0`, not
-            // `LIMIT ?`: SQLite plans a bare parameter limit by its value and prepares
-            // the statement again whenever the value changes, which is every turn.
+            // process may have paused the queue a moment ago.
             picks.push(format!(
                 "c{n} AS (SELECT id FROM jobs WHERE status = 'queued' AND queue = ? AND run_at <= ? \
                  AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ? AND paused) \
-                 ORDER BY priority DESC, run_at, id LIMIT ? + 0{lock})"
+                 ORDER BY priority DESC, run_at, id LIMIT ?{lock})"
             ));
             union.push(format!("SELECT id FROM c{n}"));
             values.extend([
