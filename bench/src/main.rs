@@ -22,7 +22,9 @@
 //!
 //! `--mode backlog` measures fresh work beside a large backlog: `--backlog` jobs wait
 //! in a paused queue while the batch and unary runs go on in the default queue; then
-//! the queue is resumed and its drain measured.
+//! the queue is resumed and its drain measured; last the server is left idle for
+//! `--idle-after-drain` seconds, holding the drained jobs and their events, and its
+//! CPU measured.
 //!
 //! `--mode schedules` measures schedules: how fast `CreateSchedule` goes, and how late
 //! `--schedules` cron schedules, all due at the same minute, call the target.
@@ -153,6 +155,10 @@ struct Args {
     /// the batch and unary runs go on; then the queue is resumed and they drain.
     #[arg(long, default_value_t = 1_000_000)]
     backlog: usize,
+    /// `--mode backlog`: seconds the server is left idle after the drain, its CPU
+    /// measured while it keeps every drained job's events (0 skips it).
+    #[arg(long, default_value_t = 30)]
+    idle_after_drain: u64,
 
     /// `--mode schedules`: cron schedules (`* * * * *`, UTC) created, each calling a
     /// path of its own; they are deleted at the end.

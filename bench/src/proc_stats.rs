@@ -112,11 +112,58 @@ pub(crate) fn read_cpu_ticks(dir: &str) -> anyhow::Result<u64> {
     Ok(field(14)? + field(15)?)
 }
 
+/// The server's threads by what they do, as their names say: the writer thread,
+/// SQLite's connection threads, the async runtime's workers, and the rest; each
+/// with the field that carries its CPU per job in the report's JSON line.
+pub(crate) const THREAD_KINDS: [(&str, &str); 4] = [
+    ("writer", "writer_thread_us_per_job"),
+    ("sqlite", "sqlite_threads_us_per_job"),
+    ("tokio", "tokio_threads_us_per_job"),
+    ("other", "other_threads_us_per_job"),
+];
+
+fn thread_kind(name: &str) -> usize {
+    if name.starts_with("jobqueue-writer") {
+        0
+    } else if name.starts_with("sqlx-sqlite") {
+        1
+    } else if name.starts_with("tokio-r") {
+        // "tokio-rt-worker", or "tokio-runtime-w" in older releases.
+        2
+    } else {
+        3
+    }
+}
+
+/// CPU ticks of the live threads of the process at `dir`, summed by
+/// [`THREAD_KINDS`]. A thread that ended took its ticks with it, so this is read
+/// at a mode's start and end while the server's long-lived threads run.
+pub(crate) fn read_thread_ticks(dir: &str) -> anyhow::Result<[u64; 4]> {
+    let mut by_kind = [0; 4];
+    let tasks =
+        std::fs::read_dir(format!("{dir}/task")).with_context(|| format!("listing {dir}/task"))?;
+    for task in tasks {
+        let task = task?.path();
+        let task = task.to_string_lossy();
+        // A thread may end between the listing and the read.
+        let (Ok(name), Ok(ticks)) = (
+            std::fs::read_to_string(format!("{task}/comm")),
+            read_cpu_ticks(&task),
+        ) else {
+            continue;
+        };
+        by_kind[thread_kind(name.trim())] += ticks;
+    }
+    Ok(by_kind)
+}
+
 /// CPU ticks used so far, taken at a mode's start and end.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CpuSnapshot {
     /// None when the server's pid is unknown or its stat could not be read.
     server: Option<u64>,
+    /// The server's threads by kind; None as for `server`.
+    threads: Option<[u64; 4]>,
     /// This process; None when the server shares it (`server` covers it then).
     bench: Option<u64>,
 }
@@ -133,11 +180,22 @@ fn read_cpu_ticks_or_warn(dir: &str, whose: &str) -> Option<u64> {
 
 pub(crate) fn cpu_snapshot(subject: ServerProc) -> CpuSnapshot {
     let server = proc_dir(subject).and_then(|dir| read_cpu_ticks_or_warn(&dir, "server"));
+    let threads = proc_dir(subject).and_then(|dir| match read_thread_ticks(&dir) {
+        Ok(ticks) => Some(ticks),
+        Err(error) => {
+            eprintln!("warning: server threads' CPU time unknown: {error:#}");
+            None
+        }
+    });
     let bench = match subject {
         ServerProc::OwnProcess => None,
         _ => read_cpu_ticks_or_warn("/proc/self", "bench"),
     };
-    CpuSnapshot { server, bench }
+    CpuSnapshot {
+        server,
+        threads,
+        bench,
+    }
 }
 
 /// CPU time (user + system, all threads) spent during one mode.
@@ -146,6 +204,9 @@ pub(crate) struct CpuUse {
     /// Whose CPU time `server_s` is (see `ServerProc::scope`).
     pub(crate) subject: ServerProc,
     pub(crate) server_s: Option<f64>,
+    /// The server's threads by [`THREAD_KINDS`] (when the server runs in this
+    /// process, `tokio` and `other` hold the bench's threads too).
+    pub(crate) threads_s: Option<[f64; 4]>,
     /// This process (the load generator and the HTTP target); None when the server
     /// shares it.
     pub(crate) bench_s: Option<f64>,
@@ -156,9 +217,16 @@ pub(crate) fn measure_cpu(subject: ServerProc, ticks_per_sec: u64, start: CpuSna
     let seconds = |start: Option<u64>, end: Option<u64>| {
         Some(end?.saturating_sub(start?) as f64 / ticks_per_sec as f64)
     };
+    let threads_s = match (start.threads, end.threads) {
+        (Some(start), Some(end)) => Some(std::array::from_fn(|kind| {
+            end[kind].saturating_sub(start[kind]) as f64 / ticks_per_sec as f64
+        })),
+        _ => None,
+    };
     CpuUse {
         subject,
         server_s: seconds(start.server, end.server),
+        threads_s,
         bench_s: seconds(start.bench, end.bench),
     }
 }

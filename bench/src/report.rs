@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::modes::common::COMPLETION_POLL;
-use crate::proc_stats::{CpuUse, PeakRss};
+use crate::proc_stats::{CpuUse, PeakRss, THREAD_KINDS};
 use crate::server::ServerProc;
 
 /// What one mode measured.
@@ -93,6 +93,12 @@ impl ModeResult {
 
     pub(crate) fn server_cpu_us_per_job(&self) -> Option<f64> {
         self.us_per_job(self.cpu.server_s)
+    }
+
+    /// The server's CPU per job by kind of thread, in [`THREAD_KINDS`] order.
+    fn thread_us_per_job(&self) -> Option<[Option<f64>; 4]> {
+        let threads = self.cpu.threads_s?;
+        Some(threads.map(|seconds| self.us_per_job(Some(seconds))))
     }
 
     fn bench_cpu_us_per_job(&self) -> Option<f64> {
@@ -190,6 +196,18 @@ pub(crate) fn print_report(report: &Report, server_fields: &[(&'static str, Stri
             r.mode,
             r.cpu.subject.scope(),
         );
+        if let Some(threads) = r.thread_us_per_job() {
+            let by_kind: Vec<String> = THREAD_KINDS
+                .iter()
+                .zip(threads)
+                .map(|((kind, _), us)| format!("{kind} {}", fmt_us(us)))
+                .collect();
+            println!(
+                "{}: CPU time of the server's threads, us/job: {}.",
+                r.mode,
+                by_kind.join(", ")
+            );
+        }
         let early = r.dispatched_before_ack();
         if early > 0 {
             println!(
@@ -260,6 +278,11 @@ fn json_line(r: &ModeResult, server_fields: &[(&'static str, String)]) -> String
         ("bench_cpu_us_per_job", num(r.bench_cpu_us_per_job(), 1)),
         ("bench_cpu_s", num(r.cpu.bench_s, 3)),
     ];
+    if let Some(threads) = r.thread_us_per_job() {
+        for ((_, field), us) in THREAD_KINDS.iter().zip(threads) {
+            fields.push((field, num(us, 1)));
+        }
+    }
     fields.extend(r.extra_json.iter().cloned());
     fields.extend(server_fields.iter().cloned());
     for (i, (name, value)) in fields.iter().enumerate() {

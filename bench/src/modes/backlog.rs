@@ -2,7 +2,8 @@
 //! `bench-backlog` is filled with `--backlog` jobs; the batch and unary throughput
 //! runs then go on in the default queue beside it, as `backlog-batch` and
 //! `backlog-unary`; last the queue is resumed and its drain measured as
-//! `backlog-drain`.
+//! `backlog-drain`; after it the server idles, keeping what the drain left, and
+//! its share of a core is measured.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -122,7 +123,17 @@ pub(crate) async fn run_backlog(
         drain.as_secs_f64()
     );
 
+    let idle = measure_idle(bench, Duration::from_secs(args.idle_after_drain)).await;
+
     let mut out = String::new();
+    if let Some(percent) = idle {
+        let _ = writeln!(
+            out,
+            "backlog-idle: after the drain, the server used {percent:.2}% of a core over \
+             {} s idle, keeping the {} drained jobs and their events.",
+            args.idle_after_drain, fill.accepted
+        );
+    }
     let _ = writeln!(
         out,
         "backlog: {} jobs submitted into the paused queue {BACKLOG_QUEUE} in {:.2}s \
@@ -170,9 +181,30 @@ pub(crate) async fn run_backlog(
                 format!("{:.3}", fill.took.as_secs_f64()),
             ),
             ("ran_while_paused", ran_while_paused.to_string()),
+            ("idle_after_drain_s", args.idle_after_drain.to_string()),
+            (
+                "idle_cpu_percent",
+                idle.map_or("null".into(), |p| format!("{p:.3}")),
+            ),
         ],
     };
     Ok((vec![batch, unary, drained], out))
+}
+
+/// The server's CPU time over `idle` with nothing submitted, as a percentage of
+/// one core; None when skipped or the server's CPU time cannot be read.
+async fn measure_idle(bench: &Bench, idle: Duration) -> Option<f64> {
+    if idle.is_zero() {
+        return None;
+    }
+    eprintln!(
+        "backlog-idle: leaving the server idle for {} s",
+        idle.as_secs()
+    );
+    let start = cpu_snapshot(bench.server_proc);
+    tokio::time::sleep(idle).await;
+    let used = measure_cpu(bench.server_proc, bench.clock_ticks_per_sec, start).server_s?;
+    Some(used * 100.0 / idle.as_secs_f64())
 }
 
 /// Creates `bench-backlog` paused, or pauses it when it already exists (a server
