@@ -199,6 +199,15 @@ pub enum Role {
 }
 
 impl Role {
+    /// As `JOBQUEUE_ROLE` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Api => "api",
+            Role::Worker => "worker",
+        }
+    }
+
     pub fn serves_api(self) -> bool {
         self != Role::Worker
     }

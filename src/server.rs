@@ -104,6 +104,7 @@ pub async fn run_then(
         tokio::spawn(crate::metrics::serve(
             listener,
             engine.metrics().clone(),
+            engine.store().clone(),
             stopping.clone(),
         ));
     }
@@ -141,6 +142,7 @@ pub async fn run_then(
     let schedules =
         ScheduleServiceServer::new(ScheduleApi::new(engine.clone(), Limits::from(&config)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let grpc_metrics = crate::metrics::GrpcMetricsLayer::new(engine.metrics().clone());
     let jobs = JobServiceServer::new(JobApi::new(engine, Limits::from(&config)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -179,6 +181,7 @@ pub async fn run_then(
         .tcp_nodelay(true)
         // Pings keep idle watch streams open through proxies and find dead peers.
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .layer(grpc_metrics)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -311,7 +311,7 @@ impl Engine {
         let shutdown_token = shutdown.clone();
         let (tx, rx) = mpsc::channel(OP_QUEUE);
         let feed = events::Feed::new();
-        let metrics = Metrics::with_watchers(feed.watchers.clone());
+        let metrics = Metrics::new(feed.watchers.clone(), store.kind(), config.role.as_str());
         let neighbours = Neighbours {
             instance: ulid::Ulid::new().to_string(),
             announced: Arc::new(tokio::sync::Notify::new()),

@@ -8,6 +8,7 @@
 //! dialect of SQLite (3.35 and later) and PostgreSQL; [`sql`] adapts placeholders to
 //! the engine.
 
+mod depths;
 pub mod entities;
 pub mod fault;
 pub mod log;
@@ -26,6 +27,7 @@ use sea_orm::{
     TransactionTrait, Value,
 };
 
+pub use depths::{QueueDepth, ScheduleCounts};
 pub use entities::{attempts, job_tags, jobs, queues, schedules};
 pub use fault::Fault;
 pub use log::Event;

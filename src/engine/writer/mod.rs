@@ -33,7 +33,7 @@ use crate::http::HttpClient;
 use crate::job::limits::{self, Bucket};
 use crate::job::schedule::{self, Plan};
 use crate::job::{Next, Status};
-use crate::metrics::{Metrics, Outcome, Tally};
+use crate::metrics::{Metrics, Outcome, Tally, retry_reason};
 use crate::now_ms;
 use crate::store::write::tags_of;
 use crate::store::write::{self, Claim};
@@ -182,6 +182,11 @@ impl std::fmt::Display for Laps {
     }
 }
 
+/// Milliseconds as the seconds metrics count in; never negative.
+fn seconds(ms: i64) -> f64 {
+    ms.max(0) as f64 / 1000.0
+}
+
 /// What a committed turn leaves to do.
 #[derive(Default)]
 struct AfterCommit {
@@ -193,6 +198,8 @@ struct AfterCommit {
     events: Vec<Event>,
     /// Microseconds spent in each phase of the transaction.
     laps: Option<Laps>,
+    /// How long the commit took.
+    commit: Option<Duration>,
 }
 
 impl Writer {
@@ -470,6 +477,7 @@ impl Writer {
         for (job, claim) in after.claimed {
             self.start(job, claim);
         }
+        self.metrics.turn(clock.elapsed(), after.commit);
         self.count_turn();
     }
 
@@ -591,7 +599,9 @@ impl Writer {
             write::announce(&txn, &self.instance, &after.cancels).await?;
         }
         after.cancels.extend(foreign_cancels);
+        let committing = Instant::now();
         self.session.commit(txn).await?;
+        after.commit = Some(committing.elapsed());
         laps.mark("commit");
         after.laps = Some(laps);
         if std::mem::take(&mut self.queues_changed) {
@@ -668,6 +678,14 @@ impl Writer {
         let counts = self.tally.queue(&job.queue);
         counts.started += 1;
         counts.running += 1;
+        counts
+            .wait_seconds
+            .push(seconds(claim.started_at - job.run_at));
+        if let Some(due) = job.fire_at.filter(|_| claim.attempt == 1) {
+            counts
+                .lateness_seconds
+                .push(seconds(claim.started_at - due));
+        }
         self.executors.spawn(executor::run(
             job,
             claim,

@@ -12,8 +12,7 @@ impl Writer {
         }
         let counts = self.tally.queue(&c.job.queue);
         counts.running -= 1;
-        counts.duration_seconds += c.record.duration_ms as f64 / 1000.0;
-        counts.durations += 1;
+        counts.attempt_seconds.push(seconds(c.record.duration_ms));
         let outcome = match c.next {
             Next::Succeeded => Outcome::Succeeded,
             Next::Failed => Outcome::Failed,
@@ -22,6 +21,16 @@ impl Writer {
             Next::Requeue => Outcome::Interrupted,
         };
         *counts.finished.entry(outcome).or_default() += 1;
+        match outcome {
+            Outcome::Retried => {
+                let reason = retry_reason(c.record.error_class.as_deref(), c.record.status_code);
+                *counts.retries.entry(reason).or_default() += 1;
+            }
+            Outcome::Succeeded | Outcome::Failed | Outcome::Canceled => counts
+                .latency_seconds
+                .push(seconds(c.record.finished_at - c.job.created_at)),
+            Outcome::Interrupted => {}
+        }
     }
 
     /// Calls that ended while this turn ran, read just before it claims, so that
