@@ -40,6 +40,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::ensure;
 use clap::{Parser, ValueEnum};
@@ -58,7 +59,7 @@ use modes::side_by_side::run_side_by_side;
 use modes::unary::run_unary;
 use modes::watch::run_watch;
 use report::{Report, print_report};
-use server::{ScratchDir, Server, ServerKind, start_server};
+use server::{Scraper, ScratchDir, Server, ServerKind, start_server};
 
 /// Refused above this: the target keeps every request it sees in memory.
 const MAX_JOBS: usize = 1_000_000;
@@ -160,6 +161,12 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     idle_after_drain: u64,
 
+    /// Scrape the server's metrics every this many milliseconds while the modes
+    /// run, as a Prometheus server would (0: no metrics endpoint, no scraper); the
+    /// cost of metrics is the difference between runs with and without.
+    #[arg(long, default_value_t = 0)]
+    scrape_every_ms: u64,
+
     /// `--mode schedules`: cron schedules (`* * * * *`, UTC) created, each calling a
     /// path of its own; they are deleted at the end.
     #[arg(long, default_value_t = 10_000)]
@@ -218,7 +225,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => Some(ScratchDir::create()?),
     };
     let mut server = start_server(&args, scratch.as_ref()).await?;
+    let scraper = server
+        .metrics_addr
+        .map(|addr| Scraper::start(addr, Duration::from_millis(args.scrape_every_ms)));
     let outcome = run_benchmarks(&args, &server).await;
+    if let Some(scraper) = scraper {
+        println!(
+            "metrics: scraped every {} ms, {} scrapes answered",
+            args.scrape_every_ms,
+            scraper.scrapes()
+        );
+    }
     let stopped = server.stop().await;
     // The database lives in the scratch directory: remove it only once the server is gone.
     drop(scratch);

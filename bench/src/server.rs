@@ -69,6 +69,9 @@ pub(crate) enum ServerKind {
 
 pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
+    /// Where a server this benchmark started serves its metrics, when asked to
+    /// (`--scrape-every-ms`).
+    pub(crate) metrics_addr: Option<SocketAddr>,
     pub(crate) kind: ServerKind,
     pub(crate) description: String,
     /// How the server ran, as JSON fields added to every mode's line.
@@ -157,6 +160,7 @@ pub(crate) async fn start_server(
         }
         return Ok(Server {
             addr,
+            metrics_addr: None,
             kind: ServerKind::External {
                 pid: args.server_pid,
             },
@@ -165,15 +169,34 @@ pub(crate) async fn start_server(
         });
     }
     let scratch = scratch.context("no scratch directory for the database")?;
-    match &args.spawn_server {
-        Some(binary) => spawn_server(binary, args.concurrency, scratch).await,
-        None => start_in_process(args.concurrency, scratch).await,
-    }
+    let metrics_addr = match args.scrape_every_ms {
+        0 => None,
+        _ => Some(free_port()?),
+    };
+    let mut server = match &args.spawn_server {
+        Some(binary) => spawn_server(binary, args.concurrency, scratch, metrics_addr).await?,
+        None => start_in_process(args.concurrency, scratch, metrics_addr).await?,
+    };
+    server
+        .json_fields
+        .push(("scrape_every_ms", args.scrape_every_ms.to_string()));
+    Ok(server)
 }
 
-async fn start_in_process(concurrency: usize, scratch: &ScratchDir) -> anyhow::Result<Server> {
+/// A loopback port nobody listens on now.
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(probe.local_addr()?)
+}
+
+async fn start_in_process(
+    concurrency: usize,
+    scratch: &ScratchDir,
+    metrics_addr: Option<SocketAddr>,
+) -> anyhow::Result<Server> {
     let mut config = jobqueue::config::Config::with_db_url(scratch.db_url());
     config.concurrency = concurrency;
+    config.metrics_addr = metrics_addr;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding the server's listener")?;
@@ -184,6 +207,7 @@ async fn start_in_process(concurrency: usize, scratch: &ScratchDir) -> anyhow::R
     }));
     Ok(Server {
         addr,
+        metrics_addr,
         kind: ServerKind::InProcess {
             stop: Some(stop),
             task,
@@ -200,13 +224,19 @@ async fn spawn_server(
     binary: &Path,
     concurrency: usize,
     scratch: &ScratchDir,
+    metrics_addr: Option<SocketAddr>,
 ) -> anyhow::Result<Server> {
     let log = scratch.path().join("server.log");
     let log_file = std::fs::File::create(&log).context("creating the server log")?;
-    let mut child = tokio::process::Command::new(binary)
+    let mut command = tokio::process::Command::new(binary);
+    command
         .args(["serve", "--listen-addr", "127.0.0.1:0", "--db-url"])
         .arg(scratch.db_url())
-        .args(["--concurrency", &concurrency.to_string()])
+        .args(["--concurrency", &concurrency.to_string()]);
+    if let Some(metrics) = metrics_addr {
+        command.args(["--metrics-addr", &metrics.to_string()]);
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log_file)
@@ -243,6 +273,7 @@ async fn spawn_server(
 
     Ok(Server {
         addr,
+        metrics_addr,
         kind: ServerKind::Spawned { child, pid, log },
         description: format!(
             "spawned {} (pid {pid}) at {addr}, concurrency {concurrency}",
@@ -276,5 +307,54 @@ pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Client> {
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
+    }
+}
+
+/// Scrapes `/metrics` at `addr` every `every` until dropped, as a Prometheus
+/// server would; counts the scrapes that answered.
+pub(crate) struct Scraper {
+    task: tokio::task::JoinHandle<()>,
+    scrapes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Scraper {
+    pub(crate) fn start(addr: SocketAddr, every: Duration) -> Scraper {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let scrapes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = scrapes.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let scrape = async {
+                    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+                    stream
+                        .write_all(
+                            b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\
+                              Accept: application/openmetrics-text; version=1.0.0\r\n\
+                              Connection: close\r\n\r\n",
+                        )
+                        .await?;
+                    let mut page = Vec::new();
+                    stream.read_to_end(&mut page).await?;
+                    Ok::<_, std::io::Error>(page.starts_with(b"HTTP/1.1 200"))
+                };
+                if let Ok(Ok(true)) = tokio::time::timeout(Duration::from_secs(5), scrape).await {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        Scraper { task, scrapes }
+    }
+
+    /// Scrapes answered so far.
+    pub(crate) fn scrapes(&self) -> usize {
+        self.scrapes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Scraper {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
