@@ -10,9 +10,13 @@
 //!   executor that makes one HTTP call.
 //! - [`health`]: readiness and liveness, as probes read them.
 //! - [`http`]: the shared outbound client and response capture.
-//! - [`metrics`]: this process's counters by queue, served for Prometheus.
+//! - [`metrics`]: this process's metrics, served for Prometheus.
+//! - [`telemetry`]: traces, exported over OTLP when the environment asks for it.
+//! - [`call_status`]: the gRPC status a call ended with, for the layers that observe
+//!   calls.
 
 pub mod api;
+pub mod call_status;
 pub mod config;
 pub mod engine;
 pub mod health;
@@ -21,6 +25,7 @@ pub mod job;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 
 /// Code generated from `proto/jobqueue/v1/jobs.proto`.
 pub mod proto {

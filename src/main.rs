@@ -38,7 +38,19 @@ async fn main() -> ExitCode {
         // Colours only for a person at a terminal: collectors get plain bytes.
         _ => log.with_ansi(terminal).init(),
     }
-    match serve(config).await {
+    let telemetry = match jobqueue::telemetry::init() {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("jobqueue: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let served = serve(config).await;
+    if let Some(telemetry) = telemetry {
+        // The exporter's last batch, sent before the process ends.
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    }
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // One line, naming the setting at fault.

@@ -182,6 +182,7 @@ pub async fn run_then(
         // Pings keep idle watch streams open through proxies and find dead peers.
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .layer(grpc_metrics)
+        .layer(crate::telemetry::rpc::RpcSpanLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

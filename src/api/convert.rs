@@ -190,6 +190,8 @@ pub fn new_job(
         last_error_class: None,
         schedule_id: None,
         fire_at: None,
+        // Set by the service from the call's trace, once the job is accepted.
+        trace_context: None,
     };
     Some(NewJob { job, unset })
 }
@@ -518,6 +520,7 @@ pub fn job(m: jobs::Model) -> proto::Job {
         last_error_class,
         schedule_id,
         fire_at: _,
+        trace_context: _,
     } = m;
     let status = status(&job_status);
     let body = match (body_kind.as_deref(), body) {

@@ -14,6 +14,7 @@ use crate::engine::{Engine, Submitted};
 use crate::now_ms;
 use crate::proto::{self, job_service_server::JobService};
 use crate::store::JobFilter;
+use crate::telemetry;
 
 /// Most jobs in one `SubmitJobs`.
 pub const MAX_BATCH: usize = 1000;
@@ -197,13 +198,17 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::SubmitJobRequest>,
     ) -> Result<Response<proto::SubmitJobResponse>, Status> {
+        let rpc = telemetry::rpc::rpc_context(&request).cloned();
         let proto::SubmitJobRequest { job } = request.into_inner();
         let mut v = Violations::default();
         let row = convert::new_job(job, "job", &self.limits, self.new_id(), now_ms(), &mut v);
-        let row = v
+        let mut row = v
             .into_result(row)?
             .ok_or_else(|| Status::internal("job not built"))?;
-        let mut answers = self.engine.submit(vec![row]).await?;
+        let spans = telemetry::produce(rpc.as_ref(), std::iter::once(&mut row.job));
+        let accepted = self.engine.submit(vec![row]).await;
+        telemetry::produced(spans, &accepted);
+        let mut answers = accepted?;
         let answer = answers
             .pop()
             .ok_or_else(|| Status::internal("no answer for the job"))?;
@@ -214,6 +219,7 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::SubmitJobsRequest>,
     ) -> Result<Response<proto::SubmitJobsResponse>, Status> {
+        let rpc = telemetry::rpc::rpc_context(&request).cloned();
         let proto::SubmitJobsRequest { jobs } = request.into_inner();
         if jobs.is_empty() {
             return Err(invalid("jobs", "at least one job"));
@@ -240,8 +246,11 @@ impl JobService for JobApi {
                 )
             })
             .collect();
-        let rows = v.into_result(rows)?;
-        let answers = self.engine.submit(rows).await?;
+        let mut rows = v.into_result(rows)?;
+        let spans = telemetry::produce(rpc.as_ref(), rows.iter_mut().map(|row| &mut row.job));
+        let accepted = self.engine.submit(rows).await;
+        telemetry::produced(spans, &accepted);
+        let answers = accepted?;
         Ok(Response::new(proto::SubmitJobsResponse {
             results: answers.into_iter().map(submitted).collect(),
         }))

@@ -10,6 +10,7 @@ use crate::job::schedule::{self, Timetable, Timing};
 use crate::now_ms;
 use crate::proto::{self, schedule_service_server::ScheduleService};
 use crate::store::{jobs, schedules};
+use crate::telemetry::{self, TraceContext};
 
 const DEFAULT_PAGE: i32 = 100;
 const MAX_PAGE: i32 = 1000;
@@ -273,6 +274,8 @@ fn schedule_row(
         inherit: unset.bits(),
         created_at: now,
         updated_at: now,
+        // Set by the service from the call's trace.
+        trace_context: None,
     })
 }
 
@@ -443,6 +446,8 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::CreateScheduleRequest>,
     ) -> Result<Response<proto::Schedule>, Status> {
+        // The schedule's runs start traces of their own, linked to this call's.
+        let trace_context = telemetry::rpc::rpc_context(&request).and_then(TraceContext::store);
         let proto::CreateScheduleRequest {
             schedule_id,
             schedule,
@@ -464,9 +469,10 @@ impl ScheduleService for ScheduleApi {
             now_ms(),
             &mut v,
         );
-        let row = v
+        let mut row = v
             .into_result(row)?
             .ok_or_else(|| Status::internal("schedule not built"))?;
+        row.trace_context = trace_context;
         let created = self.change(ScheduleChange::Create(Box::new(row))).await?;
         // Due at once (by the writer's clock, which stamped it), it fired in the same
         // commit: show it as it stands, with its run. Otherwise it has no runs yet.

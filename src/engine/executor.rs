@@ -14,6 +14,7 @@ use crate::job::{Backoff, BackoffStrategy, CallOutcome, ErrorClass, Next, next_s
 use crate::now_ms;
 use crate::store::write::Claim;
 use crate::store::{attempts, jobs};
+use crate::telemetry;
 
 /// An attempt's outcome, for the writer to record.
 #[derive(Debug)]
@@ -59,12 +60,22 @@ pub(crate) async fn run(
 ) {
     let started_at = claim.started_at;
     let clock = Instant::now();
+    let traced = telemetry::enabled().then(|| {
+        telemetry::attempt(
+            job.trace_context.as_deref(),
+            job.schedule_id.is_some(),
+            &job.queue,
+            &job.id,
+            claim.attempt,
+        )
+    });
+    let mut call_span = None;
     let result = match build_call(&job) {
         Err(message) => Err(CallError {
             class: ErrorClass::Protocol,
             message,
         }),
-        Ok(call) => tokio::select! {
+        Ok(mut call) => tokio::select! {
             biased;
             _ = cancel.cancelled() => Err(CallError {
                 class: ErrorClass::Canceled,
@@ -74,9 +85,20 @@ pub(crate) async fn run(
                 class: ErrorClass::Interrupted,
                 message: "the service stopped during the call; the attempt does not count".into(),
             }),
-            result = client.call(call) => result,
+            result = async {
+                if let Some(attempt) = &traced {
+                    call_span = Some(telemetry::call::start(attempt, &call.method, &call.url, &mut call.headers));
+                }
+                client.call(call).await
+            } => result,
         },
     };
+    if let Some(span) = &call_span {
+        match &result {
+            Ok(captured) => telemetry::call::ended(span, Some(captured.status), None),
+            Err(error) => telemetry::call::ended(span, None, Some(error.class.as_str())),
+        }
+    }
     let duration_ms = clock.elapsed().as_millis() as i64;
     let outcome = match &result {
         Ok(captured) => CallOutcome::Response {
@@ -98,6 +120,14 @@ pub(crate) async fn run(
         job.max_attempts.max(1) as u32,
         &backoff,
     );
+    if let Some(attempt) = &traced {
+        let failed = match (&next, &result) {
+            (Next::Failed, Err(error)) => Some(error.message.clone()),
+            (Next::Failed, Ok(captured)) => Some(format!("status {}", captured.status)),
+            _ => None,
+        };
+        telemetry::attempt_ended(attempt, next.label(), failed.as_deref());
+    }
     let completion = Completion {
         record: attempt_record(
             job.id.clone(),

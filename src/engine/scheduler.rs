@@ -172,6 +172,8 @@ pub fn run(s: &schedules::Model, id: String, due: Option<i64>, now: i64) -> (job
         last_error_class: None,
         schedule_id: Some(s.id.clone()),
         fire_at: due,
+        // A run's trace is its own, linked to the schedule's creation.
+        trace_context: s.trace_context.clone(),
     };
     (job, Unset::from_bits(s.inherit))
 }

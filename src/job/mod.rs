@@ -171,6 +171,19 @@ pub enum Next {
     Requeue,
 }
 
+impl Next {
+    /// What the attempt meant for its job, as traces say it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Next::Succeeded => "succeeded",
+            Next::Failed => "failed",
+            Next::Retry(_) => "retry",
+            Next::Canceled => "canceled",
+            Next::Requeue => "interrupted",
+        }
+    }
+}
+
 /// Decides a job's next step after attempt number `attempt` (counted within the
 /// current attempt budget) of `max_attempts`.
 pub fn next_step(

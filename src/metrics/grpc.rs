@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use http_body::{Body, Frame, SizeHint};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -16,6 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use super::Metrics;
+use crate::call_status::{self, OnStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -117,10 +117,6 @@ fn code_name(code: i32) -> &'static str {
         .unwrap_or("UNKNOWN")
 }
 
-fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
-}
-
 /// Counts every call that passes through it.
 #[derive(Clone)]
 pub struct GrpcMetricsLayer {
@@ -154,9 +150,9 @@ impl<S, B, RB> tower::Service<http::Request<B>> for GrpcMetricsService<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
     S::Future: Send + 'static,
-    RB: Body,
+    RB: http_body::Body,
 {
-    type Response = http::Response<MeteredBody<RB>>;
+    type Response = http::Response<OnStatus<RB>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
@@ -171,88 +167,8 @@ where
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;
-            let call = Pending {
-                metrics,
-                path,
-                started,
-            };
-            // A call that fails before any message answers with its status in the
-            // headers ("trailers-only").
-            let status = grpc_status(response.headers());
-            if let Some(code) = status {
-                call.finish(code);
-            }
-            let call = status.is_none().then_some(call);
-            Ok(response.map(|inner| MeteredBody { inner, call }))
+            let report = move |code| metrics.grpc().record(&path, code, started);
+            Ok(call_status::watch(response, Box::new(report)))
         })
-    }
-}
-
-/// A call whose status is not known yet.
-struct Pending {
-    metrics: Metrics,
-    path: String,
-    started: Instant,
-}
-
-impl Pending {
-    fn finish(&self, code: i32) {
-        self.metrics.grpc().record(&self.path, code, self.started);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The response body, watched for the trailers that carry the status. A body
-    /// dropped before them is a call the client gave up: CANCELLED.
-    pub struct MeteredBody<B> {
-        #[pin]
-        inner: B,
-        call: Option<Pending>,
-    }
-
-    impl<B> PinnedDrop for MeteredBody<B> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(call) = this.project().call.take() {
-                call.finish(1);
-            }
-        }
-    }
-}
-
-impl<B: Body> Body for MeteredBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(code) = frame.trailers_ref().and_then(grpc_status)
-                    && let Some(call) = this.call.take()
-                {
-                    call.finish(code);
-                }
-            }
-            // Ended without a status: the transport failed it.
-            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
-                if let Some(call) = this.call.take() {
-                    call.finish(2);
-                }
-            }
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

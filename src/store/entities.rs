@@ -50,6 +50,9 @@ pub mod jobs {
         /// The due time it ran for, when its schedule's timetable made it due
         /// (not when it was triggered by hand).
         pub fire_at: Option<i64>,
+        /// The trace it was submitted in (see `crate::telemetry::TraceContext`);
+        /// for a schedule's run, the schedule's.
+        pub trace_context: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -190,6 +193,8 @@ pub mod schedules {
         pub inherit: i32,
         pub created_at: i64,
         pub updated_at: i64,
+        /// The trace it was created in; its runs' traces link to it.
+        pub trace_context: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

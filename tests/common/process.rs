@@ -22,7 +22,13 @@ impl Process {
 
     /// Starts `jobqueue serve` on port 0 over the database at `url`.
     pub fn start_on(url: &str, extra: &[&str]) -> Process {
+        Self::start_with_env(url, extra, &[])
+    }
+
+    /// [`Process::start_on`] with these environment variables set.
+    pub fn start_with_env(url: &str, extra: &[&str], env: &[(&str, &str)]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jobqueue"))
+            .envs(env.iter().copied())
             .args(["serve", "--listen-addr", "127.0.0.1:0"])
             .args(["--db-url", url])
             .args([

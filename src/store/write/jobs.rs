@@ -34,7 +34,7 @@ pub async fn jobs_by_idempotency_key(
     Ok(found)
 }
 
-const JOB_COLUMNS: [&str; 31] = [
+const JOB_COLUMNS: [&str; 32] = [
     "id",
     "queue",
     "status",
@@ -66,11 +66,12 @@ const JOB_COLUMNS: [&str; 31] = [
     "last_error_class",
     "schedule_id",
     "fire_at",
+    "trace_context",
 ];
 
 /// A row's values in [`JOB_COLUMNS`] order; every field is named, so a new column
 /// breaks the build here until it is written.
-fn job_values(job: jobs::Model) -> [Value; 31] {
+fn job_values(job: jobs::Model) -> [Value; 32] {
     let jobs::Model {
         id,
         queue,
@@ -103,6 +104,7 @@ fn job_values(job: jobs::Model) -> [Value; 31] {
         last_error_class,
         schedule_id,
         fire_at,
+        trace_context,
     } = job;
     [
         id.into(),
@@ -136,6 +138,7 @@ fn job_values(job: jobs::Model) -> [Value; 31] {
         last_error_class.into(),
         schedule_id.into(),
         fire_at.into(),
+        trace_context.into(),
     ]
 }
 

@@ -1,0 +1,367 @@
+//! Traces from the caller to the target, as an operator's collector receives them:
+//! the service runs as a process exporting over OTLP to a receiver started here,
+//! and the loopback target reads the `traceparent` each call carries.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use jobqueue::proto::{self, JobStatus, schedule::Timetable};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+
+const SOON: Duration = Duration::from_secs(15);
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+const SECRET: &str = "s3cret-header-value";
+
+/// An OTLP trace receiver that keeps every span it is sent, with its service name.
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<(String, Span)>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut kept = self.spans.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            let service = resource
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|a| a.key == "service.name")
+                .and_then(|a| text(a.value.as_ref()?.value.as_ref()?))
+                .unwrap_or_default();
+            for scope in resource.scope_spans {
+                for span in scope.spans {
+                    kept.push((service.clone(), span));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::StringValue(s) => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        Value::BoolValue(b) => Some(b.to_string()),
+        Value::DoubleValue(d) => Some(d.to_string()),
+        _ => None,
+    }
+}
+
+impl Receiver {
+    async fn start() -> (Receiver, std::net::SocketAddr) {
+        let receiver = Receiver::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = TraceServiceServer::new(receiver.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        (receiver, addr)
+    }
+
+    fn spans(&self) -> Vec<Span> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    fn services(&self) -> Vec<String> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(service, _)| service.clone())
+            .collect()
+    }
+
+    /// Waits until `done` holds for the spans received.
+    async fn wait_for(&self, what: &str, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+        let deadline = Instant::now() + SOON;
+        loop {
+            let spans = self.spans();
+            if done(&spans) {
+                return spans;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: received {:#?}",
+                summary(&spans)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attributes(span: &Span) -> HashMap<String, String> {
+    span.attributes
+        .iter()
+        .filter_map(|a| Some((a.key.clone(), text(a.value.as_ref()?.value.as_ref()?)?)))
+        .collect()
+}
+
+fn summary(spans: &[Span]) -> Vec<String> {
+    spans
+        .iter()
+        .map(|s| {
+            format!(
+                "{} kind={} trace={} span={} parent={} {:?}",
+                s.name,
+                s.kind,
+                hex(&s.trace_id),
+                hex(&s.span_id),
+                hex(&s.parent_span_id),
+                attributes(s)
+            )
+        })
+        .collect()
+}
+
+fn of_kind(spans: &[Span], kind: SpanKind) -> Vec<&Span> {
+    spans.iter().filter(|s| s.kind == kind as i32).collect()
+}
+
+/// The `traceparent` header of a request the target received.
+fn traceparent(request: &testkit::Received) -> Option<String> {
+    request
+        .headers
+        .iter()
+        .find(|(name, _)| name == "traceparent")
+        .map(|(_, value)| value.clone())
+}
+
+fn otel_env(receiver: std::net::SocketAddr) -> Vec<(&'static str, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{receiver}")),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        // Sent within a tenth of a second, so the test need not wait.
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_s_trace_runs_from_the_caller_through_each_attempt_to_the_target() {
+    let target = Target::start().await.unwrap();
+    let (receiver, receiver_addr) = Receiver::start().await;
+    let db = TestDb::new().await;
+    let env = otel_env(receiver_addr);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Process::start_with_env(&db.url, &[], &env);
+    let mut client = connect(server.addr).await;
+
+    // Fails once (503), then succeeds: two attempts, each its own consumer span.
+    let mut spec = get(target.url("/traced?fail=1&api_key=k-123"));
+    spec.max_attempts = Some(2);
+    spec.backoff = backoff(proto::BackoffStrategy::Fixed, 10);
+    spec.request
+        .as_mut()
+        .unwrap()
+        .headers
+        .insert("authorization".into(), SECRET.into());
+    let mut request = tonic::Request::new(proto::SubmitJobRequest { job: Some(spec) });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
+    );
+    request
+        .metadata_mut()
+        .insert("tracestate", "vendor=kept".parse().unwrap());
+    let id = client.submit_job(request).await.unwrap().into_inner().id;
+    wait_status(&mut client, &id, JobStatus::Succeeded, SOON).await;
+
+    let spans = receiver
+        .wait_for("two client spans", |spans| {
+            of_kind(spans, SpanKind::Client).len() >= 2
+                && of_kind(spans, SpanKind::Consumer).len() >= 2
+        })
+        .await;
+    let in_trace: Vec<&Span> = spans
+        .iter()
+        .filter(|s| hex(&s.trace_id) == TRACE_ID)
+        .collect();
+    assert!(
+        receiver.services().iter().all(|s| s == "jobqueue"),
+        "{:?}",
+        receiver.services()
+    );
+
+    // The RPC's server span, a child of the caller's span.
+    let server_span = in_trace
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32 && s.name == "jobqueue.v1.JobService/SubmitJob")
+        .unwrap_or_else(|| panic!("a SubmitJob server span: {:#?}", summary(&spans)));
+    assert_eq!(hex(&server_span.parent_span_id), CALLER_SPAN);
+    let rpc = attributes(server_span);
+    assert_eq!(rpc["rpc.system"], "grpc");
+    assert_eq!(rpc["rpc.method"], "SubmitJob");
+    assert_eq!(rpc["rpc.grpc.status_code"], "0");
+
+    // The producer span for the job, under the server span.
+    let producer = in_trace
+        .iter()
+        .find(|s| s.kind == SpanKind::Producer as i32)
+        .expect("a producer span");
+    assert_eq!(producer.parent_span_id, server_span.span_id);
+    assert_eq!(attributes(producer)["messaging.message.id"], id);
+    assert_eq!(producer.trace_state, "vendor=kept", "tracestate travels");
+
+    // One consumer span per attempt, children of the producer, linked to it.
+    let mut consumers: Vec<&&Span> = in_trace
+        .iter()
+        .filter(|s| s.kind == SpanKind::Consumer as i32)
+        .collect();
+    consumers.sort_by_key(|s| attributes(s)["jobqueue.attempt"].clone());
+    assert_eq!(consumers.len(), 2, "{:#?}", summary(&spans));
+    for (n, consumer) in consumers.iter().enumerate() {
+        let a = attributes(consumer);
+        assert_eq!(consumer.parent_span_id, producer.span_id);
+        assert_eq!(consumer.links.len(), 1);
+        assert_eq!(consumer.links[0].span_id, producer.span_id);
+        assert_eq!(a["messaging.destination.name"], "default");
+        assert_eq!(a["messaging.message.id"], id);
+        assert_eq!(a["jobqueue.attempt"], (n + 1).to_string());
+        assert_eq!(a["jobqueue.outcome"], ["retry", "succeeded"][n]);
+    }
+
+    // One client span per call, under its attempt; the target saw each one's id.
+    let received = target.received_on("/traced");
+    assert_eq!(received.len(), 2);
+    let mut clients: Vec<&&Span> = in_trace
+        .iter()
+        .filter(|s| s.kind == SpanKind::Client as i32)
+        .collect();
+    clients.sort_by_key(|s| s.start_time_unix_nano);
+    assert_eq!(clients.len(), 2, "{:#?}", summary(&spans));
+    for (n, client_span) in clients.iter().enumerate() {
+        assert_eq!(client_span.parent_span_id, consumers[n].span_id);
+        let a = attributes(client_span);
+        assert_eq!(a["http.request.method"], "GET");
+        assert_eq!(a["server.address"], "127.0.0.1");
+        assert_eq!(a["server.port"], target.addr.port().to_string());
+        assert_eq!(a["http.response.status_code"], ["503", "200"][n]);
+        assert_eq!(
+            a.get("error.type").map(String::as_str),
+            [Some("503"), None][n]
+        );
+        assert!(
+            a["url.full"].ends_with("/traced?fail=1&api_key=REDACTED"),
+            "{}",
+            a["url.full"]
+        );
+        let sent = traceparent(&received[n]).expect("the call carries a traceparent");
+        assert_eq!(
+            sent,
+            format!("00-{TRACE_ID}-{}-01", hex(&client_span.span_id)),
+            "the target joins the trace under the client span"
+        );
+    }
+    // No secret in any attribute of any span.
+    for span in &spans {
+        for (key, value) in attributes(span) {
+            assert!(
+                !value.contains(SECRET) && !value.contains("k-123"),
+                "{key}={value} in {}",
+                span.name
+            );
+        }
+    }
+    // Health checks make no spans.
+    let _ = health_status(server.addr, "").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        receiver.spans().iter().all(|s| !s.name.contains("Health")),
+        "{:#?}",
+        summary(&receiver.spans())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_s_run_starts_its_own_trace_linked_to_the_schedule_s_creation() {
+    let target = Target::start().await.unwrap();
+    let (receiver, receiver_addr) = Receiver::start().await;
+    let db = TestDb::new().await;
+    let env = otel_env(receiver_addr);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Process::start_with_env(&db.url, &[], &env);
+    let mut schedules = schedules(server.addr).await;
+    let mut request = tonic::Request::new(proto::CreateScheduleRequest {
+        schedule_id: "traced".into(),
+        schedule: Some(proto::Schedule {
+            timetable: Some(Timetable::Once(timestamp(jobqueue::now_ms() + 300))),
+            job: Some(get(target.url("/run"))),
+            ..Default::default()
+        }),
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
+    );
+    schedules.create_schedule(request).await.unwrap();
+    let spans = receiver
+        .wait_for("the run's client span", |spans| {
+            !of_kind(spans, SpanKind::Client).is_empty()
+        })
+        .await;
+    let creation = spans
+        .iter()
+        .find(|s| s.name == "jobqueue.v1.ScheduleService/CreateSchedule")
+        .expect("the creation's span");
+    assert_eq!(hex(&creation.trace_id), TRACE_ID);
+    let consumer = of_kind(&spans, SpanKind::Consumer)[0];
+    assert_ne!(hex(&consumer.trace_id), TRACE_ID, "a trace of its own");
+    assert!(consumer.parent_span_id.is_empty(), "a root span");
+    assert_eq!(consumer.links.len(), 1);
+    assert_eq!(hex(&consumer.links[0].trace_id), TRACE_ID);
+    assert_eq!(consumer.links[0].span_id, creation.span_id);
+    let received = target.received_on("/run");
+    assert_eq!(received.len(), 1);
+    let sent = traceparent(&received[0]).expect("a traceparent");
+    assert!(sent.contains(&hex(&consumer.trace_id)), "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_endpoint_set_nothing_is_traced_or_sent() {
+    let target = Target::start().await.unwrap();
+    let db = TestDb::new().await;
+    let server = Process::start_with_env(&db.url, &[], &[]);
+    let mut client = connect(server.addr).await;
+    let mut request = tonic::Request::new(proto::SubmitJobRequest {
+        job: Some(get(target.url("/plain"))),
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
+    );
+    let id = client.submit_job(request).await.unwrap().into_inner().id;
+    wait_status(&mut client, &id, JobStatus::Succeeded, SOON).await;
+    let received = target.received_on("/plain");
+    assert_eq!(received.len(), 1);
+    assert_eq!(traceparent(&received[0]), None);
+}
