@@ -365,3 +365,43 @@ async fn with_no_endpoint_set_nothing_is_traced_or_sent() {
     assert_eq!(received.len(), 1);
     assert_eq!(traceparent(&received[0]), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_line_of_a_job_that_failed_for_good_carries_its_trace() {
+    let target = Target::start().await.unwrap();
+    let (_receiver, receiver_addr) = Receiver::start().await;
+    let db = TestDb::new().await;
+    let env = otel_env(receiver_addr);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Process::start_with_env(&db.url, &["--log-format", "json"], &env);
+    let mut client = connect(server.addr).await;
+    let mut spec = get(target.url("/gone?status=404"));
+    spec.max_attempts = Some(1);
+    let mut request = tonic::Request::new(proto::SubmitJobRequest { job: Some(spec) });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
+    );
+    let id = client.submit_job(request).await.unwrap().into_inner().id;
+    wait_status(&mut client, &id, JobStatus::Failed, SOON).await;
+    let deadline = Instant::now() + SOON;
+    let line = loop {
+        if let Some(line) = server.log_lines("job failed for good").pop() {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "no log line for the failed job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    let fields = &json["fields"];
+    assert_eq!(fields["job"], id.as_str(), "{line}");
+    assert_eq!(fields["queue"], "default", "{line}");
+    assert_eq!(fields["attempts"], 1, "{line}");
+    assert_eq!(fields["trace_id"], TRACE_ID, "{line}");
+    let span_id = fields["span_id"].as_str().expect("a span id");
+    assert_eq!(span_id.len(), 16, "{line}");
+    assert_ne!(span_id, CALLER_SPAN, "the job's own span: {line}");
+    for key in ["timestamp", "level", "target"] {
+        assert!(json.get(key).is_some(), "{key} in {line}");
+    }
+}

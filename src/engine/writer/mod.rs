@@ -48,17 +48,25 @@ use claims::{Definitions, DueQueues};
 use requests::count_submits;
 
 /// Logs the committed changes an operator wants to see (nothing per successful job):
-/// a job that failed for good, and a job whose lease ran out (its process died) and
-/// that goes round again.
-fn log_notable(changes: &[Event]) {
+/// a job that failed for good (with its trace, from `traces`, when it has one), and
+/// a job whose lease ran out (its process died) and that goes round again.
+fn log_notable(changes: &[Event], traces: &mut HashMap<String, String>) {
     for c in changes {
         let rescued = c.error_class.as_deref() == Some("interrupted");
         match c.status {
-            Status::Failed => tracing::info!(
-                job = %c.job_id, queue = %c.queue, attempts = c.attempt,
-                status_code = ?c.status_code, error_class = ?c.error_class,
-                "job failed for good"
-            ),
+            Status::Failed => match traces.remove(&c.job_id).as_deref().and_then(trace_ids) {
+                Some((trace_id, span_id)) => tracing::info!(
+                    job = %c.job_id, queue = %c.queue, attempts = c.attempt,
+                    status_code = ?c.status_code, error_class = ?c.error_class,
+                    trace_id, span_id,
+                    "job failed for good"
+                ),
+                None => tracing::info!(
+                    job = %c.job_id, queue = %c.queue, attempts = c.attempt,
+                    status_code = ?c.status_code, error_class = ?c.error_class,
+                    "job failed for good"
+                ),
+            },
             Status::Queued if rescued => tracing::info!(
                 job = %c.job_id, queue = %c.queue, attempt = c.attempt,
                 "lease ran out: the job is queued again"
@@ -67,6 +75,17 @@ fn log_notable(changes: &[Event]) {
         }
     }
 }
+
+/// The trace and span ids of a stored trace context (`00-TRACE-SPAN-FLAGS`).
+fn trace_ids(stored: &str) -> Option<(&str, &str)> {
+    let mut parts = stored.lines().next()?.split('-');
+    let (_version, trace, span) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((trace, span))
+}
+
+/// Most traces of failed jobs kept for their log line; past it they are dropped
+/// (a failure whose write never lands would otherwise keep its entry).
+const FAILED_TRACES_KEPT: usize = 10_000;
 
 /// Most ops applied in one transaction; more wait for the next turn.
 const MAX_OPS_PER_TURN: usize = 4096;
@@ -86,6 +105,9 @@ pub(crate) struct Writer {
     /// Schedules whose due times the open transaction skips, and how many: logged
     /// once it commits.
     skipped_runs: Vec<(String, usize)>,
+    /// The stored trace contexts of jobs whose last attempt failed, by job id, for
+    /// the log line once their failure commits.
+    failed_traces: HashMap<String, String>,
     settings: Settings,
     client: Arc<HttpClient>,
     ops: mpsc::Receiver<Op>,
@@ -234,6 +256,7 @@ impl Writer {
             outage: Outage::new(store.name(), metrics.clone()),
             staged: Vec::new(),
             skipped_runs: Vec::new(),
+            failed_traces: HashMap::new(),
             client,
             ops,
             carried: Vec::new(),
@@ -649,7 +672,7 @@ impl Writer {
     /// asked only now, after the commit: a watcher that subscribed before it gets
     /// these changes here, one that subscribes after it finds them in the log.
     fn publish(&mut self, changes: Vec<Event>) {
-        log_notable(&changes);
+        log_notable(&changes, &mut self.failed_traces);
         for (schedule, skipped) in std::mem::take(&mut self.skipped_runs) {
             tracing::info!(%schedule, skipped, "due times skipped: a run is unfinished and the overlap policy is skip");
         }

@@ -21,6 +21,12 @@ impl Writer {
             Next::Requeue => Outcome::Interrupted,
         };
         *counts.finished.entry(outcome).or_default() += 1;
+        if let (Outcome::Failed, Some(trace)) = (outcome, &c.job.trace_context) {
+            if self.failed_traces.len() >= FAILED_TRACES_KEPT {
+                self.failed_traces.clear();
+            }
+            self.failed_traces.insert(c.job.id.clone(), trace.clone());
+        }
         match outcome {
             Outcome::Retried => {
                 let reason = retry_reason(c.record.error_class.as_deref(), c.record.status_code);
