@@ -405,3 +405,172 @@ async fn the_log_line_of_a_job_that_failed_for_good_carries_its_trace() {
         assert!(json.get(key).is_some(), "{key} in {line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_go_over_http_protobuf_too() {
+    use http_body_util::BodyExt;
+    use prost::Message;
+    // A receiver of OTLP over HTTP: POST /v1/traces, a protobuf body.
+    let spans = Arc::new(Mutex::new(Vec::<Span>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_addr = listener.local_addr().unwrap();
+    let kept = spans.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let kept = kept.clone();
+                        async move {
+                            assert_eq!(request.uri().path(), "/v1/traces");
+                            let body = request.into_body().collect().await.unwrap().to_bytes();
+                            let export = ExportTraceServiceRequest::decode(body).unwrap();
+                            for r in export.resource_spans {
+                                for s in r.scope_spans {
+                                    kept.lock().unwrap().extend(s.spans);
+                                }
+                            }
+                            let answer = ExportTraceServiceResponse::default().encode_to_vec();
+                            Ok::<_, std::convert::Infallible>(
+                                http::Response::builder()
+                                    .header("content-type", "application/x-protobuf")
+                                    .body(http_body_util::Full::new(bytes::Bytes::from(answer)))
+                                    .unwrap(),
+                            )
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let target = Target::start().await.unwrap();
+    let db = TestDb::new().await;
+    let endpoint = format!("http://{receiver_addr}");
+    let server = Process::start_with_env(
+        &db.url,
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let mut client = connect(server.addr).await;
+    let id = submit(&mut client, get(target.url("/over-http"))).await;
+    wait_status(&mut client, &id, JobStatus::Succeeded, SOON).await;
+    let deadline = Instant::now() + SOON;
+    loop {
+        let got = spans.lock().unwrap().clone();
+        if of_kind(&got, SpanKind::Client).len() == 1 {
+            let client_span = of_kind(&got, SpanKind::Client)[0];
+            let sent = traceparent(&target.received_on("/over-http")[0]).unwrap();
+            assert!(sent.contains(&hex(&client_span.span_id)), "{sent}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:#?}", summary(&got));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn an_unknown_otlp_protocol_stops_the_start_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_jobqueue"))
+        .arg("serve")
+        .env("JOBQUEUE_LISTEN_ADDR", "127.0.0.1:0")
+        .env(
+            "JOBQUEUE_DB_URL",
+            format!("sqlite://{}/x.db?mode=rwc", dir.path().display()),
+        )
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL=carrier-pigeon") && stderr.contains("grpc"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_accepted_by_one_process_and_run_by_another_stays_in_its_trace() {
+    let target = Target::start().await.unwrap();
+    let (receiver, receiver_addr) = Receiver::start().await;
+    let db = TestDb::new().await;
+    let env = otel_env(receiver_addr);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut first = Process::start_with_env(&db.url, &[], &env);
+    let mut client = connect(first.addr).await;
+    // Due in a second and a half: the first process is killed before it is.
+    let mut spec = get(target.url("/later"));
+    spec.scheduled_at = Some(timestamp(jobqueue::now_ms() + 1_500));
+    let mut request = tonic::Request::new(proto::SubmitJobRequest { job: Some(spec) });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
+    );
+    let id = client.submit_job(request).await.unwrap().into_inner().id;
+    first.kill9();
+    let second = Process::start_with_env(&db.url, &[], &env);
+    let mut client = connect(second.addr).await;
+    wait_status(&mut client, &id, JobStatus::Succeeded, SOON).await;
+    let spans = receiver
+        .wait_for("the second process's consumer span", |spans| {
+            !of_kind(spans, SpanKind::Consumer).is_empty()
+        })
+        .await;
+    let consumer = of_kind(&spans, SpanKind::Consumer)[0];
+    assert_eq!(hex(&consumer.trace_id), TRACE_ID, "{:#?}", summary(&spans));
+    assert_eq!(
+        consumer.parent_span_id.len(),
+        8,
+        "a child of the stored context"
+    );
+    assert_ne!(hex(&consumer.parent_span_id), CALLER_SPAN);
+    assert_eq!(consumer.links[0].span_id, consumer.parent_span_id);
+    let sent = traceparent(&target.received_on("/later")[0]).unwrap();
+    assert!(sent.starts_with(&format!("00-{TRACE_ID}-")), "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsampled_caller_s_trace_still_reaches_the_target_and_records_nothing() {
+    let target = Target::start().await.unwrap();
+    let (receiver, receiver_addr) = Receiver::start().await;
+    let db = TestDb::new().await;
+    let mut env = otel_env(receiver_addr);
+    env.push(("OTEL_TRACES_SAMPLER", "parentbased_always_off".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Process::start_with_env(&db.url, &[], &env);
+    let mut client = connect(server.addr).await;
+    // The caller's trace, not sampled (flags 00): it travels, nothing is recorded.
+    let mut request = tonic::Request::new(proto::SubmitJobRequest {
+        job: Some(get(target.url("/unsampled"))),
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{CALLER_SPAN}-00").parse().unwrap(),
+    );
+    let carried = client.submit_job(request).await.unwrap().into_inner().id;
+    // No caller context and a trace nobody samples: no traceparent at all.
+    let untraced = submit(&mut client, get(target.url("/untraced"))).await;
+    wait_status(&mut client, &carried, JobStatus::Succeeded, SOON).await;
+    wait_status(&mut client, &untraced, JobStatus::Succeeded, SOON).await;
+    let sent = traceparent(&target.received_on("/unsampled")[0]).expect("a traceparent");
+    assert!(sent.starts_with(&format!("00-{TRACE_ID}-")), "{sent}");
+    assert!(sent.ends_with("-00"), "not sampled: {sent}");
+    assert_eq!(traceparent(&target.received_on("/untraced")[0]), None);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        receiver.spans().is_empty(),
+        "{:#?}",
+        summary(&receiver.spans())
+    );
+}

@@ -46,6 +46,7 @@ use anyhow::ensure;
 use clap::{Parser, ValueEnum};
 
 mod modes;
+mod otlp;
 mod proc_stats;
 mod report;
 mod server;
@@ -167,6 +168,12 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     scrape_every_ms: u64,
 
+    /// With `--spawn-server`: export traces to an OTLP receiver in this process,
+    /// sampling this share of traces (0 to 1); unset exports nothing. The cost of
+    /// tracing is the difference between runs with and without.
+    #[arg(long)]
+    trace_sample_ratio: Option<f64>,
+
     /// `--mode schedules`: cron schedules (`* * * * *`, UTC) created, each calling a
     /// path of its own; they are deleted at the end.
     #[arg(long, default_value_t = 10_000)]
@@ -224,11 +231,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(_) => None,
         None => Some(ScratchDir::create()?),
     };
-    let mut server = start_server(&args, scratch.as_ref()).await?;
+    let receiver = match args.trace_sample_ratio {
+        Some(_) => Some(otlp::Receiver::start().await?),
+        None => None,
+    };
+    let mut server = start_server(&args, scratch.as_ref(), receiver.as_ref().map(|r| r.1)).await?;
     let scraper = server
         .metrics_addr
         .map(|addr| Scraper::start(addr, Duration::from_millis(args.scrape_every_ms)));
     let outcome = run_benchmarks(&args, &server).await;
+    if let (Some((receiver, _)), Some(ratio)) = (&receiver, args.trace_sample_ratio) {
+        // The exporter sends every 100 ms; let its last batch arrive.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        println!(
+            "traces: sampled at {ratio}, {} spans received so far",
+            receiver.spans()
+        );
+    }
     if let Some(scraper) = scraper {
         println!(
             "metrics: scraped every {} ms, {} scrapes answered",
@@ -298,6 +317,16 @@ fn validate(args: &Args) -> anyhow::Result<()> {
         "--watchers must be at most 100000"
     );
     ensure!(args.watch_all <= 1000, "--watch-all must be at most 1000");
+    if let Some(ratio) = args.trace_sample_ratio {
+        ensure!(
+            (0.0..=1.0).contains(&ratio),
+            "--trace-sample-ratio must be from 0 to 1"
+        );
+        ensure!(
+            args.spawn_server.is_some(),
+            "--trace-sample-ratio needs --spawn-server (tracing is set up by the process)"
+        );
+    }
     if let Some(addr) = args.server {
         ensure!(
             addr.ip().is_loopback(),

@@ -147,9 +147,12 @@ impl Server {
     }
 }
 
+/// Starts (or finds) the server; a spawned one exports traces to `otlp` when
+/// given, sampled at `--trace-sample-ratio`.
 pub(crate) async fn start_server(
     args: &Args,
     scratch: Option<&ScratchDir>,
+    otlp: Option<SocketAddr>,
 ) -> anyhow::Result<Server> {
     if let Some(addr) = args.server {
         if let Some(pid) = args.server_pid {
@@ -174,12 +177,32 @@ pub(crate) async fn start_server(
         _ => Some(free_port()?),
     };
     let mut server = match &args.spawn_server {
-        Some(binary) => spawn_server(binary, args.concurrency, scratch, metrics_addr).await?,
+        Some(binary) => {
+            let mut env = Vec::new();
+            if let (Some(otlp), Some(ratio)) = (otlp, args.trace_sample_ratio) {
+                env = vec![
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
+                    (
+                        "OTEL_TRACES_SAMPLER",
+                        "parentbased_traceidratio".to_string(),
+                    ),
+                    ("OTEL_TRACES_SAMPLER_ARG", ratio.to_string()),
+                    ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+                ];
+            }
+            spawn_server(binary, args.concurrency, scratch, metrics_addr, &env).await?
+        }
         None => start_in_process(args.concurrency, scratch, metrics_addr).await?,
     };
     server
         .json_fields
         .push(("scrape_every_ms", args.scrape_every_ms.to_string()));
+    if let Some(ratio) = args.trace_sample_ratio {
+        server
+            .json_fields
+            .push(("trace_sample_ratio", ratio.to_string()));
+    }
     Ok(server)
 }
 
@@ -225,11 +248,13 @@ async fn spawn_server(
     concurrency: usize,
     scratch: &ScratchDir,
     metrics_addr: Option<SocketAddr>,
+    env: &[(&str, String)],
 ) -> anyhow::Result<Server> {
     let log = scratch.path().join("server.log");
     let log_file = std::fs::File::create(&log).context("creating the server log")?;
     let mut command = tokio::process::Command::new(binary);
     command
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .args(["serve", "--listen-addr", "127.0.0.1:0", "--db-url"])
         .arg(scratch.db_url())
         .args(["--concurrency", &concurrency.to_string()]);

@@ -447,7 +447,9 @@ impl ScheduleService for ScheduleApi {
         request: Request<proto::CreateScheduleRequest>,
     ) -> Result<Response<proto::Schedule>, Status> {
         // The schedule's runs start traces of their own, linked to this call's.
-        let trace_context = telemetry::rpc::rpc_context(&request).and_then(TraceContext::store);
+        let trace_context = telemetry::rpc::rpc_context(&request)
+            .filter(|rpc| rpc.carried())
+            .and_then(|rpc| TraceContext::store(&rpc.cx));
         let proto::CreateScheduleRequest {
             schedule_id,
             schedule,

@@ -60,15 +60,17 @@ pub(crate) async fn run(
 ) {
     let started_at = claim.started_at;
     let clock = Instant::now();
-    let traced = telemetry::enabled().then(|| {
-        telemetry::attempt(
-            job.trace_context.as_deref(),
-            job.schedule_id.is_some(),
-            &job.queue,
-            &job.id,
-            claim.attempt,
-        )
-    });
+    let from_schedule = job.schedule_id.is_some();
+    let traced =
+        telemetry::traces_attempts(job.trace_context.as_deref(), from_schedule).then(|| {
+            telemetry::attempt(
+                job.trace_context.as_deref(),
+                from_schedule,
+                &job.queue,
+                &job.id,
+                claim.attempt,
+            )
+        });
     let mut call_span = None;
     let result = match build_call(&job) {
         Err(message) => Err(CallError {

@@ -26,7 +26,12 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
+};
+
+/// Spans waiting for export when `OTEL_BSP_MAX_QUEUE_SIZE` is unset.
+const SPANS_QUEUED: usize = 16_384;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static TRACER: std::sync::OnceLock<SdkTracer> = std::sync::OnceLock::new();
@@ -97,9 +102,19 @@ pub fn init() -> Result<Option<Telemetry>, String> {
     let resource = resource
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
+    // The batch processor reads OTEL_BSP_*; its default queue of 2,048 spans fills
+    // within a tenth of a second at this service's rates (three spans per job), and
+    // a full queue drops spans, so unless told otherwise it holds more.
+    let mut batch = BatchConfigBuilder::default();
+    if set("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
+        batch = batch.with_max_queue_size(SPANS_QUEUED);
+    }
+    let processor = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(batch.build())
+        .build();
     // The sampler comes from OTEL_TRACES_SAMPLER (parent-based, always on, by default).
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(processor)
         .with_resource(resource)
         .build();
     let _ = TRACER.set(provider.tracer("jobqueue"));
@@ -185,17 +200,27 @@ impl Produced {
     }
 }
 
-/// Producer spans for jobs about to be submitted under the RPC's span `rpc`, each
-/// job carrying its span's stored context. Nothing when the call is not traced.
+/// Producer spans for jobs about to be submitted under the RPC's span, each job
+/// carrying its span's stored context. A call whose trace is not sampled makes no
+/// spans: its jobs carry the caller's context when there is one (so the target
+/// still joins the caller's trace), and nothing otherwise (their attempts are not
+/// traced either).
 pub fn produce<'a>(
-    rpc: Option<&Context>,
+    rpc: Option<&rpc::RpcTrace>,
     jobs: impl Iterator<Item = &'a mut crate::store::jobs::Model>,
 ) -> Vec<Produced> {
-    let Some(rpc) = rpc else {
+    let Some(rpc) = rpc.filter(|rpc| rpc.carried()) else {
         return Vec::new();
     };
+    if !rpc.cx.span().span_context().is_sampled() {
+        let carried = TraceContext::store(&rpc.cx);
+        for job in jobs {
+            job.trace_context = carried.clone();
+        }
+        return Vec::new();
+    }
     jobs.map(|job| {
-        let produced = Produced::start(rpc, &job.queue, &job.id);
+        let produced = Produced::start(&rpc.cx, &job.queue, &job.id);
         job.trace_context = produced.stored();
         produced
     })
@@ -208,6 +233,12 @@ pub fn produced<T, E: std::fmt::Display>(produced: Vec<Produced>, result: &Resul
     for each in produced {
         each.end(refused.as_deref());
     }
+}
+
+/// Whether a job's attempts are traced: it was submitted in a trace, or it is a
+/// schedule's run (each starts a trace of its own).
+pub fn traces_attempts(stored: Option<&str>, from_schedule: bool) -> bool {
+    enabled() && (stored.is_some() || from_schedule)
 }
 
 /// One attempt of a job: a consumer span, a child of the job's stored context and

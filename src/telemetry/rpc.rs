@@ -18,9 +18,27 @@ use crate::call_status::{self, OnStatus, Report};
 /// Calls that get no span: Kubernetes probes them every few seconds.
 const UNTRACED: &str = "/grpc.health.v1.Health/";
 
-/// The span context of the call a handler serves, when tracing is on.
-pub fn rpc_context<T>(request: &tonic::Request<T>) -> Option<&Context> {
-    request.extensions().get::<Context>()
+/// The call a handler serves, as traced.
+#[derive(Clone)]
+pub struct RpcTrace {
+    /// The call's server span.
+    pub cx: Context,
+    /// Whether the caller sent a trace context of its own: then it travels with
+    /// the call's work even when this service records none of it.
+    pub from_caller: bool,
+}
+
+impl RpcTrace {
+    /// Whether what follows from the call is worth tracing: it is recorded, or
+    /// it continues a caller's trace.
+    pub fn carried(&self) -> bool {
+        self.from_caller || self.cx.span().span_context().is_sampled()
+    }
+}
+
+/// The trace of the call a handler serves, when tracing is on.
+pub fn rpc_context<T>(request: &tonic::Request<T>) -> Option<&RpcTrace> {
+    request.extensions().get::<RpcTrace>()
 }
 
 #[derive(Clone, Default)]
@@ -57,6 +75,7 @@ where
         let path = request.uri().path();
         let cx = (enabled() && !path.starts_with(UNTRACED)).then(|| {
             let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
+            let from_caller = parent.span().span_context().is_valid();
             let name = path.trim_start_matches('/');
             let (service, method) = name.split_once('/').unwrap_or((name, ""));
             let span = tracer()
@@ -68,11 +87,15 @@ where
                     KeyValue::new("rpc.method", method.to_string()),
                 ])
                 .start_with_context(tracer(), &parent);
-            parent.with_span(span)
+            RpcTrace {
+                cx: parent.with_span(span),
+                from_caller,
+            }
         });
-        if let Some(cx) = &cx {
-            request.extensions_mut().insert(cx.clone());
+        if let Some(trace) = &cx {
+            request.extensions_mut().insert(trace.clone());
         }
+        let cx = cx.map(|trace| trace.cx);
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;

@@ -100,7 +100,7 @@ fn jobs_of(args: &Args, shape: Shape) -> usize {
 
 async fn run_jobqueue(args: &Args, shape: Shape) -> anyhow::Result<Figures> {
     let scratch = ScratchDir::create()?;
-    let mut server = start_server(args, Some(&scratch)).await?;
+    let mut server = start_server(args, Some(&scratch), None).await?;
     let outcome = async {
         let bench = Bench::new(args, &server).await?;
         let jobs = jobs_of(args, shape);
