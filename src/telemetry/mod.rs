@@ -75,8 +75,9 @@ pub fn init() -> Result<Option<Telemetry>, String> {
     if disabled || endpoint.is_none() {
         return Ok(None);
     }
-    if let Some(protocol) =
-        set("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| set("OTEL_EXPORTER_OTLP_PROTOCOL"))
+    let protocol =
+        set("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| set("OTEL_EXPORTER_OTLP_PROTOCOL"));
+    if let Some(protocol) = &protocol
         && !["grpc", "http/protobuf"].contains(&protocol.as_str())
     {
         return Err(format!(
@@ -90,7 +91,7 @@ pub fn init() -> Result<Option<Telemetry>, String> {
         .map_err(|e| {
             format!(
                 "OTEL_EXPORTER_OTLP_ENDPOINT={}: {e}",
-                endpoint.unwrap_or_default()
+                crate::store::masked_url(endpoint.as_deref().unwrap_or_default())
             )
         })?;
     let mut resource = opentelemetry_sdk::Resource::builder();
@@ -119,6 +120,11 @@ pub fn init() -> Result<Option<Telemetry>, String> {
         .build();
     let _ = TRACER.set(provider.tracer("jobqueue"));
     ENABLED.store(true, Ordering::Relaxed);
+    tracing::info!(
+        endpoint = %crate::store::masked_url(endpoint.as_deref().unwrap_or_default()),
+        protocol = protocol.as_deref().unwrap_or("http/protobuf"),
+        "exporting traces over OTLP"
+    );
     Ok(Some(Telemetry { provider }))
 }
 
