@@ -22,6 +22,9 @@ COPY --from=planner /src/recipe.json recipe.json
 COPY vendor/ vendor/
 RUN cargo chef cook --release --locked --package jobqueue --recipe-path recipe.json
 COPY . .
+# The commit the image is built from, for the metrics' build info (.git is not in the
+# build context): docker build --build-arg JOBQUEUE_BUILD=$(git rev-parse --short=12 HEAD)
+ARG JOBQUEUE_BUILD=unknown
 # build.rs runs the vendored protoc, so no system protoc is installed. The empty data
 # folder is made here because the runtime image has no shell to make it.
 RUN cargo build --release --locked --package jobqueue --bin jobqueue \

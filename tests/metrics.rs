@@ -317,6 +317,11 @@ async fn a_scraper_reads_counts_histograms_and_gauges_after_a_known_workload() {
         let build = find(samples, "jobqueue_build_info", &[]);
         assert_eq!(build.len(), 1, "{build:?}");
         assert_eq!(build[0].labels["version"], env!("CARGO_PKG_VERSION"));
+        let commit = &build[0].labels["build"];
+        assert!(
+            commit == "unknown" || commit.chars().all(|c| c.is_ascii_hexdigit()),
+            "{build:?}"
+        );
         assert!(
             ["sqlite", "postgres"].contains(&build[0].labels["database"].as_str()),
             "{build:?}"

@@ -144,6 +144,7 @@ struct StoreReason {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
+    build: &'static str,
     database: String,
     role: String,
 }
@@ -242,6 +243,7 @@ impl Metrics {
             "This build and how it runs.",
             Info::new(BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
+                build: env!("JOBQUEUE_BUILD"),
                 database: database.to_string(),
                 role: role.to_string(),
             }),
