@@ -574,3 +574,58 @@ async fn an_unsampled_caller_s_trace_still_reaches_the_target_and_records_nothin
         summary(&receiver.spans())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_gives_each_job_a_producer_span_of_its_own() {
+    let target = Target::start().await.unwrap();
+    let (receiver, receiver_addr) = Receiver::start().await;
+    let db = TestDb::new().await;
+    let env = otel_env(receiver_addr);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Process::start_with_env(&db.url, &[], &env);
+    let mut client = connect(server.addr).await;
+    let jobs = (0..3)
+        .map(|i| get(target.url(&format!("/batch/{i}"))))
+        .collect();
+    let mut request = tonic::Request::new(proto::SubmitJobsRequest { jobs });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
+    );
+    let ids: Vec<String> = client
+        .submit_jobs(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    for id in &ids {
+        wait_status(&mut client, id, JobStatus::Succeeded, SOON).await;
+    }
+    let spans = receiver
+        .wait_for("three client spans", |spans| {
+            of_kind(spans, SpanKind::Client).len() == 3
+        })
+        .await;
+    let producers = of_kind(&spans, SpanKind::Producer);
+    let mut produced: Vec<String> = producers
+        .iter()
+        .map(|s| attributes(s)["messaging.message.id"].clone())
+        .collect();
+    produced.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(produced, expected);
+    // Each job's attempt is the child of its own producer span.
+    for consumer in of_kind(&spans, SpanKind::Consumer) {
+        let job = &attributes(consumer)["messaging.message.id"];
+        let producer = producers
+            .iter()
+            .find(|p| &attributes(p)["messaging.message.id"] == job)
+            .unwrap();
+        assert_eq!(consumer.parent_span_id, producer.span_id);
+        assert_eq!(hex(&consumer.trace_id), TRACE_ID);
+    }
+}
