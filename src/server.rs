@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::contracts::ContractApi;
 use crate::api::convert::Limits;
 use crate::api::jobs::JobApi;
 use crate::api::queues::QueueApi;
@@ -16,6 +17,7 @@ use crate::api::schedules::ScheduleApi;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::health::Health;
+use crate::proto::contract_service_server::ContractServiceServer;
 use crate::proto::job_service_server::JobServiceServer;
 use crate::proto::queue_service_server::QueueServiceServer;
 use crate::proto::schedule_service_server::ScheduleServiceServer;
@@ -118,6 +120,7 @@ pub async fn run_then(
             <JobServiceServer<JobApi> as tonic::server::NamedService>::NAME,
             <QueueServiceServer<QueueApi> as tonic::server::NamedService>::NAME,
             <ScheduleServiceServer<ScheduleApi> as tonic::server::NamedService>::NAME,
+            <ContractServiceServer<ContractApi> as tonic::server::NamedService>::NAME,
         ],
         false => Vec::new(),
     };
@@ -142,6 +145,7 @@ pub async fn run_then(
     let schedules =
         ScheduleServiceServer::new(ScheduleApi::new(engine.clone(), Limits::from(&config)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let contracts = ContractServiceServer::new(ContractApi::new(engine.clone()));
     let grpc_metrics = crate::metrics::GrpcMetricsLayer::new(engine.metrics().clone());
     let jobs = JobServiceServer::new(JobApi::new(engine, Limits::from(&config)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -165,13 +169,13 @@ pub async fn run_then(
         }
     };
     // A worker serves health (for probes) and nothing a client could submit to.
-    let (jobs, queues, schedules) = match config.role.serves_api() {
-        true => (Some(jobs), Some(queues), Some(schedules)),
+    let (jobs, queues, schedules, contracts) = match config.role.serves_api() {
+        true => (Some(jobs), Some(queues), Some(schedules), Some(contracts)),
         false => {
             // Dropped now, with their engine handles, or the writer would wait on
             // them at shutdown.
-            drop((jobs, queues, schedules));
-            (None, None, None)
+            drop((jobs, queues, schedules, contracts));
+            (None, None, None, None)
         }
     };
     if let Ok(addr) = listener.local_addr() {
@@ -189,6 +193,7 @@ pub async fn run_then(
         .add_optional_service(jobs)
         .add_optional_service(queues)
         .add_optional_service(schedules)
+        .add_optional_service(contracts)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     // Draining waits for open calls; a client that never reads its stream must not
     // keep the process alive past the grace.

@@ -10,6 +10,7 @@ mod m20261123_000003_queues;
 mod m20261123_000004_schedules;
 mod m20261204_000005_compact_log;
 mod m20261205_000006_trace_context;
+mod m20261205_000007_contracts;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_schedules::Migration),
             Box::new(m20261204_000005_compact_log::Migration),
             Box::new(m20261205_000006_trace_context::Migration),
+            Box::new(m20261205_000007_contracts::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
 //! The gRPC services: each handler validates, converts, delegates and `?`s. The one
 //! mapping from the engine's errors to gRPC statuses lives here.
 
+pub mod contracts;
 pub mod convert;
 pub mod jobs;
 pub mod queues;
@@ -72,7 +73,10 @@ impl From<EngineError> for Status {
         match error {
             EngineError::NotFound(_)
             | EngineError::QueueNotFound(_)
-            | EngineError::ScheduleNotFound(_) => Status::not_found(error.to_string()),
+            | EngineError::ScheduleNotFound(_)
+            | EngineError::ContractNotFound { .. } => Status::not_found(error.to_string()),
+            EngineError::ContractInactive { .. } => Status::failed_precondition(error.to_string()),
+            EngineError::ContractMoved { .. } => Status::aborted(error.to_string()),
             EngineError::QueueExists(_) | EngineError::ScheduleExists(_) => {
                 Status::already_exists(error.to_string())
             }

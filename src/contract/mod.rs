@@ -3,3 +3,4 @@
 //! another's input ([`compat`]).
 
 pub mod compat;
+pub mod registry;

@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::http::HttpClient;
 use crate::job::Status;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError, jobs, queues, schedules};
+use crate::store::{Store, StoreError, contracts, jobs, queues, schedules};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -62,6 +62,13 @@ pub enum EngineError {
         action: &'static str,
         expected: &'static str,
     },
+    #[error("contract {name} version {version} not found")]
+    ContractNotFound { name: String, version: i32 },
+    #[error("contract {name} version {version} is already inactive")]
+    ContractInactive { name: String, version: i32 },
+    /// Another version was created between the caller's check and its create.
+    #[error("contract {name} got version {latest} meanwhile; check against it and create again")]
+    ContractMoved { name: String, latest: i32 },
     /// A change that reads well alone but not with what is stored.
     #[error("{field}: {expected}")]
     Invalid { field: String, expected: String },
@@ -196,6 +203,21 @@ pub enum ScheduleChanged {
     Deleted,
 }
 
+/// A change to the registry of contracts.
+#[derive(Debug, Clone)]
+pub enum ContractChange {
+    /// The next version of a contract, checked by the caller against `after`, the
+    /// latest version when it checked (None: the name was new then).
+    Create {
+        contract: Box<contracts::Model>,
+        after: Option<i32>,
+    },
+    Deactivate {
+        name: String,
+        version: i32,
+    },
+}
+
 /// What the writer is asked to do.
 pub(crate) enum Op {
     Submit {
@@ -209,6 +231,10 @@ pub(crate) enum Op {
     Schedule {
         change: ScheduleChange,
         reply: Reply<ScheduleChanged>,
+    },
+    Contract {
+        change: ContractChange,
+        reply: Reply<contracts::Model>,
     },
     Cancel {
         id: String,
@@ -467,6 +493,13 @@ impl Engine {
 
     pub async fn delete(&self, id: String) -> Result<(), EngineError> {
         self.ask(|reply| Op::Delete { id, reply }).await
+    }
+
+    pub async fn change_contract(
+        &self,
+        change: ContractChange,
+    ) -> Result<contracts::Model, EngineError> {
+        self.ask(|reply| Op::Contract { change, reply }).await
     }
 
     pub async fn change_queue(&self, change: QueueChange) -> Result<QueueChanged, EngineError> {

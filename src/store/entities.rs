@@ -202,3 +202,28 @@ pub mod schedules {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod contracts {
+    use sea_orm::entity::prelude::*;
+
+    /// One version of a contract: JSON Schema documents as JSON text.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "contracts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub version: i32,
+        pub description: String,
+        pub input_schema: Option<String>,
+        pub output_schema: Option<String>,
+        pub active: bool,
+        pub created_at: i64,
+        pub deactivated_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -8,6 +8,7 @@
 //! dialect of SQLite (3.35 and later) and PostgreSQL; [`sql`] adapts placeholders to
 //! the engine.
 
+mod contract_reads;
 mod depths;
 pub mod entities;
 pub mod fault;
@@ -28,7 +29,7 @@ use sea_orm::{
 };
 
 pub use depths::{QueueDepth, ScheduleCounts};
-pub use entities::{attempts, job_tags, jobs, queues, schedules};
+pub use entities::{attempts, contracts, job_tags, jobs, queues, schedules};
 pub use fault::Fault;
 pub use log::Event;
 /// The driver underneath, for tools that must talk to a database directly.

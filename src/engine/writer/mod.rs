@@ -37,10 +37,13 @@ use crate::metrics::{Metrics, Outcome, Tally, retry_reason};
 use crate::now_ms;
 use crate::store::write::tags_of;
 use crate::store::write::{self, Claim};
-use crate::store::{Event, Store, StoreError, WriteSession, jobs, log, queues, schedules};
+use crate::store::{
+    Event, Store, StoreError, WriteSession, contracts, jobs, log, queues, schedules,
+};
 
 mod claims;
 mod outcomes;
+mod registry;
 mod requests;
 mod scheduling;
 
@@ -727,6 +730,7 @@ impl Op {
             Op::Submit { reply, .. } => reply.is_closed(),
             Op::Queue { reply, .. } => reply.is_closed(),
             Op::Schedule { reply, .. } => reply.is_closed(),
+            Op::Contract { reply, .. } => reply.is_closed(),
             Op::Cancel { reply, .. } | Op::Retry { reply, .. } => reply.is_closed(),
             Op::Delete { reply, .. } => reply.is_closed(),
             Op::Complete(_) => false,
@@ -739,6 +743,7 @@ enum Answer {
     Submitted(Vec<Submitted>),
     Queue(QueueChanged),
     Schedule(ScheduleChanged),
+    Contract(Box<contracts::Model>),
     Job(Box<jobs::Model>),
     Done,
     Refused(EngineError),
@@ -759,6 +764,8 @@ impl Answer {
                 drop(reply.send(Ok(changed)))
             }
             (Op::Schedule { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
+            (Op::Contract { reply, .. }, Answer::Contract(c)) => drop(reply.send(Ok(*c))),
+            (Op::Contract { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Submit { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Cancel { reply, .. } | Op::Retry { reply, .. }, Answer::Refused(e)) => {
                 drop(reply.send(Err(e)))

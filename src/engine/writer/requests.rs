@@ -77,6 +77,12 @@ impl Writer {
                         Err(refusal) => Answer::Refused(refusal),
                     }
                 }
+                Op::Contract { change, .. } => {
+                    match self.change_contract(txn, now, change).await? {
+                        Ok(contract) => Answer::Contract(Box::new(contract)),
+                        Err(refusal) => Answer::Refused(refusal),
+                    }
+                }
                 Op::Cancel { id, .. } => match write::cancel(txn, id, now).await? {
                     Some(job) => {
                         self.definitions.forget(&job.id);

@@ -4,20 +4,22 @@
 //! overwritten.
 
 //!
-//! One module per concern: `jobs`, `claims`, `queues`, `schedules`, and `replicas`
-//! (what processes sharing PostgreSQL tell each other).
+//! One module per concern: `jobs`, `claims`, `queues`, `schedules`, `contracts`,
+//! and `replicas` (what processes sharing PostgreSQL tell each other).
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 
 use super::placeholders;
 
 mod claims;
+mod contracts;
 mod jobs;
 mod queues;
 mod replicas;
 mod schedules;
 
 pub use claims::*;
+pub use contracts::*;
 pub use jobs::*;
 pub use queues::*;
 pub use replicas::*;
