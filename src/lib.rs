@@ -4,6 +4,7 @@
 //! - [`server`]: the tonic server (jobs, health, reflection); [`server::run`] starts the
 //!   engine, serves until shutdown, then drains.
 //! - [`api`]: the gRPC services: validate, convert, delegate; the one `Error -> Status`.
+//! - [`chain`]: chains of calls and the references that carry data between them.
 //! - [`contract`]: JSON Schema contracts and whether one fits another.
 //! - [`job`]: pure domain logic: statuses, backoff, what an attempt's outcome means.
 //! - [`store`]: SeaORM entities and every query; nothing outside it writes SQL.
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod call_status;
+pub mod chain;
 pub mod config;
 pub mod contract;
 pub mod engine;

@@ -1,0 +1,5 @@
+//! Chains: several HTTP calls run as one job, each step's JSON output feeding the
+//! steps after it. [`reference`] reads and renders the references that carry data
+//! from step to step.
+
+pub mod reference;
