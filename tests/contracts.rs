@@ -60,6 +60,18 @@ impl serde::Serialize for ValueView<'_> {
     }
 }
 
+/// A version of a contract (the latest for 0), which must exist.
+async fn read(registry: &mut Contracts, name: &str, version: u32) -> proto::Contract {
+    registry
+        .get_contract(proto::GetContractRequest {
+            name: name.into(),
+            version,
+        })
+        .await
+        .expect("the contract")
+        .into_inner()
+}
+
 fn order() -> Value {
     json!({
         "type": "object",
@@ -98,24 +110,10 @@ async fn versions_are_assigned_read_back_listed_and_deactivated() {
         .unwrap()
         .into_inner();
     assert_eq!(v2.version, 2);
-    let latest = registry
-        .get_contract(proto::GetContractRequest {
-            name: "orders".into(),
-            version: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let latest = read(&mut registry, "orders", 0).await;
     assert_eq!(latest.version, 2);
     assert_eq!(json_of(&latest.input_schema), wider);
-    let first = registry
-        .get_contract(proto::GetContractRequest {
-            name: "orders".into(),
-            version: 1,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let first = read(&mut registry, "orders", 1).await;
     assert_eq!(
         json_of(&first.input_schema),
         order(),
@@ -224,14 +222,7 @@ async fn a_breaking_version_is_refused_with_each_mismatch_unless_meant() {
     );
     assert!(refused.message().contains("allow_breaking"), "{refused:?}");
     // Nothing stored.
-    let latest = registry
-        .get_contract(proto::GetContractRequest {
-            name: "orders".into(),
-            version: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let latest = read(&mut registry, "orders", 0).await;
     assert_eq!(latest.version, 1);
     // Meant: created.
     let mut meant = contract("orders", Some(stricter), Some(looser));
@@ -289,14 +280,7 @@ async fn references_stay_inside_the_registry_and_name_active_versions() {
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     assert!(refused.message().contains("deactivated"), "{refused:?}");
     // What already refers to it keeps working.
-    let kept = registry
-        .get_contract(proto::GetContractRequest {
-            name: "users".into(),
-            version: 1,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let kept = read(&mut registry, "users", 1).await;
     assert!(kept.active);
     server.stop().await;
 }

@@ -166,14 +166,38 @@ fn otel_env(receiver: std::net::SocketAddr) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The service as a process over `db`, exporting its traces to `receiver`.
+fn traced(
+    db: &TestDb,
+    receiver: std::net::SocketAddr,
+    args: &[&str],
+    more: &[(&str, &str)],
+) -> Process {
+    let mut env: Vec<(&str, String)> = otel_env(receiver);
+    env.extend(more.iter().map(|(k, v)| (*k, v.to_string())));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Process::start_with_env(&db.url, args, &env)
+}
+
+/// `message` as a caller in the trace `TRACE_ID` sends it, from its span
+/// `CALLER_SPAN`, with these trace flags (`01`: sampled).
+fn from_caller<T>(message: T, flags: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{CALLER_SPAN}-{flags}")
+            .parse()
+            .unwrap(),
+    );
+    request
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_s_trace_runs_from_the_caller_through_each_attempt_to_the_target() {
     let target = Target::start().await.unwrap();
     let (receiver, receiver_addr) = Receiver::start().await;
     let db = TestDb::new().await;
-    let env = otel_env(receiver_addr);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Process::start_with_env(&db.url, &[], &env);
+    let server = traced(&db, receiver_addr, &[], &[]);
     let mut client = connect(server.addr).await;
 
     // Fails once (503), then succeeds: two attempts, each its own consumer span.
@@ -185,11 +209,7 @@ async fn a_job_s_trace_runs_from_the_caller_through_each_attempt_to_the_target()
         .unwrap()
         .headers
         .insert("authorization".into(), SECRET.into());
-    let mut request = tonic::Request::new(proto::SubmitJobRequest { job: Some(spec) });
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
-    );
+    let mut request = from_caller(proto::SubmitJobRequest { job: Some(spec) }, "01");
     request
         .metadata_mut()
         .insert("tracestate", "vendor=kept".parse().unwrap());
@@ -307,21 +327,18 @@ async fn a_schedule_s_run_starts_its_own_trace_linked_to_the_schedule_s_creation
     let target = Target::start().await.unwrap();
     let (receiver, receiver_addr) = Receiver::start().await;
     let db = TestDb::new().await;
-    let env = otel_env(receiver_addr);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Process::start_with_env(&db.url, &[], &env);
+    let server = traced(&db, receiver_addr, &[], &[]);
     let mut schedules = schedules(server.addr).await;
-    let mut request = tonic::Request::new(proto::CreateScheduleRequest {
-        schedule_id: "traced".into(),
-        schedule: Some(proto::Schedule {
-            timetable: Some(Timetable::Once(timestamp(jobqueue::now_ms() + 300))),
-            job: Some(get(target.url("/run"))),
-            ..Default::default()
-        }),
-    });
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
+    let request = from_caller(
+        proto::CreateScheduleRequest {
+            schedule_id: "traced".into(),
+            schedule: Some(proto::Schedule {
+                timetable: Some(Timetable::Once(timestamp(jobqueue::now_ms() + 300))),
+                job: Some(get(target.url("/run"))),
+                ..Default::default()
+            }),
+        },
+        "01",
     );
     schedules.create_schedule(request).await.unwrap();
     let spans = receiver
@@ -352,12 +369,11 @@ async fn with_no_endpoint_set_nothing_is_traced_or_sent() {
     let db = TestDb::new().await;
     let server = Process::start_with_env(&db.url, &[], &[]);
     let mut client = connect(server.addr).await;
-    let mut request = tonic::Request::new(proto::SubmitJobRequest {
-        job: Some(get(target.url("/plain"))),
-    });
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
+    let request = from_caller(
+        proto::SubmitJobRequest {
+            job: Some(get(target.url("/plain"))),
+        },
+        "01",
     );
     let id = client.submit_job(request).await.unwrap().into_inner().id;
     wait_status(&mut client, &id, JobStatus::Succeeded, SOON).await;
@@ -371,17 +387,11 @@ async fn the_log_line_of_a_job_that_failed_for_good_carries_its_trace() {
     let target = Target::start().await.unwrap();
     let (_receiver, receiver_addr) = Receiver::start().await;
     let db = TestDb::new().await;
-    let env = otel_env(receiver_addr);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Process::start_with_env(&db.url, &["--log-format", "json"], &env);
+    let server = traced(&db, receiver_addr, &["--log-format", "json"], &[]);
     let mut client = connect(server.addr).await;
     let mut spec = get(target.url("/gone?status=404"));
     spec.max_attempts = Some(1);
-    let mut request = tonic::Request::new(proto::SubmitJobRequest { job: Some(spec) });
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
-    );
+    let request = from_caller(proto::SubmitJobRequest { job: Some(spec) }, "01");
     let id = client.submit_job(request).await.unwrap().into_inner().id;
     wait_status(&mut client, &id, JobStatus::Failed, SOON).await;
     let deadline = Instant::now() + SOON;
@@ -505,21 +515,15 @@ async fn a_job_accepted_by_one_process_and_run_by_another_stays_in_its_trace() {
     let target = Target::start().await.unwrap();
     let (receiver, receiver_addr) = Receiver::start().await;
     let db = TestDb::new().await;
-    let env = otel_env(receiver_addr);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut first = Process::start_with_env(&db.url, &[], &env);
+    let mut first = traced(&db, receiver_addr, &[], &[]);
     let mut client = connect(first.addr).await;
     // Due in a second and a half: the first process is killed before it is.
     let mut spec = get(target.url("/later"));
     spec.scheduled_at = Some(timestamp(jobqueue::now_ms() + 1_500));
-    let mut request = tonic::Request::new(proto::SubmitJobRequest { job: Some(spec) });
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
-    );
+    let request = from_caller(proto::SubmitJobRequest { job: Some(spec) }, "01");
     let id = client.submit_job(request).await.unwrap().into_inner().id;
     first.kill9();
-    let second = Process::start_with_env(&db.url, &[], &env);
+    let second = traced(&db, receiver_addr, &[], &[]);
     let mut client = connect(second.addr).await;
     wait_status(&mut client, &id, JobStatus::Succeeded, SOON).await;
     let spans = receiver
@@ -545,18 +549,19 @@ async fn an_unsampled_caller_s_trace_still_reaches_the_target_and_records_nothin
     let target = Target::start().await.unwrap();
     let (receiver, receiver_addr) = Receiver::start().await;
     let db = TestDb::new().await;
-    let mut env = otel_env(receiver_addr);
-    env.push(("OTEL_TRACES_SAMPLER", "parentbased_always_off".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Process::start_with_env(&db.url, &[], &env);
+    let server = traced(
+        &db,
+        receiver_addr,
+        &[],
+        &[("OTEL_TRACES_SAMPLER", "parentbased_always_off")],
+    );
     let mut client = connect(server.addr).await;
     // The caller's trace, not sampled (flags 00): it travels, nothing is recorded.
-    let mut request = tonic::Request::new(proto::SubmitJobRequest {
-        job: Some(get(target.url("/unsampled"))),
-    });
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{TRACE_ID}-{CALLER_SPAN}-00").parse().unwrap(),
+    let request = from_caller(
+        proto::SubmitJobRequest {
+            job: Some(get(target.url("/unsampled"))),
+        },
+        "00",
     );
     let carried = client.submit_job(request).await.unwrap().into_inner().id;
     // No caller context and a trace nobody samples: no traceparent at all.
@@ -580,18 +585,12 @@ async fn a_batch_gives_each_job_a_producer_span_of_its_own() {
     let target = Target::start().await.unwrap();
     let (receiver, receiver_addr) = Receiver::start().await;
     let db = TestDb::new().await;
-    let env = otel_env(receiver_addr);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Process::start_with_env(&db.url, &[], &env);
+    let server = traced(&db, receiver_addr, &[], &[]);
     let mut client = connect(server.addr).await;
     let jobs = (0..3)
         .map(|i| get(target.url(&format!("/batch/{i}"))))
         .collect();
-    let mut request = tonic::Request::new(proto::SubmitJobsRequest { jobs });
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
-    );
+    let request = from_caller(proto::SubmitJobsRequest { jobs }, "01");
     let ids: Vec<String> = client
         .submit_jobs(request)
         .await

@@ -19,7 +19,9 @@ fn number(value: Option<&Value>) -> Option<f64> {
     value?.as_f64()
 }
 
-fn lower(side: &Side, inclusive: &str, exclusive: &str) -> Option<Bound> {
+/// A schema's tightest bound on one side, from its inclusive and its exclusive
+/// keyword (`low`: the lower bound, else the upper).
+fn bound_of(side: &Side, inclusive: &str, exclusive: &str, low: bool) -> Option<Bound> {
     let a = number(side.keyword(inclusive)).map(|at| Bound {
         at,
         exclusive: false,
@@ -29,24 +31,21 @@ fn lower(side: &Side, inclusive: &str, exclusive: &str) -> Option<Bound> {
         exclusive: true,
     });
     match (a, b) {
-        (Some(a), Some(b)) => Some(if b.at >= a.at { b } else { a }),
+        (Some(a), Some(b)) => {
+            // The exclusive one wins a tie: it is the tighter.
+            let exclusive_tighter = if low { b.at >= a.at } else { b.at <= a.at };
+            Some(if exclusive_tighter { b } else { a })
+        }
         (a, b) => a.or(b),
     }
 }
 
+fn lower(side: &Side, inclusive: &str, exclusive: &str) -> Option<Bound> {
+    bound_of(side, inclusive, exclusive, true)
+}
+
 fn upper(side: &Side, inclusive: &str, exclusive: &str) -> Option<Bound> {
-    let a = number(side.keyword(inclusive)).map(|at| Bound {
-        at,
-        exclusive: false,
-    });
-    let b = number(side.keyword(exclusive)).map(|at| Bound {
-        at,
-        exclusive: true,
-    });
-    match (a, b) {
-        (Some(a), Some(b)) => Some(if b.at <= a.at { b } else { a }),
-        (a, b) => a.or(b),
-    }
+    bound_of(side, inclusive, exclusive, false)
 }
 
 impl Walk<'_> {
