@@ -1,5 +1,6 @@
 //! Chains: several HTTP calls run as one job, each step's JSON output feeding the
 //! steps after it. [`reference`] reads and renders the references that carry data
-//! from step to step.
+//! from step to step; [`wiring`] decides before anything runs whether each one fits.
 
 pub mod reference;
+pub mod wiring;
