@@ -2,5 +2,6 @@
 //! steps after it. [`reference`] reads and renders the references that carry data
 //! from step to step; [`wiring`] decides before anything runs whether each one fits.
 
+pub mod graph;
 pub mod reference;
 pub mod wiring;
