@@ -4,3 +4,4 @@
 
 pub mod compat;
 pub mod registry;
+pub mod validate;
