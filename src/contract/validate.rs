@@ -29,7 +29,14 @@ pub type Key = (String, i32, Part);
 /// The compiled schemas of contracts in use.
 #[derive(Default)]
 pub struct Compiled {
-    kept: Mutex<(u64, HashMap<Key, (u64, Arc<jsonschema::Validator>)>)>,
+    kept: Mutex<Kept>,
+}
+
+/// Each compiled schema with the tick it was last used at.
+#[derive(Default)]
+struct Kept {
+    clock: u64,
+    by_key: HashMap<Key, (u64, Arc<jsonschema::Validator>)>,
 }
 
 impl Compiled {
@@ -43,30 +50,34 @@ impl Compiled {
     ) -> Result<Arc<jsonschema::Validator>, Problem> {
         {
             let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-            let (clock, map) = &mut *kept;
+            let Kept { clock, by_key } = &mut *kept;
             *clock += 1;
-            if let Some((used, validator)) = map.get_mut(key) {
+            if let Some((used, validator)) = by_key.get_mut(key) {
                 *used = *clock;
                 return Ok(validator.clone());
             }
         }
         let validator = Arc::new(registry::compile(schema, documents)?);
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let (clock, map) = &mut *kept;
-        if map.len() >= KEPT {
+        let Kept { clock, by_key } = &mut *kept;
+        if by_key.len() >= KEPT {
             // The least recently used half goes.
-            let mut uses: Vec<u64> = map.values().map(|(used, _)| *used).collect();
+            let mut uses: Vec<u64> = by_key.values().map(|(used, _)| *used).collect();
             uses.sort_unstable();
             let cut = uses[uses.len() / 2];
-            map.retain(|_, (used, _)| *used > cut);
+            by_key.retain(|_, (used, _)| *used > cut);
         }
-        map.insert(key.clone(), (*clock, validator.clone()));
+        by_key.insert(key.clone(), (*clock, validator.clone()));
         Ok(validator)
     }
 
     /// How many compiled schemas are kept.
     pub fn len(&self) -> usize {
-        self.kept.lock().unwrap_or_else(|p| p.into_inner()).1.len()
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_key
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
