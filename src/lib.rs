@@ -12,6 +12,7 @@
 //!   executor that makes one HTTP call.
 //! - [`health`]: readiness and liveness, as probes read them.
 //! - [`http`]: the shared outbound client and response capture.
+//! - [`outbound`]: which destinations calls may reach.
 //! - [`metrics`]: this process's metrics, served for Prometheus.
 //! - [`telemetry`]: traces, exported over OTLP when the environment asks for it.
 //! - [`call_status`]: the gRPC status a call ended with, for the layers that observe
@@ -27,6 +28,7 @@ pub mod health;
 pub mod http;
 pub mod job;
 pub mod metrics;
+pub mod outbound;
 pub mod server;
 pub mod store;
 pub mod telemetry;
