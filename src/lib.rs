@@ -15,11 +15,9 @@
 //! - [`outbound`]: which destinations calls may reach.
 //! - [`metrics`]: this process's metrics, served for Prometheus.
 //! - [`telemetry`]: traces, exported over OTLP when the environment asks for it.
-//! - [`call_status`]: the gRPC status a call ended with, for the layers that observe
-//!   calls.
+//! - [`observe`]: every gRPC call counted, timed and traced by one layer.
 
 pub mod api;
-pub mod call_status;
 pub mod chain;
 pub mod config;
 pub mod contract;
@@ -28,6 +26,7 @@ pub mod health;
 pub mod http;
 pub mod job;
 pub mod metrics;
+pub mod observe;
 pub mod outbound;
 pub mod server;
 pub mod store;

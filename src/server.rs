@@ -146,7 +146,7 @@ pub async fn run_then(
         ScheduleServiceServer::new(ScheduleApi::new(engine.clone(), Limits::from(&config)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let contracts = ContractServiceServer::new(ContractApi::new(engine.clone()));
-    let grpc_metrics = crate::metrics::GrpcMetricsLayer::new(engine.metrics().clone());
+    let observe = crate::observe::ObserveLayer::new(engine.metrics().clone());
     let jobs = JobServiceServer::new(JobApi::new(engine, Limits::from(&config)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -185,8 +185,7 @@ pub async fn run_then(
         .tcp_nodelay(true)
         // Pings keep idle watch streams open through proxies and find dead peers.
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        .layer(grpc_metrics)
-        .layer(crate::telemetry::rpc::RpcSpanLayer)
+        .layer(observe)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -1,11 +1,9 @@
-//! gRPC server metrics, as a tower layer in front of every service: calls handled
+//! gRPC server metrics, recorded by `crate::observe` for every call: calls handled
 //! by service, method and status code, and how long they took (a stream's time
 //! runs to its end). The names and labels are those of the usual gRPC server
 //! dashboards: `grpc_server_handled_total{grpc_service, grpc_method, grpc_code}`
 //! and `grpc_server_handling_seconds`.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -13,9 +11,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-
-use super::Metrics;
-use crate::call_status::{self, OnStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -64,7 +59,7 @@ impl GrpcFamilies {
         );
     }
 
-    fn record(&self, path: &str, code: i32, started: Instant) {
+    pub(crate) fn record(&self, path: &str, code: i32, started: Instant) {
         let code = code_name(code);
         // An unknown path is answered UNIMPLEMENTED: it gets no series of its own,
         // so a client cannot grow the label sets without bound.
@@ -115,60 +110,4 @@ fn code_name(code: i32) -> &'static str {
         .and_then(|i| NAMES.get(i))
         .copied()
         .unwrap_or("UNKNOWN")
-}
-
-/// Counts every call that passes through it.
-#[derive(Clone)]
-pub struct GrpcMetricsLayer {
-    metrics: Metrics,
-}
-
-impl GrpcMetricsLayer {
-    pub fn new(metrics: Metrics) -> GrpcMetricsLayer {
-        GrpcMetricsLayer { metrics }
-    }
-}
-
-impl<S> tower::Layer<S> for GrpcMetricsLayer {
-    type Service = GrpcMetricsService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetricsService {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct GrpcMetricsService<S> {
-    inner: S,
-    metrics: Metrics,
-}
-
-impl<S, B, RB> tower::Service<http::Request<B>> for GrpcMetricsService<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
-    RB: http_body::Body,
-{
-    type Response = http::Response<OnStatus<RB>>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let started = Instant::now();
-        let path = request.uri().path().to_string();
-        let metrics = self.metrics.clone();
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await?;
-            let report = move |code| metrics.grpc().record(&path, code, started);
-            Ok(call_status::watch(response, Box::new(report)))
-        })
-    }
 }

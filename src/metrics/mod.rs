@@ -25,7 +25,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-pub use grpc::GrpcMetricsLayer;
 pub use serve::serve;
 
 use crate::store::{Fault, QueueDepth, ScheduleCounts};
