@@ -118,13 +118,27 @@ fn contract_proto(c: contracts::Model) -> proto::Contract {
     }
 }
 
-/// The findings of a compatibility check as field violations of `field`.
-fn breaks(field: &str, fit: &compat::Fit, older: &str, newer: &str, details: &mut ErrorDetails) {
+/// Which schema a compatibility check compared.
+#[derive(Clone, Copy)]
+enum Compared {
+    /// The older input is the producer of what the newer must take.
+    Input,
+    /// The newer output is the producer of what the older promised.
+    Output,
+}
+
+/// The findings of a compatibility check as field violations.
+fn breaks(
+    compared: Compared,
+    fit: &compat::Fit,
+    older: &str,
+    newer: &str,
+    details: &mut ErrorDetails,
+) {
     for f in &fit.findings {
-        let (at_old, at_new) = match field {
-            // Input: the older schema is the producer of what the newer must take.
-            "contract.input_schema" => (&f.producer, &f.consumer),
-            _ => (&f.consumer, &f.producer),
+        let (field, at_old, at_new) = match compared {
+            Compared::Input => ("contract.input_schema", &f.producer, &f.consumer),
+            Compared::Output => ("contract.output_schema", &f.consumer, &f.producer),
         };
         details.add_bad_request_violation(
             format!(
@@ -237,20 +251,8 @@ impl ContractService for ContractApi {
                 let older = format!("version {}", latest.version);
                 let newer = "the new version";
                 let mut details = ErrorDetails::new();
-                breaks(
-                    "contract.input_schema",
-                    &inputs,
-                    &older,
-                    newer,
-                    &mut details,
-                );
-                breaks(
-                    "contract.output_schema",
-                    &outputs,
-                    &older,
-                    newer,
-                    &mut details,
-                );
+                breaks(Compared::Input, &inputs, &older, newer, &mut details);
+                breaks(Compared::Output, &outputs, &older, newer, &mut details);
                 let count = inputs.findings.len() + outputs.findings.len();
                 return Err(Status::with_error_details(
                     Code::FailedPrecondition,

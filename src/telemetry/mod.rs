@@ -149,6 +149,13 @@ impl TraceContext {
         )
     }
 
+    /// The trace and span ids of a stored context, as hex, for a log line.
+    pub fn ids(stored: &str) -> Option<(&str, &str)> {
+        let mut parts = stored.lines().next()?.split('-');
+        let (_version, trace, span) = (parts.next()?, parts.next()?, parts.next()?);
+        Some((trace, span))
+    }
+
     /// The span context stored in `stored`, as a remote parent; None when it does
     /// not read.
     pub fn restore(stored: &str) -> Option<SpanContext> {

@@ -40,6 +40,7 @@ use crate::store::write::{self, Claim};
 use crate::store::{
     Event, Store, StoreError, WriteSession, contracts, jobs, log, queues, schedules,
 };
+use crate::telemetry::TraceContext;
 
 mod claims;
 mod outcomes;
@@ -57,7 +58,11 @@ fn log_notable(changes: &[Event], traces: &mut HashMap<String, String>) {
     for c in changes {
         let rescued = c.error_class.as_deref() == Some("interrupted");
         match c.status {
-            Status::Failed => match traces.remove(&c.job_id).as_deref().and_then(trace_ids) {
+            Status::Failed => match traces
+                .remove(&c.job_id)
+                .as_deref()
+                .and_then(TraceContext::ids)
+            {
                 Some((trace_id, span_id)) => tracing::info!(
                     job = %c.job_id, queue = %c.queue, attempts = c.attempt,
                     status_code = ?c.status_code, error_class = ?c.error_class,
@@ -77,13 +82,6 @@ fn log_notable(changes: &[Event], traces: &mut HashMap<String, String>) {
             _ => {}
         }
     }
-}
-
-/// The trace and span ids of a stored trace context (`00-TRACE-SPAN-FLAGS`).
-fn trace_ids(stored: &str) -> Option<(&str, &str)> {
-    let mut parts = stored.lines().next()?.split('-');
-    let (_version, trace, span) = (parts.next()?, parts.next()?, parts.next()?);
-    Some((trace, span))
 }
 
 /// Most traces of failed jobs kept for their log line; past it they are dropped
