@@ -29,6 +29,8 @@ const SECRET: &str = "s3cret-header-value";
 #[derive(Clone, Default)]
 struct Receiver {
     spans: Arc<Mutex<Vec<(String, Span)>>>,
+    /// Each export's `x-tenant` metadata and its resource's attributes.
+    exports: Arc<Mutex<Vec<(Option<String>, HashMap<String, String>)>>>,
 }
 
 #[tonic::async_trait]
@@ -37,8 +39,23 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let tenant = request
+            .metadata()
+            .get("x-tenant")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut kept = self.spans.lock().unwrap();
         for resource in request.into_inner().resource_spans {
+            let attributes = resource
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .filter_map(|a| Some((a.key.clone(), text(a.value.as_ref()?.value.as_ref()?)?)))
+                .collect();
+            self.exports
+                .lock()
+                .unwrap()
+                .push((tenant.clone(), attributes));
             let service = resource
                 .resource
                 .iter()
@@ -626,5 +643,44 @@ async fn a_batch_gives_each_job_a_producer_span_of_its_own() {
             .unwrap();
         assert_eq!(consumer.parent_span_id, producer.span_id);
         assert_eq!(hex(&consumer.trace_id), TRACE_ID);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standard_variables_name_the_service_its_resource_and_the_export_headers() {
+    let target = Target::start().await.unwrap();
+    let (receiver, receiver_addr) = Receiver::start().await;
+    let db = TestDb::new().await;
+    let server = traced(
+        &db,
+        receiver_addr,
+        &[],
+        &[
+            ("OTEL_SERVICE_NAME", "billing-queue"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=acme"),
+        ],
+    );
+    let mut client = connect(server.addr).await;
+    let request = from_caller(
+        proto::SubmitJobRequest {
+            job: Some(get(target.url("/named"))),
+        },
+        "01",
+    );
+    let id = client.submit_job(request).await.unwrap().into_inner().id;
+    wait_status(&mut client, &id, JobStatus::Succeeded, SOON).await;
+    receiver
+        .wait_for("the client span", |spans| {
+            !of_kind(spans, SpanKind::Client).is_empty()
+        })
+        .await;
+    assert!(receiver.services().iter().all(|s| s == "billing-queue"));
+    let exports = receiver.exports.lock().unwrap().clone();
+    assert!(!exports.is_empty());
+    for (tenant, attributes) in exports {
+        assert_eq!(tenant.as_deref(), Some("acme"));
+        assert_eq!(attributes["deployment.environment"], "test");
+        assert_eq!(attributes["service.version"], env!("CARGO_PKG_VERSION"));
     }
 }
