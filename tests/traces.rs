@@ -29,9 +29,11 @@ const SECRET: &str = "s3cret-header-value";
 #[derive(Clone, Default)]
 struct Receiver {
     spans: Arc<Mutex<Vec<(String, Span)>>>,
-    /// Each export's `x-tenant` metadata and its resource's attributes.
-    exports: Arc<Mutex<Vec<(Option<String>, HashMap<String, String>)>>>,
+    exports: Arc<Mutex<Vec<Export>>>,
 }
+
+/// One export's `x-tenant` metadata and its resource's attributes.
+type Export = (Option<String>, HashMap<String, String>);
 
 #[tonic::async_trait]
 impl TraceService for Receiver {
