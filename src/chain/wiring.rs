@@ -31,6 +31,11 @@ pub trait Promises {
 /// for a fixed index, at least that many items). Otherwise the finding that says
 /// where the guarantee stops.
 pub fn promised_at(schema: &Value, path: &[Segment]) -> Result<Value, Finding> {
+    promised_with_pointer(schema, path).map(|(schema, _)| schema)
+}
+
+/// [`promised_at`], with the JSON pointer of the schema found.
+fn promised_with_pointer(schema: &Value, path: &[Segment]) -> Result<(Value, String), Finding> {
     let mut at = schema;
     let mut pointer = String::new();
     for segment in path {
@@ -100,40 +105,69 @@ pub fn promised_at(schema: &Value, path: &[Segment]) -> Result<Value, Finding> {
             }
         }
     }
-    Ok(at.clone())
+    Ok((at.clone(), pointer))
 }
 
 /// What a place inside a consumer's input schema takes: the schema at a JSON
 /// pointer of the input (`/customer/id`), following `properties` and `items`;
 /// anything (`true`) where the schema says nothing.
 pub fn expected_at(schema: &Value, place: &[String]) -> Value {
+    expected_with_pointer(schema, place).0
+}
+
+/// [`expected_at`], with the JSON pointer of the schema found.
+fn expected_with_pointer(schema: &Value, place: &[String]) -> (Value, String) {
     let mut at = schema;
+    let mut pointer = String::new();
     for part in place {
-        let next = match part.parse::<usize>() {
-            Ok(_) => at.get("items").filter(|i| !i.is_array()),
-            Err(_) => at.get("properties").and_then(|p| p.get(part)),
+        let (next, step) = match part.parse::<usize>() {
+            Ok(_) => (
+                at.get("items").filter(|i| !i.is_array()),
+                "/items".to_string(),
+            ),
+            Err(_) => (
+                at.get("properties").and_then(|p| p.get(part)),
+                format!("/properties/{}", part.replace('~', "~0").replace('/', "~1")),
+            ),
         };
         match next {
-            Some(next) => at = next,
+            Some(next) => {
+                at = next;
+                pointer.push_str(&step);
+            }
             None => {
                 // Undeclared: what additionalProperties says, else anything.
                 return match at.get("additionalProperties") {
-                    Some(more) if !part.chars().all(|c| c.is_ascii_digit()) => more.clone(),
-                    _ => Value::Bool(true),
+                    Some(more) if !part.chars().all(|c| c.is_ascii_digit()) => {
+                        (more.clone(), format!("{pointer}/additionalProperties"))
+                    }
+                    _ => (Value::Bool(true), pointer),
                 };
             }
         }
     }
-    at.clone()
+    (at.clone(), pointer)
 }
 
-/// The schema of what a reference reads.
-fn produced(reference: &Reference, promises: &dyn Promises) -> Result<Value, Finding> {
+/// `base` followed by `inner` (a pointer relative to the schema at `base`).
+fn joined(base: &str, inner: &str) -> String {
+    match (base, inner) {
+        ("", "" | "/") => "/".into(),
+        (base, "" | "/") => base.into(),
+        (base, inner) => format!("{base}{inner}"),
+    }
+}
+
+/// The schema of what a reference reads, and its pointer in the producer's.
+fn produced(reference: &Reference, promises: &dyn Promises) -> Result<(Value, String), Finding> {
     match &reference.source {
-        Source::Status(_) => Ok(json!({"type": "integer", "minimum": 100, "maximum": 599})),
-        Source::Header(..) => Ok(json!({"type": "string"})),
+        Source::Status(_) => Ok((
+            json!({"type": "integer", "minimum": 100, "maximum": 599}),
+            String::new(),
+        )),
+        Source::Header(..) => Ok((json!({"type": "string"}), String::new())),
         source => match promises.schema_of(source) {
-            Some(schema) => promised_at(&schema, &reference.path),
+            Some(schema) => promised_with_pointer(&schema, &reference.path),
             None => Err(Finding {
                 verdict: Verdict::CannotTell,
                 producer: "/".into(),
@@ -186,24 +220,29 @@ fn walk(
                 let Piece::Ref(reference) = part else {
                     continue;
                 };
-                let wanted = if whole {
-                    expected_at(contract, place)
+                let (wanted, consumer_base) = if whole {
+                    expected_with_pointer(contract, place)
                 } else {
-                    json!({"type": ["string", "number", "boolean"]})
+                    (
+                        json!({"type": ["string", "number", "boolean"]}),
+                        String::new(),
+                    )
                 };
-                let fit = match produced(&reference, promises) {
-                    Ok(schema) => fits(&schema, &wanted, registry).findings,
-                    Err(finding) => vec![finding],
+                let findings: Vec<Finding> = match produced(&reference, promises) {
+                    Ok((schema, producer_base)) => fits(&schema, &wanted, registry)
+                        .findings
+                        .into_iter()
+                        .map(|mut f| {
+                            f.producer = joined(&producer_base, &f.producer);
+                            f.consumer = joined(&consumer_base, &f.consumer);
+                            f
+                        })
+                        .collect(),
+                    Err(mut finding) => {
+                        finding.consumer = joined(&consumer_base, "");
+                        vec![finding]
+                    }
                 };
-                let findings: Vec<Finding> = fit
-                    .into_iter()
-                    .map(|mut f| {
-                        if f.consumer.is_empty() {
-                            f.consumer = at.clone();
-                        }
-                        f
-                    })
-                    .collect();
                 let verdict = findings
                     .iter()
                     .map(|f| f.verdict)
