@@ -8,6 +8,8 @@
 //! | `delay_ms=N`     | wait N ms before answering                                     |
 //! | `body_size=N`    | a body of N bytes of `x` (default: a small JSON document)      |
 //! | `body=text|bytes`| a text body, or bytes that are not UTF-8                       |
+//! | `json=DOC`       | this JSON document (percent-encoded) as the body               |
+//! | `echo=1`         | the request's own body back, as JSON                           |
 //! | `retry_after=S`  | add `Retry-After: S`                                           |
 //! | `slow_body=1`    | send the headers, then one body byte every 100 ms, forever     |
 //! | `mode=reset`     | read the request, then reset the connection                    |
@@ -197,6 +199,11 @@ async fn serve(
             at_system: SystemTime::now(),
         };
         let path = received.path().to_string();
+        let own_body = if target.contains("echo=") {
+            received.body.clone()
+        } else {
+            Vec::new()
+        };
         let seen = {
             let mut per_path = state.per_path.lock().unwrap();
             let n = per_path.entry(path.clone()).or_insert(0);
@@ -247,7 +254,11 @@ async fn serve(
         } else {
             number("status").unwrap_or(200)
         };
+        let given = param("json").map(percent_decoded);
+        let echoed = param("echo").is_some();
         let (content_type, body): (&str, Vec<u8>) = match (number("body_size"), param("body")) {
+            _ if echoed => ("application/json", own_body),
+            _ if given.is_some() => ("application/json", given.unwrap_or_default()),
             (Some(n), _) => ("text/plain", vec![b'x'; n as usize]),
             (None, Some("text")) => ("text/plain; charset=utf-8", b"plain words".to_vec()),
             (None, Some("bytes")) => ("application/octet-stream", vec![0xff, 0xfe, 0x00, 0x80]),
@@ -282,6 +293,42 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// `%XX` escapes (and `+` for a space) decoded.
+fn percent_decoded(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => out.push(b),
+                    Err(_) => out.extend_from_slice(&bytes[i..i + 3]),
+                }
+                i += 3;
+                continue;
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// `text` with every byte but the unreserved ones as `%XX`, for a `json=` value.
+pub fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn parse_query(target: &str) -> HashMap<String, String> {
