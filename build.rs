@@ -46,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         "proto/jobqueue/v1/queues.proto",
         "proto/jobqueue/v1/schedules.proto",
         "proto/jobqueue/v1/contracts.proto",
+        "proto/jobqueue/v1/chains.proto",
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -95,6 +95,14 @@ pub struct Config {
           value_parser = parse_count("JOBQUEUE_RESULT_MAX_BYTES", 0, 64 << 20))]
     pub result_max_bytes: usize,
 
+    /// Largest response body a chain step may pass on to the steps after it, in
+    /// bytes. A step whose response is larger (or was cut at the result size)
+    /// fails with the error class `output_too_large`, so one chain cannot fill
+    /// the database.
+    #[arg(long, env = "JOBQUEUE_STEP_OUTPUT_MAX_BYTES", default_value = "262144",
+          value_parser = parse_count("JOBQUEUE_STEP_OUTPUT_MAX_BYTES", 1, 64 << 20))]
+    pub step_output_max_bytes: usize,
+
     /// Largest request body a job may carry.
     #[arg(long, env = "JOBQUEUE_MAX_BODY_BYTES", default_value = "1048576",
           value_parser = parse_count("JOBQUEUE_MAX_BODY_BYTES", 0, 16 << 20))]

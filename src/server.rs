@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::chains::ChainApi;
 use crate::api::contracts::ContractApi;
 use crate::api::convert::Limits;
 use crate::api::jobs::JobApi;
@@ -17,6 +18,7 @@ use crate::api::schedules::ScheduleApi;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::health::Health;
+use crate::proto::chain_service_server::ChainServiceServer;
 use crate::proto::contract_service_server::ContractServiceServer;
 use crate::proto::job_service_server::JobServiceServer;
 use crate::proto::queue_service_server::QueueServiceServer;
@@ -121,6 +123,7 @@ pub async fn run_then(
             <QueueServiceServer<QueueApi> as tonic::server::NamedService>::NAME,
             <ScheduleServiceServer<ScheduleApi> as tonic::server::NamedService>::NAME,
             <ContractServiceServer<ContractApi> as tonic::server::NamedService>::NAME,
+            <ChainServiceServer<ChainApi> as tonic::server::NamedService>::NAME,
         ],
         false => Vec::new(),
     };
@@ -146,6 +149,9 @@ pub async fn run_then(
         ScheduleServiceServer::new(ScheduleApi::new(engine.clone(), Limits::from(&config)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let contracts = ContractServiceServer::new(ContractApi::new(engine.clone()));
+    let chains = ChainServiceServer::new(ChainApi::new(engine.clone(), Limits::from(&config)))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let observe = crate::observe::ObserveLayer::new(engine.metrics().clone());
     let jobs = JobServiceServer::new(JobApi::new(engine, Limits::from(&config)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -169,13 +175,19 @@ pub async fn run_then(
         }
     };
     // A worker serves health (for probes) and nothing a client could submit to.
-    let (jobs, queues, schedules, contracts) = match config.role.serves_api() {
-        true => (Some(jobs), Some(queues), Some(schedules), Some(contracts)),
+    let (jobs, queues, schedules, contracts, chains) = match config.role.serves_api() {
+        true => (
+            Some(jobs),
+            Some(queues),
+            Some(schedules),
+            Some(contracts),
+            Some(chains),
+        ),
         false => {
             // Dropped now, with their engine handles, or the writer would wait on
             // them at shutdown.
-            drop((jobs, queues, schedules, contracts));
-            (None, None, None, None)
+            drop((jobs, queues, schedules, contracts, chains));
+            (None, None, None, None, None)
         }
     };
     if let Ok(addr) = listener.local_addr() {
@@ -193,6 +205,7 @@ pub async fn run_then(
         .add_optional_service(queues)
         .add_optional_service(schedules)
         .add_optional_service(contracts)
+        .add_optional_service(chains)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     // Draining waits for open calls; a client that never reads its stream must not
     // keep the process alive past the grace.

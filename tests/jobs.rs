@@ -62,7 +62,11 @@ async fn a_submitted_call_reaches_the_target_and_its_response_is_kept() {
     assert_eq!(request.header("x-team"), Some("blue"));
     assert_eq!(request.header("content-type"), Some("application/json"));
     assert_eq!(request.header("idempotency-key"), Some("order-42"));
-    assert_eq!(String::from_utf8_lossy(&request.body), r#"{"n":7.0}"#);
+    assert_eq!(
+        String::from_utf8_lossy(&request.body),
+        r#"{"n":7}"#,
+        "a whole number reaches the target as an integer"
+    );
 
     assert_eq!(job.attempt, 1);
     assert_eq!(job.max_attempts, 3);

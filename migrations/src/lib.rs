@@ -11,6 +11,7 @@ mod m20261123_000004_schedules;
 mod m20261204_000005_compact_log;
 mod m20261205_000006_trace_context;
 mod m20261205_000007_contracts;
+mod m20261206_000008_chains;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000005_compact_log::Migration),
             Box::new(m20261205_000006_trace_context::Migration),
             Box::new(m20261205_000007_contracts::Migration),
+            Box::new(m20261206_000008_chains::Migration),
         ]
     }
 }

@@ -82,23 +82,9 @@ impl ContractApi {
     }
 }
 
-/// A schema as the request carries it, in plain JSON: numbers that are whole come
-/// back as integers (`google.protobuf.Value` carries every number as a double).
+/// A schema as the request carries it, in plain JSON (whole numbers as integers).
 fn schema_json(value: &prost_types::Value) -> Option<Value> {
-    fn whole(value: Value) -> Value {
-        match value {
-            Value::Number(n) => match n.as_f64() {
-                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
-                _ => Value::Number(n),
-            },
-            Value::Array(items) => Value::Array(items.into_iter().map(whole).collect()),
-            Value::Object(map) => {
-                Value::Object(map.into_iter().map(|(k, v)| (k, whole(v))).collect())
-            }
-            other => other,
-        }
-    }
-    json_from_value(value).map(whole)
+    json_from_value(value)
 }
 
 fn contract_proto(c: contracts::Model) -> proto::Contract {

@@ -116,36 +116,9 @@ pub fn new_job(
             now
         }),
     };
-    let ttl_ms = match ttl {
-        None => limits.default_ttl.as_millis() as i64,
-        Some(d) => match duration_ms(&d) {
-            Some(ms) if ms >= 0 => ms,
-            _ => {
-                v.add(format!("{path}.ttl"), "must not be negative");
-                0
-            }
-        },
-    };
-    if tags.len() > MAX_TAGS {
-        v.add(format!("{path}.tags"), format!("at most {MAX_TAGS} tags"));
-    }
-    for (i, tag) in tags.iter().enumerate() {
-        if tag.is_empty() || tag.len() > MAX_TAG_LEN {
-            v.add(
-                format!("{path}.tags[{i}]"),
-                format!("must be 1 to {MAX_TAG_LEN} bytes"),
-            );
-        }
-    }
-    let mut tags = tags;
-    tags.sort();
-    tags.dedup();
-    if idempotency_key.len() > MAX_KEY_LEN || HeaderValue::from_str(&idempotency_key).is_err() {
-        v.add(
-            format!("{path}.idempotency_key"),
-            format!("at most {MAX_KEY_LEN} bytes of visible ASCII (it is sent as a header)"),
-        );
-    }
+    let ttl_ms = ttl_ms(ttl, path, limits, v);
+    let tags = checked_tags(tags, path, v);
+    check_idempotency_key(&idempotency_key, path, v);
     let queue = if queue.is_empty() {
         "default".to_string()
     } else {
@@ -192,8 +165,57 @@ pub fn new_job(
         fire_at: None,
         // Set by the service from the call's trace, once the job is accepted.
         trace_context: None,
+        chain_id: None,
+        step_id: None,
+        contract: None,
     };
     Some(NewJob { job, unset })
+}
+
+/// How long a finished job (or chain) is kept: unset means the service default.
+pub fn ttl_ms(
+    ttl: Option<prost_types::Duration>,
+    path: &str,
+    limits: &Limits,
+    v: &mut Violations,
+) -> i64 {
+    match ttl {
+        None => limits.default_ttl.as_millis() as i64,
+        Some(d) => match duration_ms(&d) {
+            Some(ms) if ms >= 0 => ms,
+            _ => {
+                v.add(format!("{path}.ttl"), "must not be negative");
+                0
+            }
+        },
+    }
+}
+
+/// Tags checked, sorted and without repeats.
+pub fn checked_tags(mut tags: Vec<String>, path: &str, v: &mut Violations) -> Vec<String> {
+    if tags.len() > MAX_TAGS {
+        v.add(format!("{path}.tags"), format!("at most {MAX_TAGS} tags"));
+    }
+    for (i, tag) in tags.iter().enumerate() {
+        if tag.is_empty() || tag.len() > MAX_TAG_LEN {
+            v.add(
+                format!("{path}.tags[{i}]"),
+                format!("must be 1 to {MAX_TAG_LEN} bytes"),
+            );
+        }
+    }
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+pub fn check_idempotency_key(key: &str, path: &str, v: &mut Violations) {
+    if key.len() > MAX_KEY_LEN || HeaderValue::from_str(key).is_err() {
+        v.add(
+            format!("{path}.idempotency_key"),
+            format!("at most {MAX_KEY_LEN} bytes of visible ASCII (it is sent as a header)"),
+        );
+    }
 }
 
 /// A status filter: each entry must name a status.
@@ -409,10 +431,16 @@ pub fn duration(ms: i64) -> prost_types::Duration {
     }
 }
 
+/// A `google.protobuf.Value` as plain JSON. It carries every number as a double:
+/// one that is whole (and exact as a double) comes back as an integer, so a
+/// client's `3` reaches its target as `3`, not `3.0`.
 pub(super) fn json_from_value(value: &prost_types::Value) -> Option<serde_json::Value> {
     Some(match value.kind.as_ref() {
         None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
         Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
+        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() <= 9.007_199_254_740_992e15 => {
+            serde_json::Value::from(*n as i64)
+        }
         Some(Kind::NumberValue(n)) => serde_json::Value::Number(serde_json::Number::from_f64(*n)?),
         Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
         Some(Kind::ListValue(list)) => serde_json::Value::Array(
@@ -480,6 +508,9 @@ pub fn error_class(s: Option<&str>) -> proto::ErrorClass {
         Some(ErrorClass::Protocol) => proto::ErrorClass::Protocol,
         Some(ErrorClass::Canceled) => proto::ErrorClass::Canceled,
         Some(ErrorClass::Interrupted) => proto::ErrorClass::Interrupted,
+        Some(ErrorClass::ContractViolation) => proto::ErrorClass::ContractViolation,
+        Some(ErrorClass::OutputTooLarge) => proto::ErrorClass::OutputTooLarge,
+        Some(ErrorClass::Reference) => proto::ErrorClass::Reference,
     }
 }
 
@@ -521,6 +552,9 @@ pub fn job(m: jobs::Model) -> proto::Job {
         schedule_id,
         fire_at: _,
         trace_context: _,
+        chain_id,
+        step_id,
+        contract: _,
     } = m;
     let status = status(&job_status);
     let body = match (body_kind.as_deref(), body) {
@@ -566,6 +600,8 @@ pub fn job(m: jobs::Model) -> proto::Job {
         last_status_code: last_status_code.unwrap_or(0),
         last_error_class: error_class(last_error_class.as_deref()) as i32,
         schedule_id: schedule_id.unwrap_or_default(),
+        chain_id: chain_id.unwrap_or_default(),
+        step_id: step_id.unwrap_or_default(),
     }
 }
 

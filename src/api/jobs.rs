@@ -310,7 +310,17 @@ impl JobService for JobApi {
         request: Request<proto::RetryJobRequest>,
     ) -> Result<Response<proto::Job>, Status> {
         let proto::RetryJobRequest { id } = request.into_inner();
-        let job = self.engine.retry(job_id(id, "id")?).await?;
+        let id = job_id(id, "id")?;
+        // A step's job belongs to its chain, which has moved on from its failure:
+        // the chain is what runs again.
+        if let Some(step) = self.engine.store().job(&id).await?
+            && let (Some(chain), Some(step)) = (step.chain_id, step.step_id)
+        {
+            return Err(Status::failed_precondition(format!(
+                "job {id} is step {step} of chain {chain}; run the chain again with RetryChain"
+            )));
+        }
+        let job = self.engine.retry(id).await?;
         Ok(Response::new(convert::job(job)))
     }
 

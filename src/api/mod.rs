@@ -1,6 +1,8 @@
 //! The gRPC services: each handler validates, converts, delegates and `?`s. The one
 //! mapping from the engine's errors to gRPC statuses lives here.
 
+pub mod chain_spec;
+pub mod chains;
 pub mod contracts;
 pub mod convert;
 pub mod jobs;
@@ -74,6 +76,7 @@ impl From<EngineError> for Status {
             EngineError::NotFound(_)
             | EngineError::QueueNotFound(_)
             | EngineError::ScheduleNotFound(_)
+            | EngineError::ChainNotFound(_)
             | EngineError::ContractNotFound { .. } => Status::not_found(error.to_string()),
             EngineError::ContractInactive { .. } => Status::failed_precondition(error.to_string()),
             EngineError::ContractMoved { .. } => Status::aborted(error.to_string()),
@@ -82,7 +85,8 @@ impl From<EngineError> for Status {
             }
             EngineError::WrongState { .. }
             | EngineError::QueueState { .. }
-            | EngineError::ScheduleState { .. } => Status::failed_precondition(error.to_string()),
+            | EngineError::ScheduleState { .. }
+            | EngineError::ChainState { .. } => Status::failed_precondition(error.to_string()),
             EngineError::Invalid { field, expected } => invalid(field, expected),
             EngineError::ShuttingDown => Status::unavailable(error.to_string()),
             EngineError::Store(e) => e.into(),

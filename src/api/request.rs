@@ -225,3 +225,55 @@ fn check_params(
         );
     }
 }
+
+/// A chain step's call once its references are resolved, checked as a submitted
+/// job's call is (a value a reference brought in can still make it one that
+/// cannot be sent); the problems in one line when it does not pass.
+pub(crate) fn rendered_call(
+    call: crate::chain::definition::RenderedCall,
+    limits: &Limits,
+) -> Result<StoredRequest, String> {
+    use crate::chain::definition::RenderedBody;
+    let crate::chain::definition::RenderedCall {
+        method,
+        url,
+        headers,
+        params,
+        body,
+    } = call;
+    // The body goes as rendered: through `google.protobuf.Value` an integer
+    // would come back as a double.
+    let (body_kind, body) = match body {
+        None => (None, None),
+        Some(RenderedBody::Json(json)) => (
+            Some("json".to_string()),
+            Some(serde_json::to_vec(&json).map_err(|e| e.to_string())?),
+        ),
+        Some(RenderedBody::Text(text)) => (Some("text".to_string()), Some(text.into_bytes())),
+        Some(RenderedBody::Raw(raw)) => (Some("raw".to_string()), Some(raw)),
+    };
+    if let Some(bytes) = &body
+        && bytes.len() > limits.max_body_bytes
+    {
+        return Err(format!(
+            "request.body: body is {} bytes; at most {} allowed",
+            bytes.len(),
+            limits.max_body_bytes
+        ));
+    }
+    let request = proto::HttpRequest {
+        method,
+        url,
+        headers: headers.into_iter().collect(),
+        params: params.into_iter().collect(),
+        body: None,
+    };
+    let mut v = Violations::default();
+    let stored = http_request(request, "request", limits, &mut v);
+    if !v.is_empty() {
+        return Err(tonic::Status::from(v).message().to_string());
+    }
+    let (method, url, headers, params, _, _) =
+        stored.ok_or_else(|| "the call could not be stored".to_string())?;
+    Ok((method, url, headers, params, body_kind, body))
+}

@@ -2,6 +2,8 @@
 //! steps after it. [`reference`] reads and renders the references that carry data
 //! from step to step; [`wiring`] decides before anything runs whether each one fits.
 
+pub mod check;
+pub mod definition;
 pub mod graph;
 pub mod reference;
 pub mod wiring;

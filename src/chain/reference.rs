@@ -317,9 +317,11 @@ impl Context {
             message,
         };
         let step = |id: &str| {
-            self.steps
-                .get(id)
-                .ok_or_else(|| fail(format!("step {id} has no output (it has not succeeded)")))
+            self.steps.get(id).ok_or_else(|| {
+                fail(format!(
+                    "step {id} has no output (it did not run, or got no response)"
+                ))
+            })
         };
         let start = match &reference.source {
             Source::Input => &self.input,

@@ -3,5 +3,6 @@
 //! another's input ([`compat`]).
 
 pub mod compat;
+pub mod library;
 pub mod registry;
 pub mod validate;

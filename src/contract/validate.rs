@@ -40,6 +40,16 @@ struct Kept {
 }
 
 impl Compiled {
+    /// The compiled schema of `key`, when it is kept.
+    pub fn kept(&self, key: &Key) -> Option<Arc<jsonschema::Validator>> {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let Kept { clock, by_key } = &mut *kept;
+        *clock += 1;
+        let (used, validator) = by_key.get_mut(key)?;
+        *used = *clock;
+        Some(validator.clone())
+    }
+
     /// The compiled schema of `key`, compiling `schema` (whose references
     /// `documents` resolves) the first time.
     pub fn get(
@@ -100,4 +110,34 @@ pub fn violations(validator: &jsonschema::Validator, value: &Value, most: usize)
 
 fn pointer(path: String) -> String {
     if path.is_empty() { "/".into() } else { path }
+}
+
+/// A failure message for violations of one part of a contract: what broke which
+/// schema, and each place with the keyword that refused it.
+pub fn describe(
+    what: &str,
+    name: &str,
+    version: i32,
+    part: super::registry::Part,
+    found: &[Violation],
+) -> String {
+    let part = match part {
+        super::registry::Part::Input => "input",
+        super::registry::Part::Output => "output",
+    };
+    let places: Vec<String> = found
+        .iter()
+        .map(|v| {
+            let at = if v.instance_path.is_empty() {
+                "/"
+            } else {
+                &v.instance_path
+            };
+            format!("at {at}: {} (schema {})", v.message, v.schema_path)
+        })
+        .collect();
+    format!(
+        "{what} breaks the {part} schema of contract {name} version {version}: {}",
+        places.join("; ")
+    )
 }

@@ -9,6 +9,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Op;
+use crate::contract::library::{self, Library};
+use crate::contract::registry::Part;
+use crate::contract::validate::{describe, violations};
 use crate::http::{Call, CallError, Captured, HttpClient, header_map, merge_params};
 use crate::job::{Backoff, BackoffStrategy, CallOutcome, ErrorClass, Next, next_step};
 use crate::now_ms;
@@ -48,12 +51,66 @@ impl Completion {
     }
 }
 
+/// What a chain step's response is held to once its call succeeded.
+pub(crate) struct StepRules {
+    pub library: Arc<Library>,
+    /// Largest body a step passes on.
+    pub output_max_bytes: usize,
+}
+
+impl StepRules {
+    /// Why a step's successful response cannot be its output: too large, or not
+    /// what its contract's output schema promises.
+    async fn refuse(&self, job: &jobs::Model, captured: &Captured) -> Option<CallError> {
+        job.chain_id.as_ref()?;
+        if captured.truncated || captured.body_size > self.output_max_bytes as u64 {
+            return Some(CallError {
+                class: ErrorClass::OutputTooLarge,
+                message: format!(
+                    "the response body is {} bytes; a step passes on at most {} (JOBQUEUE_STEP_OUTPUT_MAX_BYTES)",
+                    captured.body_size, self.output_max_bytes
+                ),
+            });
+        }
+        let (name, version) = library::parse_label(job.contract.as_deref()?)?;
+        let validator = match self.library.validator(name, version, Part::Output).await {
+            Ok(found) => found?,
+            Err(error) => {
+                return Some(CallError {
+                    class: ErrorClass::ContractViolation,
+                    message: format!("the output schema cannot be read: {error}"),
+                });
+            }
+        };
+        let body: serde_json::Value = match serde_json::from_slice(&captured.body) {
+            Ok(body) => body,
+            Err(error) => {
+                return Some(CallError {
+                    class: ErrorClass::ContractViolation,
+                    message: format!(
+                        "the response body breaks the output schema of contract {name} version {version}: it is not JSON ({error})"
+                    ),
+                });
+            }
+        };
+        let found = violations(&validator, &body, VIOLATIONS_REPORTED);
+        (!found.is_empty()).then(|| CallError {
+            class: ErrorClass::ContractViolation,
+            message: describe("the response body", name, version, Part::Output, &found),
+        })
+    }
+}
+
+/// Most places a contract violation lists.
+const VIOLATIONS_REPORTED: usize = 10;
+
 /// Runs the attempt the claim just started. `cancel` fires when a client cancels
 /// this job, `interrupt` when the service stops; either drops the call at once.
 pub(crate) async fn run(
     job: Arc<jobs::Model>,
     claim: Claim,
     client: Arc<HttpClient>,
+    rules: Arc<StepRules>,
     cancel: CancellationToken,
     interrupt: CancellationToken,
     outcomes: mpsc::Sender<Op>,
@@ -116,31 +173,42 @@ pub(crate) async fn run(
         max: Duration::from_millis(job.backoff_max_ms.max(0) as u64),
     };
     let budget_used = (claim.attempt - claim.retry_base).max(1) as u32;
-    let next = next_step(
+    let mut next = next_step(
         &outcome,
         budget_used,
         job.max_attempts.max(1) as u32,
         &backoff,
     );
+    // A step's output must be one the steps after it can take; if it is not,
+    // another try would not change that.
+    let refused = match (&next, &result) {
+        (Next::Succeeded, Ok(captured)) => rules.refuse(&job, captured).await,
+        _ => None,
+    };
+    if refused.is_some() {
+        next = Next::Failed;
+    }
     if let Some(attempt) = &traced {
         let failed = match (&next, &result) {
+            (Next::Failed, _) if refused.is_some() => refused.as_ref().map(|e| e.message.clone()),
             (Next::Failed, Err(error)) => Some(error.message.clone()),
             (Next::Failed, Ok(captured)) => Some(format!("status {}", captured.status)),
             _ => None,
         };
         telemetry::attempt_ended(attempt, next.label(), failed.as_deref());
     }
-    let completion = Completion {
-        record: attempt_record(
-            job.id.clone(),
-            claim.attempt,
-            started_at,
-            duration_ms,
-            result,
-        ),
-        job,
-        next,
-    };
+    let mut record = attempt_record(
+        job.id.clone(),
+        claim.attempt,
+        started_at,
+        duration_ms,
+        result,
+    );
+    if let Some(refused) = refused {
+        record.error_class = Some(refused.class.as_str().into());
+        record.error_message = Some(refused.message);
+    }
+    let completion = Completion { record, job, next };
     // The writer outlives every executor (they hold its channel open), so this only
     // fails if the writer itself died; the lease then brings the job back.
     let _ = outcomes.send(Op::Complete(completion)).await;

@@ -23,11 +23,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::api::convert::Limits;
+use crate::chain::definition::Definition;
 use crate::config::Config;
+use crate::contract::library::Library;
 use crate::http::HttpClient;
 use crate::job::Status;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError, contracts, jobs, queues, schedules};
+use crate::store::{Store, StoreError, chains, contracts, jobs, queues, schedules};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -59,6 +62,15 @@ pub enum EngineError {
     ScheduleState {
         id: String,
         state: &'static str,
+        action: &'static str,
+        expected: &'static str,
+    },
+    #[error("chain {0} not found")]
+    ChainNotFound(String),
+    #[error("chain {id} is {status}; {action} needs a chain that is {expected}")]
+    ChainState {
+        id: String,
+        status: String,
         action: &'static str,
         expected: &'static str,
     },
@@ -218,6 +230,29 @@ pub enum ContractChange {
     },
 }
 
+/// A chain to store and start, as checked by the caller.
+#[derive(Debug, Clone)]
+pub struct NewChain {
+    pub chain: chains::Model,
+    pub definition: Definition,
+}
+
+/// A change to a chain.
+#[derive(Debug, Clone)]
+pub enum ChainChange {
+    Submit(Box<NewChain>),
+    Cancel(String),
+    Retry(String),
+}
+
+/// What a chain change answers: the chain as committed.
+#[derive(Debug, Clone)]
+pub struct ChainChanged {
+    pub chain: chains::Model,
+    /// A submit's idempotency key named a chain that already existed.
+    pub existing: bool,
+}
+
 /// What the writer is asked to do.
 pub(crate) enum Op {
     Submit {
@@ -235,6 +270,10 @@ pub(crate) enum Op {
     Contract {
         change: ContractChange,
         reply: Reply<contracts::Model>,
+    },
+    Chain {
+        change: ChainChange,
+        reply: Reply<ChainChanged>,
     },
     Cancel {
         id: String,
@@ -271,6 +310,11 @@ pub struct Settings {
     /// UNAVAILABLE. The writer gives each turn half of it: a request waits at most
     /// for the turn under way and then its own.
     pub db_timeout: Duration,
+    /// What a call may carry: a chain step's call is checked against it once its
+    /// references are resolved.
+    pub call_limits: Limits,
+    /// Largest response body a chain step passes on.
+    pub step_output_max_bytes: usize,
 }
 
 impl From<&Config> for Settings {
@@ -286,6 +330,8 @@ impl From<&Config> for Settings {
             create_queues_on_use: config.create_queues_on_use,
             runs_jobs: config.role.runs_jobs(),
             db_timeout: config.db_timeout,
+            call_limits: Limits::from(config),
+            step_output_max_bytes: config.step_output_max_bytes,
         }
     }
 }
@@ -314,6 +360,8 @@ pub struct Engine {
     metrics: Metrics,
     /// How long a caller waits for the writer's answer.
     db_timeout: Duration,
+    /// The contracts in use, compiled.
+    library: Arc<Library>,
 }
 
 /// Ops waiting for the writer. Callers wait for room rather than pile up in memory.
@@ -343,8 +391,10 @@ impl Engine {
             announced: Arc::new(tokio::sync::Notify::new()),
             canceled: Arc::new(std::sync::Mutex::new(Some(Vec::new()))),
         };
+        let library = Library::new(store.clone());
         let writer = writer::Writer::new(
             store.clone(),
+            library.clone(),
             Settings::from(config),
             Arc::new(client),
             rx,
@@ -417,6 +467,7 @@ impl Engine {
                 stopping: shutdown_token,
                 metrics,
                 db_timeout: config.db_timeout,
+                library,
             },
             done,
         ))
@@ -424,6 +475,11 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The contracts in use, compiled.
+    pub fn library(&self) -> &Arc<Library> {
+        &self.library
     }
 
     /// This process's counters.
@@ -500,6 +556,10 @@ impl Engine {
         change: ContractChange,
     ) -> Result<contracts::Model, EngineError> {
         self.ask(|reply| Op::Contract { change, reply }).await
+    }
+
+    pub async fn change_chain(&self, change: ChainChange) -> Result<ChainChanged, EngineError> {
+        self.ask(|reply| Op::Chain { change, reply }).await
     }
 
     pub async fn change_queue(&self, change: QueueChange) -> Result<QueueChanged, EngineError> {

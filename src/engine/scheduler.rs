@@ -174,6 +174,9 @@ pub fn run(s: &schedules::Model, id: String, due: Option<i64>, now: i64) -> (job
         fire_at: due,
         // A run's trace is its own, linked to the schedule's creation.
         trace_context: s.trace_context.clone(),
+        chain_id: None,
+        step_id: None,
+        contract: None,
     };
     (job, Unset::from_bits(s.inherit))
 }

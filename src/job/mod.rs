@@ -55,6 +55,13 @@ pub enum ErrorClass {
     Protocol,
     Canceled,
     Interrupted,
+    /// A chain step's body broke its contract.
+    ContractViolation,
+    /// A chain step's response was larger than a step's output may be.
+    OutputTooLarge,
+    /// A chain step's reference found nothing, or rendered a call that cannot be
+    /// sent.
+    Reference,
 }
 
 impl ErrorClass {
@@ -66,6 +73,9 @@ impl ErrorClass {
             ErrorClass::Protocol => "protocol",
             ErrorClass::Canceled => "canceled",
             ErrorClass::Interrupted => "interrupted",
+            ErrorClass::ContractViolation => "contract_violation",
+            ErrorClass::OutputTooLarge => "output_too_large",
+            ErrorClass::Reference => "reference",
         }
     }
 
@@ -77,6 +87,9 @@ impl ErrorClass {
             "protocol" => ErrorClass::Protocol,
             "canceled" => ErrorClass::Canceled,
             "interrupted" => ErrorClass::Interrupted,
+            "contract_violation" => ErrorClass::ContractViolation,
+            "output_too_large" => ErrorClass::OutputTooLarge,
+            "reference" => ErrorClass::Reference,
             _ => return None,
         })
     }

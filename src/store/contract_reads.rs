@@ -21,6 +21,19 @@ impl Store {
             .await?)
     }
 
+    /// The latest active version of a contract.
+    pub async fn latest_active_contract(
+        &self,
+        name: &str,
+    ) -> Result<Option<contracts::Model>, StoreError> {
+        Ok(contracts::Entity::find()
+            .filter(contracts::Column::Name.eq(name))
+            .filter(contracts::Column::Active.eq(true))
+            .order_by_desc(contracts::Column::Version)
+            .one(&self.reader)
+            .await?)
+    }
+
     /// Up to `limit` contracts after `(name, version)`, by name then version; only
     /// `only`'s versions when given.
     pub async fn list_contracts(

@@ -53,6 +53,12 @@ pub mod jobs {
         /// The trace it was submitted in (see `crate::telemetry::TraceContext`);
         /// for a schedule's run, the schedule's.
         pub trace_context: Option<String>,
+        /// The chain this job is a step of, and which step.
+        pub chain_id: Option<String>,
+        pub step_id: Option<String>,
+        /// `name/version` of the contract whose output schema its response body
+        /// must fit (a chain step's).
+        pub contract: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -220,6 +226,68 @@ pub mod contracts {
         pub active: bool,
         pub created_at: i64,
         pub deactivated_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod chains {
+    use sea_orm::entity::prelude::*;
+
+    /// One chain: its input, its steps as checked at submit (JSON, see
+    /// `crate::chain::definition`), and where it stands.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chains")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// `running`, `succeeded`, `failed` or `canceled`.
+        pub status: String,
+        pub input: String,
+        pub definition: String,
+        pub tags: String,
+        pub idempotency_key: Option<String>,
+        pub ttl_ms: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
+        pub finished_at: Option<i64>,
+        pub expires_at: Option<i64>,
+        pub schedule_id: Option<String>,
+        pub trace_context: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod chain_steps {
+    use sea_orm::entity::prelude::*;
+
+    /// Where one step of one chain stands.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chain_steps")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub chain_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub step_id: String,
+        /// Its place in the chain as submitted.
+        pub position: i32,
+        /// `waiting`, `started` (its job exists), `succeeded`, `failed`,
+        /// `skipped` or `canceled`.
+        pub status: String,
+        pub job_id: Option<String>,
+        pub reason: Option<String>,
+        pub error_class: Option<String>,
+        /// JSON `{status, headers, body}` of a step that succeeded.
+        pub output: Option<String>,
+        pub started_at: Option<i64>,
+        pub finished_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

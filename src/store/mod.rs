@@ -8,6 +8,7 @@
 //! dialect of SQLite (3.35 and later) and PostgreSQL; [`sql`] adapts placeholders to
 //! the engine.
 
+mod chain_reads;
 mod contract_reads;
 mod depths;
 pub mod entities;
@@ -28,8 +29,9 @@ use sea_orm::{
     TransactionTrait, Value,
 };
 
+pub use chain_reads::ChainRead;
 pub use depths::{QueueDepth, ScheduleCounts};
-pub use entities::{attempts, contracts, job_tags, jobs, queues, schedules};
+pub use entities::{attempts, chain_steps, chains, contracts, job_tags, jobs, queues, schedules};
 pub use fault::Fault;
 pub use log::Event;
 /// The driver underneath, for tools that must talk to a database directly.

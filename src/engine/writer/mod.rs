@@ -26,9 +26,10 @@ use super::executor::{self, Completion};
 use super::outage::Outage;
 use super::scheduler::{self, HELD_RETRY_MS, RUNS_PER_SCHEDULE, RUNS_PER_TURN, SCHEDULES_PER_TURN};
 use super::{
-    EngineError, Neighbours, Op, QueueChange, QueueChanged, ScheduleChange, ScheduleChanged,
-    ScheduleFields, Settings, Submitted, Unset,
+    ChainChange, ChainChanged, EngineError, Neighbours, Op, QueueChange, QueueChanged,
+    ScheduleChange, ScheduleChanged, ScheduleFields, Settings, Submitted, Unset,
 };
+use crate::contract::library::Library;
 use crate::http::HttpClient;
 use crate::job::limits::{self, Bucket};
 use crate::job::schedule::{self, Plan};
@@ -42,6 +43,7 @@ use crate::store::{
 };
 use crate::telemetry::TraceContext;
 
+mod chains;
 mod claims;
 mod outcomes;
 mod registry;
@@ -167,6 +169,12 @@ pub(crate) struct Writer {
     metrics: Metrics,
     tally: Tally,
     draining: bool,
+    /// The contracts chain steps keep, compiled.
+    library: Arc<Library>,
+    /// What chain steps' responses are held to, lent to their executors.
+    step_rules: Arc<executor::StepRules>,
+    /// Chains the open transaction moves: steps that ended, chains to start.
+    chain_moves: chains::Moves,
     next_poll: Instant,
     next_maintenance: Instant,
 }
@@ -231,6 +239,7 @@ impl Writer {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn new(
         store: Store,
+        library: Arc<Library>,
         settings: Settings,
         client: Arc<HttpClient>,
         ops: mpsc::Receiver<Op>,
@@ -285,6 +294,12 @@ impl Writer {
             metrics,
             tally: Tally::default(),
             draining: false,
+            step_rules: Arc::new(executor::StepRules {
+                library: library.clone(),
+                output_max_bytes: settings.step_output_max_bytes,
+            }),
+            library,
+            chain_moves: chains::Moves::default(),
             next_poll: now + settings.poll_interval,
             next_maintenance: now,
             settings,
@@ -524,6 +539,7 @@ impl Writer {
         self.check_cancels |= !self.running.is_empty();
         self.changes.clear();
         self.skipped_runs.clear();
+        self.chain_moves.clear();
         // Jobs it would have stored are not to be claimed from memory.
         for id in std::mem::take(&mut self.staged) {
             self.definitions.forget(&id);
@@ -577,6 +593,7 @@ impl Writer {
             if !rescued.is_empty() {
                 tracing::warn!(count = rescued.len(), "rescued jobs whose lease ran out");
                 self.due_queues.mark_all();
+                self.note_rescued(&rescued);
                 self.changes.extend(rescued);
             }
             log::prune(&txn, now - self.event_retention_ms, REMOVE_PER_PASS).await?;
@@ -584,6 +601,10 @@ impl Writer {
             let removed = write::remove_expired(&txn, now, REMOVE_PER_PASS).await?;
             if removed > 0 {
                 tracing::debug!(removed, "removed expired jobs");
+            }
+            let removed = write::remove_expired_chains(&txn, now, REMOVE_PER_PASS as u64).await?;
+            if removed > 0 {
+                tracing::debug!(removed, "removed expired chains");
             }
             laps.mark("maintain");
         }
@@ -594,6 +615,9 @@ impl Writer {
         after.late = self.late_completions();
         self.apply_completions(&txn, &after.late).await?;
         laps.mark("late");
+        // Steps unblocked by what ended above start as jobs this turn can claim.
+        self.move_chains(&txn, now).await?;
+        laps.mark("chains");
         let free = self.free_slots();
         if !self.draining && free > 0 && self.due_queues.any() {
             let claimed = self.claim(&txn, now, free).await?;
@@ -646,6 +670,9 @@ impl Writer {
         error_class: Option<String>,
         next_attempt_at: Option<i64>,
     ) {
+        if status.is_terminal() {
+            self.note_step_end(job, status, status_code, error_class.clone());
+        }
         self.changes.push(Event {
             seq: 0,
             job_id: job.id.clone(),
@@ -714,6 +741,7 @@ impl Writer {
             job,
             claim,
             self.client.clone(),
+            self.step_rules.clone(),
             cancel,
             self.interrupt.clone(),
             outcomes,
@@ -729,6 +757,7 @@ impl Op {
             Op::Queue { reply, .. } => reply.is_closed(),
             Op::Schedule { reply, .. } => reply.is_closed(),
             Op::Contract { reply, .. } => reply.is_closed(),
+            Op::Chain { reply, .. } => reply.is_closed(),
             Op::Cancel { reply, .. } | Op::Retry { reply, .. } => reply.is_closed(),
             Op::Delete { reply, .. } => reply.is_closed(),
             Op::Complete(_) => false,
@@ -742,6 +771,7 @@ enum Answer {
     Queue(QueueChanged),
     Schedule(ScheduleChanged),
     Contract(Box<contracts::Model>),
+    Chain(Box<ChainChanged>),
     Job(Box<jobs::Model>),
     Done,
     Refused(EngineError),
@@ -764,6 +794,8 @@ impl Answer {
             (Op::Schedule { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Contract { reply, .. }, Answer::Contract(c)) => drop(reply.send(Ok(*c))),
             (Op::Contract { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
+            (Op::Chain { reply, .. }, Answer::Chain(c)) => drop(reply.send(Ok(*c))),
+            (Op::Chain { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Submit { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Cancel { reply, .. } | Op::Retry { reply, .. }, Answer::Refused(e)) => {
                 drop(reply.send(Err(e)))

@@ -89,6 +89,7 @@ impl Writer {
             };
             if !matches!(c.next, Next::Retry(_) | Next::Requeue) {
                 self.definitions.forget(&r.job_id);
+                self.note_step_left(&c.job, c.next, r);
             }
             match c.next {
                 Next::Succeeded => finishes.push(ended(Status::Succeeded)),
@@ -163,6 +164,7 @@ impl Writer {
             let result = tokio::time::timeout(self.turn_budget, async {
                 let txn = self.session.begin().await?;
                 self.apply_completions(&txn, &group).await?;
+                self.move_chains(&txn, now_ms()).await?;
                 events = self.log_changes(&txn).await?;
                 if !events.is_empty() {
                     write::announce(&txn, &self.instance, &[]).await?;
@@ -213,6 +215,7 @@ impl Writer {
                 let mut answers = self
                     .apply_requests(&txn, now, std::slice::from_ref(&op), &mut after)
                     .await?;
+                self.move_chains(&txn, now).await?;
                 after.events = self.log_changes(&txn).await?;
                 if !after.events.is_empty() {
                     write::announce(&txn, &self.instance, &after.cancels).await?;

@@ -77,6 +77,12 @@ impl Writer {
                         Err(refusal) => Answer::Refused(refusal),
                     }
                 }
+                Op::Chain { change, .. } => {
+                    match self.change_chain(txn, now, change, after).await? {
+                        Ok(changed) => Answer::Chain(Box::new(changed)),
+                        Err(refusal) => Answer::Refused(refusal),
+                    }
+                }
                 Op::Contract { change, .. } => {
                     match self.change_contract(txn, now, change).await? {
                         Ok(contract) => Answer::Contract(Box::new(contract)),

@@ -34,7 +34,7 @@ pub async fn jobs_by_idempotency_key(
     Ok(found)
 }
 
-const JOB_COLUMNS: [&str; 32] = [
+const JOB_COLUMNS: [&str; 35] = [
     "id",
     "queue",
     "status",
@@ -67,11 +67,14 @@ const JOB_COLUMNS: [&str; 32] = [
     "schedule_id",
     "fire_at",
     "trace_context",
+    "chain_id",
+    "step_id",
+    "contract",
 ];
 
 /// A row's values in [`JOB_COLUMNS`] order; every field is named, so a new column
 /// breaks the build here until it is written.
-fn job_values(job: jobs::Model) -> [Value; 32] {
+fn job_values(job: jobs::Model) -> [Value; 35] {
     let jobs::Model {
         id,
         queue,
@@ -105,6 +108,9 @@ fn job_values(job: jobs::Model) -> [Value; 32] {
         schedule_id,
         fire_at,
         trace_context,
+        chain_id,
+        step_id,
+        contract,
     } = job;
     [
         id.into(),
@@ -139,6 +145,9 @@ fn job_values(job: jobs::Model) -> [Value; 32] {
         schedule_id.into(),
         fire_at.into(),
         trace_context.into(),
+        chain_id.into(),
+        step_id.into(),
+        contract.into(),
     ]
 }
 

@@ -5,12 +5,14 @@
 
 //!
 //! One module per concern: `jobs`, `claims`, `queues`, `schedules`, `contracts`,
+//! `chains`,
 //! and `replicas` (what processes sharing PostgreSQL tell each other).
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 
 use super::placeholders;
 
+mod chains;
 mod claims;
 mod contracts;
 mod jobs;
@@ -18,6 +20,7 @@ mod queues;
 mod replicas;
 mod schedules;
 
+pub use chains::*;
 pub use claims::*;
 pub use contracts::*;
 pub use jobs::*;

@@ -1,0 +1,302 @@
+//! `ChainService`: chains checked ([`super::chain_spec`]), handed to the writer,
+//! and read back with where each step stands.
+
+use tonic::{Request, Response, Status};
+
+use super::chain_spec;
+use super::convert::{self, Limits, duration, timestamp, value_from_json};
+use super::{Violations, invalid};
+use crate::chain::definition::{Definition, Pinned, RunIfName};
+use crate::engine::{ChainChange, Engine, NewChain};
+use crate::proto::{self, chain_service_server::ChainService};
+use crate::store::{ChainRead, chain_steps, chains};
+use crate::{now_ms, telemetry};
+
+const DEFAULT_PAGE: i32 = 100;
+const MAX_PAGE: i32 = 1000;
+const PAGE_TOKEN_PREFIX: &str = "chains-before:";
+
+pub struct ChainApi {
+    engine: Engine,
+    limits: Limits,
+}
+
+impl ChainApi {
+    pub fn new(engine: Engine, limits: Limits) -> Self {
+        ChainApi { engine, limits }
+    }
+
+    async fn read(&self, id: &str) -> Result<proto::Chain, Status> {
+        match self.engine.store().chain(id).await? {
+            Some(read) => Ok(chain_view(read)),
+            None => Err(Status::not_found(format!("chain {id} not found"))),
+        }
+    }
+}
+
+fn chain_id(id: &str) -> Result<&str, Status> {
+    if id.starts_with("c_") && id.len() == 28 {
+        Ok(id)
+    } else {
+        Err(invalid("id", "a chain id: c_ followed by a ULID"))
+    }
+}
+
+fn chain_status(s: &str) -> proto::ChainStatus {
+    match s {
+        "running" => proto::ChainStatus::Running,
+        "succeeded" => proto::ChainStatus::Succeeded,
+        "failed" => proto::ChainStatus::Failed,
+        "canceled" => proto::ChainStatus::Canceled,
+        _ => proto::ChainStatus::Unspecified,
+    }
+}
+
+fn chain_status_name(s: proto::ChainStatus) -> Option<&'static str> {
+    Some(match s {
+        proto::ChainStatus::Running => "running",
+        proto::ChainStatus::Succeeded => "succeeded",
+        proto::ChainStatus::Failed => "failed",
+        proto::ChainStatus::Canceled => "canceled",
+        proto::ChainStatus::Unspecified => return None,
+    })
+}
+
+fn run_if(r: RunIfName) -> proto::RunIf {
+    match r {
+        RunIfName::OnSuccess => proto::RunIf::OnSuccess,
+        RunIfName::OnFailure => proto::RunIf::OnFailure,
+        RunIfName::Always => proto::RunIf::Always,
+    }
+}
+
+fn pinned(p: &Pinned) -> proto::ContractVersion {
+    proto::ContractVersion {
+        name: p.name.clone(),
+        version: p.version as u32,
+    }
+}
+
+/// A step's status: a started step's from its job.
+fn step_status(step: &chain_steps::Model, job_status: Option<&str>) -> proto::StepStatus {
+    match step.status.as_str() {
+        "waiting" => proto::StepStatus::Waiting,
+        "started" => match job_status {
+            Some("running") => proto::StepStatus::Running,
+            _ => proto::StepStatus::Queued,
+        },
+        "succeeded" => proto::StepStatus::Succeeded,
+        "failed" => proto::StepStatus::Failed,
+        "skipped" => proto::StepStatus::Skipped,
+        "canceled" => proto::StepStatus::Canceled,
+        _ => proto::StepStatus::Unspecified,
+    }
+}
+
+fn chain_view(read: ChainRead) -> proto::Chain {
+    let ChainRead {
+        chain,
+        steps,
+        mut jobs,
+        mut attempts,
+    } = read;
+    let definition: Option<Definition> = serde_json::from_str(&chain.definition).ok();
+    let steps = steps
+        .into_iter()
+        .map(|step| {
+            let def = definition.as_ref().and_then(|d| d.step(&step.step_id));
+            let job = step.job_id.as_ref().and_then(|id| jobs.remove(id));
+            let status = step_status(&step, job.as_ref().map(|j| j.status.as_str()));
+            let tries = step
+                .job_id
+                .as_ref()
+                .and_then(|id| attempts.remove(id))
+                .unwrap_or_default();
+            proto::StepState {
+                id: step.step_id.clone(),
+                status: status as i32,
+                depends_on: def.map(|d| d.parents.clone()).unwrap_or_default(),
+                run_if: def.map_or(proto::RunIf::OnSuccess, |d| run_if(d.run_if)) as i32,
+                reason: step.reason.unwrap_or_default(),
+                error_class: convert::error_class(step.error_class.as_deref()) as i32,
+                job_id: step.job_id.unwrap_or_default(),
+                request: job.map(|j| convert::job(j).request.unwrap_or_default()),
+                contract: def.and_then(|d| d.contract.as_ref()).map(pinned),
+                start_time: step.started_at.map(timestamp),
+                finish_time: step.finished_at.map(timestamp),
+                attempts: tries.into_iter().map(convert::attempt).collect(),
+            }
+        })
+        .collect();
+    let chains::Model {
+        id,
+        status,
+        input,
+        definition: _,
+        tags,
+        idempotency_key,
+        ttl_ms,
+        created_at,
+        updated_at: _,
+        finished_at,
+        expires_at,
+        schedule_id: _,
+        trace_context: _,
+    } = chain;
+    proto::Chain {
+        id,
+        status: chain_status(&status) as i32,
+        input: serde_json::from_str(&input).ok().map(value_from_json),
+        input_contract: definition
+            .as_ref()
+            .and_then(|d| d.input_contract.as_ref())
+            .map(pinned),
+        steps,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        idempotency_key: idempotency_key.unwrap_or_default(),
+        create_time: Some(timestamp(created_at)),
+        finish_time: finished_at.map(timestamp),
+        expire_time: expires_at.map(timestamp),
+        ttl: Some(duration(ttl_ms)),
+        existing: false,
+    }
+}
+
+fn new_chain_id() -> String {
+    format!("c_{}", ulid::Ulid::new())
+}
+
+#[tonic::async_trait]
+impl ChainService for ChainApi {
+    async fn submit_chain(
+        &self,
+        request: Request<proto::SubmitChainRequest>,
+    ) -> Result<Response<proto::Chain>, Status> {
+        // Each step's job runs in the trace of the call that submitted its chain.
+        let trace = telemetry::rpc::rpc_context(&request)
+            .and_then(|rpc| telemetry::TraceContext::store(&rpc.cx));
+        let proto::SubmitChainRequest { chain } = request.into_inner();
+        let checked = chain_spec::check(chain, &self.limits, self.engine.library()).await?;
+        if !checked.accepted() {
+            return Err(checked.refusal());
+        }
+        let now = now_ms();
+        let row = chains::Model {
+            id: new_chain_id(),
+            status: "running".into(),
+            input: checked.input.to_string(),
+            definition: serde_json::to_string(&checked.definition)
+                .map_err(|e| Status::internal(e.to_string()))?,
+            tags: serde_json::to_string(&checked.tags).unwrap_or_else(|_| "[]".into()),
+            idempotency_key: checked.idempotency_key.clone(),
+            ttl_ms: checked.ttl_ms,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            expires_at: None,
+            schedule_id: None,
+            trace_context: trace,
+        };
+        let changed = self
+            .engine
+            .change_chain(ChainChange::Submit(Box::new(NewChain {
+                chain: row,
+                definition: checked.definition,
+            })))
+            .await?;
+        let mut chain = self.read(&changed.chain.id).await?;
+        chain.existing = changed.existing;
+        Ok(Response::new(chain))
+    }
+
+    async fn check_chain(
+        &self,
+        request: Request<proto::CheckChainRequest>,
+    ) -> Result<Response<proto::ChainCheck>, Status> {
+        let proto::CheckChainRequest { chain } = request.into_inner();
+        let checked = chain_spec::check(chain, &self.limits, self.engine.library()).await?;
+        Ok(Response::new(checked.report()))
+    }
+
+    async fn get_chain(
+        &self,
+        request: Request<proto::GetChainRequest>,
+    ) -> Result<Response<proto::Chain>, Status> {
+        let proto::GetChainRequest { id } = request.into_inner();
+        Ok(Response::new(self.read(chain_id(&id)?).await?))
+    }
+
+    async fn list_chains(
+        &self,
+        request: Request<proto::ListChainsRequest>,
+    ) -> Result<Response<proto::ListChainsResponse>, Status> {
+        let proto::ListChainsRequest {
+            page_size,
+            page_token,
+            statuses,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let size = convert::page_size(page_size, DEFAULT_PAGE, MAX_PAGE, &mut v);
+        let before = convert::page_start(PAGE_TOKEN_PREFIX, &page_token, "ListChains", &mut v);
+        let mut names = Vec::new();
+        for (i, s) in statuses.iter().enumerate() {
+            match proto::ChainStatus::try_from(*s)
+                .ok()
+                .and_then(chain_status_name)
+            {
+                Some(name) => names.push(name),
+                None => v.add(
+                    format!("statuses[{i}]"),
+                    "must be a ChainStatus other than UNSPECIFIED",
+                ),
+            }
+        }
+        v.into_result(())?;
+        let mut rows = self
+            .engine
+            .store()
+            .list_chains(&names, before.as_deref(), size as u64 + 1)
+            .await?;
+        let next_page_token =
+            convert::page_end(&mut rows, size, PAGE_TOKEN_PREFIX, |(c, _)| c.id.as_str());
+        let chains = rows
+            .into_iter()
+            .map(|(chain, steps)| {
+                chain_view(ChainRead {
+                    chain,
+                    steps,
+                    jobs: Default::default(),
+                    attempts: Default::default(),
+                })
+            })
+            .collect();
+        Ok(Response::new(proto::ListChainsResponse {
+            chains,
+            next_page_token,
+        }))
+    }
+
+    async fn cancel_chain(
+        &self,
+        request: Request<proto::CancelChainRequest>,
+    ) -> Result<Response<proto::Chain>, Status> {
+        let proto::CancelChainRequest { id } = request.into_inner();
+        let id = chain_id(&id)?.to_string();
+        self.engine
+            .change_chain(ChainChange::Cancel(id.clone()))
+            .await?;
+        Ok(Response::new(self.read(&id).await?))
+    }
+
+    async fn retry_chain(
+        &self,
+        request: Request<proto::RetryChainRequest>,
+    ) -> Result<Response<proto::Chain>, Status> {
+        let proto::RetryChainRequest { id } = request.into_inner();
+        let id = chain_id(&id)?.to_string();
+        self.engine
+            .change_chain(ChainChange::Retry(id.clone()))
+            .await?;
+        Ok(Response::new(self.read(&id).await?))
+    }
+}
