@@ -1228,3 +1228,155 @@ async fn a_chain_survives_kill_9_and_runs_each_finished_step_once() {
     }
     drop(restarted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_database_move_each_chain_once() {
+    let target = Target::start().await.unwrap();
+    let first = Server::start().await;
+    let second = Server::start_beside(&first, |_| {}).await;
+    let mut clients = [chains(first.addr).await, chains(second.addr).await];
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let branches = ["x", "y", "z"];
+        let mut steps = vec![step(
+            "root",
+            "GET",
+            answering(&target, &format!("/root/{n}"), &json!({"n": n})),
+        )];
+        for b in branches {
+            steps.push(after(
+                with_body(
+                    step(
+                        b,
+                        "POST",
+                        target.url(&format!("/{b}/{n}?echo=1&delay_ms=20")),
+                    ),
+                    json!({"n": "{{ steps.root.output.body.n }}"}),
+                ),
+                &["root"],
+            ));
+        }
+        steps.push(after(
+            with_body(
+                step("join", "POST", target.url(&format!("/join/{n}"))),
+                json!({"x": "{{ steps.x.output.body.n }}", "y": "{{ steps.y.output.body.n }}", "z": "{{ steps.z.output.body.n }}"}),
+            ),
+            &branches,
+        ));
+        let client = &mut clients[n % 2];
+        ids.push(submit_chain(client, chain(steps, json!(null))).await.id);
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let done = wait_chain(&mut clients[(n + 1) % 2], id, SOON).await;
+        assert_eq!(done.status, ChainStatus::Succeeded as i32, "{done:#?}");
+        for path in ["root", "x", "y", "z", "join"] {
+            assert_eq!(
+                target.received_on(&format!("/{path}/{n}")).len(),
+                1,
+                "chain {n}: {path} ran once"
+            );
+        }
+        assert_eq!(
+            body_json(&target.received_on(&format!("/join/{n}"))[0]),
+            json!({"x": n, "y": n, "z": n})
+        );
+    }
+    second.stop().await;
+    first.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_a_chain_streams_each_step_moving_then_the_end() {
+    let target = Target::start().await.unwrap();
+    let server = Server::start().await;
+    let mut client = chains(server.addr).await;
+    let submitted = submit_chain(
+        &mut client,
+        chain(
+            vec![
+                step("first", "GET", target.url("/w1?delay_ms=300")),
+                step("second", "GET", target.url("/w2?delay_ms=300")),
+                step("never", "GET", target.url("/w3?status=500")),
+                {
+                    let mut cleanup = after(step("cleanup", "GET", target.url("/w4")), &["never"]);
+                    cleanup.run_if = proto::RunIf::OnFailure as i32;
+                    cleanup
+                },
+            ],
+            json!(null),
+        ),
+    )
+    .await;
+    let mut stream = client
+        .watch_chain(proto::WatchChainRequest {
+            id: submitted.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut events = Vec::new();
+    let until = Instant::now() + SOON;
+    while let Some(event) = tokio::time::timeout_at(until.into(), stream.message())
+        .await
+        .expect("the stream ends once the chain has")
+        .unwrap()
+    {
+        events.push(event);
+    }
+    let kinds: Vec<i32> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds.first(),
+        Some(&(proto::ChainEventKind::Snapshot as i32))
+    );
+    assert_eq!(kinds.last(), Some(&(proto::ChainEventKind::Ended as i32)));
+    let ended = events.last().unwrap().chain.as_ref().unwrap();
+    assert_eq!(ended.status, ChainStatus::Failed as i32);
+    // Seen in a step's event, or in the chain the stream began with.
+    let seen = |id: &str, status: StepStatus| {
+        events.iter().any(|e| {
+            let in_step = e.step.iter();
+            let in_snapshot = e
+                .chain
+                .iter()
+                .filter(|_| e.kind == proto::ChainEventKind::Snapshot as i32)
+                .flat_map(|c| c.steps.iter());
+            in_step
+                .chain(in_snapshot)
+                .any(|s| s.id == id && s.status == status as i32)
+        })
+    };
+    for id in ["first", "second"] {
+        assert!(
+            seen(id, StepStatus::Running),
+            "{id} seen running: {events:#?}"
+        );
+        assert!(seen(id, StepStatus::Succeeded), "{id} seen succeeding");
+    }
+    assert!(seen("never", StepStatus::Failed));
+    assert!(
+        seen("cleanup", StepStatus::Succeeded),
+        "the failure step ran"
+    );
+    // Each step's moves come in order.
+    let order: Vec<(String, i32)> = events
+        .iter()
+        .filter_map(|e| e.step.as_ref().map(|s| (s.id.clone(), s.status)))
+        .filter(|(id, _)| id == "first")
+        .collect();
+    let running = order
+        .iter()
+        .position(|(_, s)| *s == StepStatus::Running as i32);
+    let done = order
+        .iter()
+        .position(|(_, s)| *s == StepStatus::Succeeded as i32);
+    assert!(running < done, "{order:?}");
+
+    let missing = client
+        .watch_chain(proto::WatchChainRequest {
+            id: "c_01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    server.stop().await;
+}

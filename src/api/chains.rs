@@ -93,7 +93,7 @@ fn step_status(step: &chain_steps::Model, job_status: Option<&str>) -> proto::St
     }
 }
 
-fn chain_view(read: ChainRead) -> proto::Chain {
+pub(super) fn chain_view(read: ChainRead) -> proto::Chain {
     let ChainRead {
         chain,
         steps,
@@ -168,6 +168,21 @@ fn new_chain_id() -> String {
 
 #[tonic::async_trait]
 impl ChainService for ChainApi {
+    type WatchChainStream =
+        tokio_stream::wrappers::ReceiverStream<Result<proto::ChainEvent, Status>>;
+
+    async fn watch_chain(
+        &self,
+        request: Request<proto::WatchChainRequest>,
+    ) -> Result<Response<Self::WatchChainStream>, Status> {
+        let proto::WatchChainRequest { id } = request.into_inner();
+        let id = chain_id(&id)?.to_string();
+        let events = super::chain_watch::watch(self.engine.clone(), id).await?;
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            events,
+        )))
+    }
+
     async fn submit_chain(
         &self,
         request: Request<proto::SubmitChainRequest>,

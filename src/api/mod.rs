@@ -2,6 +2,7 @@
 //! mapping from the engine's errors to gRPC statuses lives here.
 
 pub mod chain_spec;
+pub mod chain_watch;
 pub mod chains;
 pub mod contracts;
 pub mod convert;

@@ -19,7 +19,8 @@ pub async fn chain_by_idempotency_key(
         .await?)
 }
 
-/// The chains with these ids, locked until the commit on PostgreSQL.
+/// The chains with these ids, locked until the commit on PostgreSQL, in id order
+/// (so two replicas locking overlapping sets cannot deadlock).
 pub async fn chains_for_update(
     txn: &DatabaseTransaction,
     ids: &[&str],
