@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use common::*;
 
-/// The shell block after the `grpcurl-session` marker in README.md.
-fn readme_session() -> String {
+/// The shell block after the `marker` comment in README.md.
+fn readme_session(marker: &str) -> String {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let after = readme
-        .split("<!-- grpcurl-session")
+        .split(&format!("<!-- {marker}"))
         .nth(1)
-        .expect("README has a grpcurl session");
+        .expect("README has the grpcurl session");
     let block = after
         .split("```sh\n")
         .nth(1)
@@ -22,12 +22,12 @@ fn readme_session() -> String {
     block.split("```").next().unwrap().to_string()
 }
 
-/// The lines of the text block after the `grpcurl-expected` marker in README.md.
-fn readme_expected() -> Vec<String> {
+/// The lines of the text block after the `marker` comment in README.md.
+fn readme_expected(marker: &str) -> Vec<String> {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let after = readme
-        .split("<!-- grpcurl-expected")
+        .split(&format!("<!-- {marker}"))
         .nth(1)
         .expect("README shows the session's output");
     let block = after
@@ -43,61 +43,6 @@ fn readme_expected() -> Vec<String> {
         .collect()
 }
 
-/// The target the README names, on a port of its own; each request it prints.
-struct EchoTarget {
-    child: std::process::Child,
-    addr: String,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl EchoTarget {
-    fn start() -> EchoTarget {
-        use std::io::{BufRead, BufReader};
-        let mut child = std::process::Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/examples/echo_target.py"
-            ))
-            .arg("0")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 runs the echo target");
-        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = out.next().expect("a first line").expect("readable");
-        let addr = first
-            .strip_prefix("echo target on ")
-            .expect("it says where it listens")
-            .to_string();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = lines.clone();
-        std::thread::spawn(move || {
-            for line in out.map_while(Result::ok) {
-                seen.lock().unwrap().push(line);
-            }
-        });
-        EchoTarget { child, addr, lines }
-    }
-
-    /// Waits until it has printed `n` requests.
-    async fn wait_for(&self, n: usize) -> Vec<String> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let lines = self.lines.lock().unwrap().clone();
-            if lines.len() >= n || std::time::Instant::now() > deadline {
-                return lines;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for EchoTarget {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_grpcurl_session_works_against_the_target_it_names() {
     if !tool_available(Command::new("grpcurl").arg("-version"), "grpcurl") {
@@ -105,7 +50,7 @@ async fn the_readme_grpcurl_session_works_against_the_target_it_names() {
     }
     let target = EchoTarget::start();
     let server = Server::start().await;
-    let script = readme_session()
+    let script = readme_session("grpcurl-session")
         .replace("localhost:50051", &server.addr.to_string())
         .replace("127.0.0.1:8080", &target.addr);
     let output = tokio::time::timeout(
@@ -125,7 +70,7 @@ async fn the_readme_grpcurl_session_works_against_the_target_it_names() {
     );
 
     // What the README shows, it prints.
-    for line in readme_expected() {
+    for line in readme_expected("grpcurl-expected") {
         assert!(stdout.contains(line.trim()), "{line:?} in:\n{stdout}");
     }
     for service in [
@@ -160,6 +105,47 @@ async fn the_readme_grpcurl_session_works_against_the_target_it_names() {
     assert_eq!(
         seen[2],
         r#"POST /hook?source=readme key=- {"hello":"world"}"#
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_chain_session_checks_runs_and_watches_a_chain() {
+    if !tool_available(Command::new("grpcurl").arg("-version"), "grpcurl") {
+        return;
+    }
+    let target = EchoTarget::start();
+    let server = Server::start().await;
+    let script = readme_session("grpcurl-chain-session")
+        .replace("localhost:50051", &server.addr.to_string())
+        .replace("127.0.0.1:8080", &target.addr);
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .output(),
+    )
+    .await
+    .expect("the session finished")
+    .expect("bash ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "session failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for line in readme_expected("grpcurl-chain-expected") {
+        let line = line.replace("127.0.0.1:8080", &target.addr);
+        assert!(stdout.contains(line.trim()), "{line:?} in:\n{stdout}");
+    }
+    let mut seen = target.wait_for(2).await;
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            r#"POST /customers key=- {"name":"Ada"}"#.to_string(),
+            r#"POST /welcome%2Fcustomers key=- {"method":"POST","status":200}"#.to_string(),
+        ]
     );
     server.stop().await;
 }

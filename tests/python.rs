@@ -42,3 +42,47 @@ async fn a_python_client_built_from_the_proto_submits_and_reads_jobs_and_schedul
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_chain_example_runs_as_the_readme_shows() {
+    if !tool_available(
+        Command::new("python3").args(["-c", "import grpc, grpc_tools"]),
+        "Python grpcio and grpcio-tools",
+    ) {
+        return;
+    }
+    let target = EchoTarget::start();
+    let server = Server::start().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/chain.py");
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("python3")
+            .args([
+                script,
+                &server.addr.to_string(),
+                &format!("http://{}", target.addr),
+            ])
+            .output(),
+    )
+    .await
+    .expect("the example finished")
+    .expect("python3 ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the example failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let shown = readme
+        .split("<!-- python-chain-output")
+        .nth(1)
+        .and_then(|after| after.split("```text\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .expect("README shows the example's output");
+    for line in shown.lines().filter(|l| !l.contains("c_")) {
+        assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
+    }
+    server.stop().await;
+}

@@ -172,7 +172,7 @@ fn produced(reference: &Reference, promises: &dyn Promises) -> Result<(Value, St
                 verdict: Verdict::CannotTell,
                 producer: "/".into(),
                 consumer: String::new(),
-                expected: "an output contract to check against".into(),
+                expected: "a schema its source promises, to check against".into(),
                 found: "a producer that promises no schema".into(),
             }),
         },

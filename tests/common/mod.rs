@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+mod echo;
 mod process;
+pub use echo::EchoTarget;
 pub use process::Process;
 
 use jobqueue::config::Config;
