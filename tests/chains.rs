@@ -1380,3 +1380,55 @@ async fn watching_a_chain_streams_each_step_moving_then_the_end() {
     assert_eq!(missing.code(), Code::NotFound);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_canceled_with_its_queue_ends_its_chain_and_skips_what_needed_it() {
+    let target = Target::start().await.unwrap();
+    let server = Server::start().await;
+    let mut client = chains(server.addr).await;
+    let mut queues = queues(server.addr).await;
+    queues
+        .create_queue(proto::CreateQueueRequest {
+            queue: Some(proto::Queue {
+                name: "held".into(),
+                paused: true,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let mut held = step("held", "GET", target.url("/held"));
+    held.queue = "held".into();
+    let submitted = submit_chain(
+        &mut client,
+        chain(
+            vec![
+                step("a", "GET", target.url("/a")),
+                held,
+                step("c", "GET", target.url("/c")),
+            ],
+            json!(null),
+        ),
+    )
+    .await;
+    // Once `held` waits in its paused queue, the queue is purged under it.
+    let until = Instant::now() + SOON;
+    while step_of(&get_chain(&mut client, &submitted.id).await, "held").status
+        != StepStatus::Queued as i32
+    {
+        assert!(Instant::now() < until, "held never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    queues
+        .purge_queue(proto::PurgeQueueRequest {
+            name: "held".into(),
+        })
+        .await
+        .unwrap();
+    let done = wait_chain(&mut client, &submitted.id, SOON).await;
+    assert_eq!(done.status, ChainStatus::Canceled as i32, "{done:#?}");
+    assert_eq!(step_of(&done, "held").status, StepStatus::Canceled as i32);
+    assert_eq!(step_of(&done, "c").status, StepStatus::Skipped as i32);
+    assert!(target.received_on("/held").is_empty() && target.received_on("/c").is_empty());
+    server.stop().await;
+}

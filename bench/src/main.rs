@@ -84,7 +84,8 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Mode::Both)]
     mode: Mode,
 
-    /// Jobs per throughput run (unary and batch each submit this many).
+    /// Jobs per throughput run (unary and batch each submit this many; chains
+    /// submits this many chains).
     #[arg(long, default_value_t = 50_000)]
     jobs: usize,
 
@@ -204,6 +205,8 @@ enum Mode {
     Backlog,
     Schedules,
     SideBySide,
+    /// Three-step chains; per-job figures are per step.
+    Chains,
 }
 
 #[tokio::main]
@@ -393,6 +396,9 @@ async fn run_benchmarks(args: &Args, server: &Server) -> anyhow::Result<Report> 
         results.push(run_idle(&bench, args.idle_jobs).await?);
     }
     let mut sections = Vec::new();
+    if args.mode == Mode::Chains {
+        results.push(modes::chains::run_chains(&bench, args.jobs, args.in_flight).await?);
+    }
     if args.mode == Mode::Watch {
         let (runs, section) = run_watch(&bench, args).await?;
         results.extend(runs);

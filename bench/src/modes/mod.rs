@@ -2,6 +2,7 @@
 
 pub(crate) mod backlog;
 pub(crate) mod batch;
+pub(crate) mod chains;
 pub(crate) mod common;
 pub(crate) mod idle;
 pub(crate) mod schedules;

@@ -34,8 +34,9 @@ pub(super) struct Moves {
     left: HashMap<String, Left>,
     /// Chains to move though none of their steps ended (new, run again).
     chains: BTreeSet<String>,
-    /// Jobs that ended with no chain at hand (rescued), to look up.
-    unknown: Vec<String>,
+    /// Jobs that ended in bulk, with no chain at hand (rescued for good, purged
+    /// with their queue), to look up.
+    unknown: Vec<(String, Status)>,
 }
 
 impl Moves {
@@ -255,11 +256,11 @@ impl Writer {
         self.chain_moves.left.insert(job.id.clone(), left);
     }
 
-    /// Notes jobs that ended outside an attempt (their lease ran out for good):
-    /// their chains, if any, are looked up.
-    pub(super) fn note_rescued(&mut self, events: &[Event]) {
+    /// Notes jobs that ended in bulk statements (a lease ran out for good, a
+    /// queue was purged): their chains, if any, are looked up.
+    pub(super) fn note_ended_in_bulk(&mut self, events: &[Event]) {
         for e in events.iter().filter(|e| e.status.is_terminal()) {
-            self.chain_moves.unknown.push(e.job_id.clone());
+            self.chain_moves.unknown.push((e.job_id.clone(), e.status));
         }
     }
 
@@ -422,18 +423,29 @@ impl Writer {
         }
         let mut moves = std::mem::take(&mut self.chain_moves);
         if !moves.unknown.is_empty() {
-            let ids: Vec<&str> = moves.unknown.iter().map(String::as_str).collect();
+            let statuses: HashMap<&str, Status> = moves
+                .unknown
+                .iter()
+                .map(|(id, status)| (id.as_str(), *status))
+                .collect();
+            let ids: Vec<&str> = statuses.keys().copied().collect();
             for step in write::steps_of_jobs(txn, &ids).await? {
-                if step.status == "started" {
-                    moves.ended.push(StepEnded {
-                        chain_id: step.chain_id,
-                        step_id: step.step_id,
-                        job_id: step.job_id.unwrap_or_default(),
-                        status: Status::Failed,
-                        status_code: None,
-                        error_class: Some(ErrorClass::Interrupted.as_str().into()),
-                    });
-                }
+                let Some(job_id) = step.job_id.filter(|_| step.status == "started") else {
+                    continue;
+                };
+                let status = statuses
+                    .get(job_id.as_str())
+                    .copied()
+                    .unwrap_or(Status::Failed);
+                moves.ended.push(StepEnded {
+                    chain_id: step.chain_id,
+                    step_id: step.step_id,
+                    job_id,
+                    status,
+                    status_code: None,
+                    error_class: (status == Status::Failed)
+                        .then(|| ErrorClass::Interrupted.as_str().into()),
+                });
             }
         }
         let mut ids = moves.chains.clone();

@@ -593,7 +593,7 @@ impl Writer {
             if !rescued.is_empty() {
                 tracing::warn!(count = rescued.len(), "rescued jobs whose lease ran out");
                 self.due_queues.mark_all();
-                self.note_rescued(&rescued);
+                self.note_ended_in_bulk(&rescued);
                 self.changes.extend(rescued);
             }
             log::prune(&txn, now - self.event_retention_ms, REMOVE_PER_PASS).await?;

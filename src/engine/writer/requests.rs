@@ -298,6 +298,7 @@ impl Writer {
                     self.definitions.forget(&change.job_id);
                 }
                 let count = canceled.len() as u64;
+                self.note_ended_in_bulk(&canceled);
                 self.changes.extend(canceled);
                 Ok(QueueChanged::Purged(count))
             }
