@@ -43,14 +43,10 @@ fn readme_expected(marker: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_grpcurl_session_works_against_the_target_it_names() {
-    if !tool_available(Command::new("grpcurl").arg("-version"), "grpcurl") {
-        return;
-    }
-    let target = EchoTarget::start();
-    let server = Server::start().await;
-    let script = readme_session("grpcurl-session")
+/// Runs the README's session after `marker` against `server`, with the echo
+/// target in place of the one the README names; its stdout and stderr.
+async fn run_session(marker: &str, server: &Server, target: &EchoTarget) -> (String, String) {
+    let script = readme_session(marker)
         .replace("localhost:50051", &server.addr.to_string())
         .replace("127.0.0.1:8080", &target.addr);
     let output = tokio::time::timeout(
@@ -62,12 +58,23 @@ async fn the_readme_grpcurl_session_works_against_the_target_it_names() {
     .await
     .expect("the session finished")
     .expect("bash ran");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.success(),
         "session failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
+    (stdout, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_grpcurl_session_works_against_the_target_it_names() {
+    if !tool_available(Command::new("grpcurl").arg("-version"), "grpcurl") {
+        return;
+    }
+    let target = EchoTarget::start();
+    let server = Server::start().await;
+    let (stdout, stderr) = run_session("grpcurl-session", &server, &target).await;
 
     // What the README shows, it prints.
     for line in readme_expected("grpcurl-expected") {
@@ -116,24 +123,7 @@ async fn the_readme_chain_session_checks_runs_and_watches_a_chain() {
     }
     let target = EchoTarget::start();
     let server = Server::start().await;
-    let script = readme_session("grpcurl-chain-session")
-        .replace("localhost:50051", &server.addr.to_string())
-        .replace("127.0.0.1:8080", &target.addr);
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new("bash")
-            .args(["-euo", "pipefail", "-c", &script])
-            .output(),
-    )
-    .await
-    .expect("the session finished")
-    .expect("bash ran");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "session failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, _) = run_session("grpcurl-chain-session", &server, &target).await;
     for line in readme_expected("grpcurl-chain-expected") {
         let line = line.replace("127.0.0.1:8080", &target.addr);
         assert!(stdout.contains(line.trim()), "{line:?} in:\n{stdout}");

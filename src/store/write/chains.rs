@@ -42,16 +42,7 @@ pub async fn steps_of_chains(
     txn: &DatabaseTransaction,
     ids: &[&str],
 ) -> Result<Vec<chain_steps::Model>, StoreError> {
-    let mut found = Vec::new();
-    for chunk in ids.chunks(SMALL_ROWS_PER_STATEMENT) {
-        found.extend(
-            chain_steps::Entity::find()
-                .filter(chain_steps::Column::ChainId.is_in(chunk.iter().copied()))
-                .all(txn)
-                .await?,
-        );
-    }
-    Ok(found)
+    steps_where(txn, chain_steps::Column::ChainId, ids).await
 }
 
 /// The steps whose call these jobs make.
@@ -59,11 +50,19 @@ pub async fn steps_of_jobs(
     txn: &DatabaseTransaction,
     job_ids: &[&str],
 ) -> Result<Vec<chain_steps::Model>, StoreError> {
+    steps_where(txn, chain_steps::Column::JobId, job_ids).await
+}
+
+async fn steps_where(
+    txn: &DatabaseTransaction,
+    column: chain_steps::Column,
+    values: &[&str],
+) -> Result<Vec<chain_steps::Model>, StoreError> {
     let mut found = Vec::new();
-    for chunk in job_ids.chunks(SMALL_ROWS_PER_STATEMENT) {
+    for chunk in values.chunks(SMALL_ROWS_PER_STATEMENT) {
         found.extend(
             chain_steps::Entity::find()
-                .filter(chain_steps::Column::JobId.is_in(chunk.iter().copied()))
+                .filter(column.is_in(chunk.iter().copied()))
                 .all(txn)
                 .await?,
         );
