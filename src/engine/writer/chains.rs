@@ -82,11 +82,55 @@ pub(super) fn output_of(record: &attempts::Model) -> String {
     json!({"status": record.status_code, "headers": headers, "body": body}).to_string()
 }
 
+/// Most chains whose parsed steps are kept between turns; past it they are all
+/// dropped and parsed again as they move.
+const SHAPES_KEPT: usize = 10_000;
+
+/// A chain's steps as parsed from its stored definition, and their graph. Both
+/// are fixed at submit, so a parse is good for the chain's whole life.
+pub(super) struct Shape {
+    definition: Definition,
+    graph: Graph,
+}
+
+/// Parsed chain definitions by chain id, kept across turns.
+#[derive(Default)]
+pub(super) struct Shapes(HashMap<String, Arc<Shape>>);
+
+impl Shapes {
+    fn of(&mut self, row: &chain_rows::Model) -> Option<Arc<Shape>> {
+        if let Some(shape) = self.0.get(&row.id) {
+            return Some(shape.clone());
+        }
+        let definition = match serde_json::from_str::<Definition>(&row.definition) {
+            Ok(d) => d,
+            Err(error) => {
+                tracing::error!(chain = %row.id, %error, "a stored chain does not read back; it is not moved");
+                return None;
+            }
+        };
+        let Ok(graph) = definition.graph() else {
+            tracing::error!(chain = %row.id, "a stored chain's steps do not form a graph; it is not moved");
+            return None;
+        };
+        if self.0.len() >= SHAPES_KEPT {
+            self.0.clear();
+        }
+        let shape = Arc::new(Shape { definition, graph });
+        self.0.insert(row.id.clone(), shape.clone());
+        Some(shape)
+    }
+
+    /// Forgets an ended chain's shape (a retry parses it again).
+    fn forget(&mut self, id: &str) {
+        self.0.remove(id);
+    }
+}
+
 /// A chain moved in this transaction, with its steps.
 struct Moving {
     row: chain_rows::Model,
-    definition: Definition,
-    graph: Graph,
+    shape: Arc<Shape>,
     steps: BTreeMap<String, chain_steps::Model>,
     changed_steps: BTreeSet<String>,
     changed: bool,
@@ -153,13 +197,19 @@ impl Moving {
         Context {
             input,
             steps,
-            order: self.definition.order(),
+            order: self.shape.definition.order(),
         }
     }
 
     /// Why a step is skipped, from its parents' ends.
     fn skip_reason(&self, id: &str) -> String {
-        let parents = self.graph.parents.get(id).cloned().unwrap_or_default();
+        let parents = self
+            .shape
+            .graph
+            .parents
+            .get(id)
+            .cloned()
+            .unwrap_or_default();
         let ends: Vec<String> = parents
             .iter()
             .map(|p| {
@@ -167,7 +217,7 @@ impl Moving {
                 format!("{p} {status}")
             })
             .collect();
-        match self.graph.run_if.get(id) {
+        match self.shape.graph.run_if.get(id) {
             Some(crate::chain::graph::RunIf::OnFailure) => format!(
                 "runs only when a step it depends on fails, and none did ({})",
                 ends.join(", ")
@@ -461,26 +511,16 @@ impl Writer {
                 .insert(step.step_id.clone(), step);
         }
         let mut chains = Vec::with_capacity(rows.len());
+        let mut at: HashMap<String, usize> = HashMap::with_capacity(rows.len());
         for row in rows {
-            let definition = match serde_json::from_str::<Definition>(&row.definition) {
-                Ok(d) => d,
-                Err(error) => {
-                    tracing::error!(chain = %row.id, %error, "a stored chain does not read back; it is not moved");
-                    continue;
-                }
-            };
-            let graph = match definition.graph() {
-                Ok(g) => g,
-                Err(_) => {
-                    tracing::error!(chain = %row.id, "a stored chain's steps do not form a graph; it is not moved");
-                    continue;
-                }
+            let Some(shape) = self.chain_shapes.of(&row) else {
+                continue;
             };
             let steps = steps_by_chain.remove(&row.id).unwrap_or_default();
+            at.insert(row.id.clone(), chains.len());
             chains.push(Moving {
                 row,
-                definition,
-                graph,
+                shape,
                 steps,
                 changed_steps: BTreeSet::new(),
                 changed: false,
@@ -488,7 +528,7 @@ impl Writer {
         }
         // Outcomes first: only the job a step started may end it.
         for end in moves.ended {
-            let Some(chain) = chains.iter_mut().find(|c| c.row.id == end.chain_id) else {
+            let Some(chain) = at.get(&end.chain_id).map(|i| &mut chains[*i]) else {
                 continue;
             };
             let Some(step) = chain.step_mut(&end.step_id) else {
@@ -526,7 +566,7 @@ impl Writer {
         let names: Vec<String> = chains
             .iter()
             .filter(|c| c.row.status == "running")
-            .flat_map(|c| c.definition.steps.iter().map(|s| s.job.queue.clone()))
+            .flat_map(|c| c.shape.definition.steps.iter().map(|s| s.job.queue.clone()))
             .collect();
         let queues = self
             .queues_for(txn, now, names.iter().map(String::as_str).collect())
@@ -547,6 +587,9 @@ impl Writer {
                 }
             }
             if chain.changed {
+                if chain.row.status != "running" {
+                    self.chain_shapes.forget(&chain.row.id);
+                }
                 rows.push(chain.row);
             }
         }
@@ -567,7 +610,7 @@ impl Writer {
         inserts: &mut Vec<jobs::Model>,
     ) {
         loop {
-            let decision = chain.graph.next(&chain.states());
+            let decision = chain.shape.graph.next(&chain.states());
             if decision.start.is_empty() && decision.skip.is_empty() {
                 return;
             }
@@ -581,7 +624,7 @@ impl Writer {
             }
             let ctx = chain.context();
             for id in &decision.start {
-                let Some(def) = chain.definition.step(id).cloned() else {
+                let Some(def) = chain.shape.definition.step(id).cloned() else {
                     continue;
                 };
                 let job = self.step_job(chain, &def, &ctx, now, queues).await;

@@ -175,6 +175,8 @@ pub(crate) struct Writer {
     step_rules: Arc<executor::StepRules>,
     /// Chains the open transaction moves: steps that ended, chains to start.
     chain_moves: chains::Moves,
+    /// Running chains' steps as parsed, so a move does not parse them again.
+    chain_shapes: chains::Shapes,
     next_poll: Instant,
     next_maintenance: Instant,
 }
@@ -300,6 +302,7 @@ impl Writer {
             }),
             library,
             chain_moves: chains::Moves::default(),
+            chain_shapes: chains::Shapes::default(),
             next_poll: now + settings.poll_interval,
             next_maintenance: now,
             settings,

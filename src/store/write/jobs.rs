@@ -34,6 +34,9 @@ pub async fn jobs_by_idempotency_key(
     Ok(found)
 }
 
+/// The last columns of [`JOB_COLUMNS`]: a chain step's, NULL for other jobs.
+const CHAIN_COLUMNS: usize = 3;
+
 const JOB_COLUMNS: [&str; 35] = [
     "id",
     "queue",
@@ -167,20 +170,30 @@ pub async fn insert_jobs(
     }
     // A plain multi-row INSERT with the values moved out of the rows: the query
     // builder's copies of every value were a measured share of the writer's time.
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let mut values = Vec::with_capacity(JOB_ROWS_PER_STATEMENT * JOB_COLUMNS.len());
-        let mut count = 0;
-        for job in rows.by_ref().take(JOB_ROWS_PER_STATEMENT) {
-            values.extend(job_values(job));
-            count += 1;
+    // A job of its own leaves the chain columns out (they stay NULL) rather than
+    // bind three NULLs per row.
+    let (steps, plain): (Vec<jobs::Model>, Vec<jobs::Model>) = rows
+        .into_iter()
+        .partition(|j| j.chain_id.is_some() || j.step_id.is_some() || j.contract.is_some());
+    for (rows, columns) in [
+        (plain, &JOB_COLUMNS[..JOB_COLUMNS.len() - CHAIN_COLUMNS]),
+        (steps, &JOB_COLUMNS[..]),
+    ] {
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let mut values = Vec::with_capacity(JOB_ROWS_PER_STATEMENT * columns.len());
+            let mut count = 0;
+            for job in rows.by_ref().take(JOB_ROWS_PER_STATEMENT) {
+                values.extend(job_values(job).into_iter().take(columns.len()));
+                count += 1;
+            }
+            let text = format!(
+                "INSERT INTO jobs ({}) VALUES {}",
+                columns.join(", "),
+                value_rows(columns.len(), count)
+            );
+            txn.execute_raw(sql(backend(txn), &text, values)).await?;
         }
-        let text = format!(
-            "INSERT INTO jobs ({}) VALUES {}",
-            JOB_COLUMNS.join(", "),
-            value_rows(JOB_COLUMNS.len(), count)
-        );
-        txn.execute_raw(sql(backend(txn), &text, values)).await?;
     }
     let mut tags = tags.into_iter().peekable();
     while tags.peek().is_some() {
