@@ -1132,6 +1132,46 @@ async fn a_chain_resubmitted_with_its_key_is_the_same_chain() {
         .into_inner();
     assert_eq!(page.chains.len(), 1);
     assert_eq!(page.chains[0].tags, vec!["nightly"]);
+
+    // Pages, newest first.
+    let mut ids = vec![first.id.clone()];
+    for n in 0..2 {
+        let more = chain(
+            vec![step("a", "GET", target.url(&format!("/more/{n}")))],
+            json!(null),
+        );
+        ids.push(submit_chain(&mut client, more).await.id);
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_chains(proto::ListChainsRequest {
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.chains.len() <= 2);
+        seen.extend(page.chains.into_iter().map(|c| c.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, ids);
+    let bad = client
+        .list_chains(proto::ListChainsRequest {
+            page_token: "not-a-token".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert_eq!(bad_fields(&bad), vec!["page_token"]);
     server.stop().await;
 }
 
