@@ -47,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         "proto/jobqueue/v1/schedules.proto",
         "proto/jobqueue/v1/contracts.proto",
         "proto/jobqueue/v1/chains.proto",
+        "proto/jobqueue/v1/templates.proto",
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");

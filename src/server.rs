@@ -15,6 +15,7 @@ use crate::api::convert::Limits;
 use crate::api::jobs::JobApi;
 use crate::api::queues::QueueApi;
 use crate::api::schedules::ScheduleApi;
+use crate::api::templates::TemplateApi;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::health::Health;
@@ -23,6 +24,7 @@ use crate::proto::contract_service_server::ContractServiceServer;
 use crate::proto::job_service_server::JobServiceServer;
 use crate::proto::queue_service_server::QueueServiceServer;
 use crate::proto::schedule_service_server::ScheduleServiceServer;
+use crate::proto::template_service_server::TemplateServiceServer;
 use crate::store::{Store, StoreError};
 
 /// How much longer than the shutdown grace open calls may take to drain.
@@ -124,6 +126,7 @@ pub async fn run_then(
             <ScheduleServiceServer<ScheduleApi> as tonic::server::NamedService>::NAME,
             <ContractServiceServer<ContractApi> as tonic::server::NamedService>::NAME,
             <ChainServiceServer<ChainApi> as tonic::server::NamedService>::NAME,
+            <TemplateServiceServer<TemplateApi> as tonic::server::NamedService>::NAME,
         ],
         false => Vec::new(),
     };
@@ -149,6 +152,8 @@ pub async fn run_then(
         ScheduleServiceServer::new(ScheduleApi::new(engine.clone(), Limits::from(&config)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let contracts = ContractServiceServer::new(ContractApi::new(engine.clone()));
+    let templates =
+        TemplateServiceServer::new(TemplateApi::new(engine.clone(), Limits::from(&config)));
     let chains = ChainServiceServer::new(ChainApi::new(engine.clone(), Limits::from(&config)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -175,19 +180,20 @@ pub async fn run_then(
         }
     };
     // A worker serves health (for probes) and nothing a client could submit to.
-    let (jobs, queues, schedules, contracts, chains) = match config.role.serves_api() {
+    let (jobs, queues, schedules, contracts, chains, templates) = match config.role.serves_api() {
         true => (
             Some(jobs),
             Some(queues),
             Some(schedules),
             Some(contracts),
             Some(chains),
+            Some(templates),
         ),
         false => {
             // Dropped now, with their engine handles, or the writer would wait on
             // them at shutdown.
-            drop((jobs, queues, schedules, contracts, chains));
-            (None, None, None, None, None)
+            drop((jobs, queues, schedules, contracts, chains, templates));
+            (None, None, None, None, None, None)
         }
     };
     if let Ok(addr) = listener.local_addr() {
@@ -206,6 +212,7 @@ pub async fn run_then(
         .add_optional_service(schedules)
         .add_optional_service(contracts)
         .add_optional_service(chains)
+        .add_optional_service(templates)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     // Draining waits for open calls; a client that never reads its stream must not
     // keep the process alive past the grace.

@@ -12,6 +12,7 @@ mod m20261204_000005_compact_log;
 mod m20261205_000006_trace_context;
 mod m20261205_000007_contracts;
 mod m20261206_000008_chains;
+mod m20261206_000009_templates;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000006_trace_context::Migration),
             Box::new(m20261205_000007_contracts::Migration),
             Box::new(m20261206_000008_chains::Migration),
+            Box::new(m20261206_000009_templates::Migration),
         ]
     }
 }

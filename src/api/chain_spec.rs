@@ -11,6 +11,7 @@ use tonic::Status;
 
 use super::Violations;
 use super::convert::{self, Limits, json_from_value};
+use super::templates::UsedTemplate;
 use crate::chain::check::{self, Schemas, StepWire};
 use crate::chain::definition::{
     BodyTemplate, CallTemplate, Definition, Pinned, RunIfName, StepDef, StepJob, without_references,
@@ -22,6 +23,7 @@ use crate::contract::library::{Library, LibraryError, Loaded};
 use crate::contract::registry::{Documents, Part};
 use crate::contract::validate::violations;
 use crate::proto;
+use crate::store::Store;
 
 /// A chain's input, as JSON text, at most this long.
 const MAX_INPUT_BYTES: usize = 1 << 20;
@@ -62,7 +64,7 @@ impl Checked {
                 continue;
             }
             let field = format!(
-                "chain.steps[{}].request.{}{}",
+                "chain.steps[{}].{}{}",
                 w.step,
                 w.field,
                 if w.wire.at == "/" { "" } else { &w.wire.at }
@@ -93,7 +95,7 @@ impl Checked {
                 .iter()
                 .map(|w| proto::Wire {
                     step: self.definition.steps[w.step].id.clone(),
-                    field: format!("request.{}", w.field),
+                    field: w.field.clone(),
                     pointer: w.wire.at.clone(),
                     reference: w.wire.reference.clone(),
                     verdict: verdict(w.wire.verdict) as i32,
@@ -128,6 +130,7 @@ fn verdict(v: Verdict) -> proto::WireVerdict {
 pub async fn check(
     spec: Option<proto::ChainSpec>,
     limits: &Limits,
+    store: &Store,
     library: &Library,
 ) -> Result<Checked, Status> {
     let Some(spec) = spec else {
@@ -174,12 +177,21 @@ pub async fn check(
     }
     let input_contract = pinned_name(input_contract, "chain.input_contract", &mut v);
 
+    // The templates steps name, each version pinned.
+    let mut used_templates = HashMap::new();
+    for (i, step) in steps.iter().enumerate() {
+        if let Some(named) = &step.template {
+            let field = format!("chain.steps[{i}].template");
+            used_templates.insert(i, super::templates::used(store, named, &field).await?);
+        }
+    }
     let mut defs = Vec::with_capacity(steps.len());
     let mut nodes = Vec::with_capacity(steps.len());
     let mut named = Vec::with_capacity(steps.len());
     for (i, step) in steps.into_iter().enumerate() {
         let path = format!("chain.steps[{i}]");
         let id = step.id.clone();
+        let template = used_templates.get(&i);
         nodes.push(Node {
             id: id.clone(),
             depends_on: step.depends_on.as_ref().map(|d| d.steps.clone()),
@@ -193,12 +205,11 @@ pub async fn check(
                 }
             },
         });
-        named.push(pinned_name(
-            step.contract.clone(),
-            &format!("{path}.contract"),
-            &mut v,
-        ));
-        if let Some(def) = step_def(step, &path, &queue, limits, &mut v) {
+        named.push(match template {
+            Some(t) => t.contract.clone().map(|c| (c.name, Some(c.version))),
+            None => pinned_name(step.contract.clone(), &format!("{path}.contract"), &mut v),
+        });
+        if let Some(def) = step_def(step, &path, &queue, template, limits, &mut v) {
             defs.push(def);
         }
     }
@@ -228,7 +239,7 @@ pub async fn check(
     }
     let mut v = Violations::default();
     for (i, field, message) in check::unreachable(&definition, &graph) {
-        v.add(format!("chain.steps[{i}].request.{field}"), message);
+        v.add(format!("chain.steps[{i}].{field}"), message);
     }
     v.into_result(())?;
 
@@ -337,7 +348,7 @@ pub async fn check(
 
 /// A contract named by a chain or a step: its name checked, version 0 as None
 /// (the latest active one).
-fn pinned_name(
+pub(super) fn pinned_name(
     named: Option<proto::ContractVersion>,
     field: &str,
     v: &mut Violations,
@@ -353,11 +364,13 @@ fn pinned_name(
 
 /// One step's fields checked as a job's are, with each reference standing in
 /// for a value: a reference may stand in the URL's path and query but not in
-/// its scheme or host.
-fn step_def(
+/// its scheme or host. A step naming a template takes its call, contract and
+/// settings (its own settings, when set, win); `template` is that template.
+pub(super) fn step_def(
     step: proto::ChainStep,
     path: &str,
     chain_queue: &str,
+    template: Option<&UsedTemplate>,
     limits: &Limits,
     v: &mut Violations,
 ) -> Option<StepDef> {
@@ -366,13 +379,113 @@ fn step_def(
         depends_on: _,
         run_if: _,
         request,
-        contract: _,
+        contract,
         timeout,
         max_attempts,
         backoff,
         queue,
         priority,
+        template: named,
     } = step;
+    if let (Some(used), Some(named)) = (template, named) {
+        if request.is_some() {
+            v.add(
+                format!("{path}.request"),
+                "a step names a template or a request, not both",
+            );
+        }
+        if contract.is_some() {
+            v.add(
+                format!("{path}.contract"),
+                "a template's step keeps the template's contract",
+            );
+        }
+        let input = match named.input.as_ref().map(json_from_value) {
+            None => Value::Null,
+            Some(Some(input)) => input,
+            Some(None) => {
+                v.add(
+                    format!("{path}.template.input"),
+                    "must be JSON (numbers finite)",
+                );
+                Value::Null
+            }
+        };
+        if let Err(e) = references_in(&input) {
+            v.add(
+                format!("{path}.template.input"),
+                format!("malformed reference: {e}"),
+            );
+        }
+        let own = &used.settings.job;
+        let queue = match (queue.is_empty(), own.queue.is_empty()) {
+            (false, _) => queue,
+            (true, false) => own.queue.clone(),
+            (true, true) => chain_queue.to_string(),
+        };
+        // The step's own settings, checked on a call that stands for the template's.
+        let probe = proto::JobSpec {
+            request: Some(proto::HttpRequest {
+                url: "http://template.invalid/".into(),
+                ..Default::default()
+            }),
+            timeout,
+            priority,
+            max_attempts,
+            backoff,
+            queue,
+            ..Default::default()
+        };
+        let job = convert::new_job(Some(probe), path, limits, String::new(), 0, v)?;
+        let (mine, unset) = (job.job, job.unset);
+        let job = StepJob {
+            queue: mine.queue,
+            priority: if priority != 0 {
+                priority
+            } else {
+                own.priority
+            },
+            timeout_ms: if unset.timeout {
+                own.timeout_ms
+            } else {
+                mine.timeout_ms
+            },
+            max_attempts: if unset.max_attempts {
+                own.max_attempts
+            } else {
+                mine.max_attempts
+            },
+            backoff_strategy: if unset.backoff {
+                own.backoff_strategy.clone()
+            } else {
+                mine.backoff_strategy
+            },
+            backoff_base_ms: if unset.backoff {
+                own.backoff_base_ms
+            } else {
+                mine.backoff_base_ms
+            },
+            backoff_max_ms: if unset.backoff {
+                own.backoff_max_ms
+            } else {
+                mine.backoff_max_ms
+            },
+            unset_timeout: unset.timeout && own.unset_timeout,
+            unset_max_attempts: unset.max_attempts && own.unset_max_attempts,
+            unset_backoff: unset.backoff && own.unset_backoff,
+        };
+        return Some(StepDef {
+            id,
+            parents: Vec::new(),
+            run_if: RunIfName::OnSuccess,
+            call: used.call.clone(),
+            contract: used.contract.clone(),
+            job,
+            template: Some(used.pinned.clone()),
+            input: Some(input),
+        });
+    }
+    let _ = contract;
     let Some(request) = request else {
         v.add(format!("{path}.request"), "required: the HTTP call to make");
         return None;
@@ -450,6 +563,7 @@ fn step_def(
         } else {
             queue
         },
+        template: None,
     };
     let job = convert::new_job(Some(probe), path, limits, String::new(), 0, v)?;
     let (job, unset) = (job.job, job.unset);
@@ -477,5 +591,7 @@ fn step_def(
             unset_max_attempts: unset.max_attempts,
             unset_backoff: unset.backoff,
         },
+        template: None,
+        input: None,
     })
 }

@@ -191,7 +191,13 @@ impl ChainService for ChainApi {
         let trace = telemetry::rpc::rpc_context(&request)
             .and_then(|rpc| telemetry::TraceContext::store(&rpc.cx));
         let proto::SubmitChainRequest { chain } = request.into_inner();
-        let checked = chain_spec::check(chain, &self.limits, self.engine.library()).await?;
+        let checked = chain_spec::check(
+            chain,
+            &self.limits,
+            self.engine.store(),
+            self.engine.library(),
+        )
+        .await?;
         if !checked.accepted() {
             return Err(checked.refusal());
         }
@@ -229,7 +235,13 @@ impl ChainService for ChainApi {
         request: Request<proto::CheckChainRequest>,
     ) -> Result<Response<proto::ChainCheck>, Status> {
         let proto::CheckChainRequest { chain } = request.into_inner();
-        let checked = chain_spec::check(chain, &self.limits, self.engine.library()).await?;
+        let checked = chain_spec::check(
+            chain,
+            &self.limits,
+            self.engine.store(),
+            self.engine.library(),
+        )
+        .await?;
         Ok(Response::new(checked.report()))
     }
 

@@ -305,19 +305,7 @@ impl ContractService for ContractApi {
         }
         let page_size = convert::page_size(page_size, DEFAULT_PAGE, MAX_PAGE, &mut v);
         let after = convert::page_start(PAGE_TOKEN_PREFIX, &page_token, "ListContracts", &mut v);
-        let after = match after.as_deref().map(|a| a.split_once('/')) {
-            None => None,
-            Some(Some((name, version))) if version.parse::<i32>().is_ok() => {
-                Some((name.to_string(), version.parse::<i32>().unwrap_or(0)))
-            }
-            Some(_) => {
-                v.add(
-                    "page_token",
-                    "must be a next_page_token returned by ListContracts",
-                );
-                None
-            }
-        };
+        let after = convert::name_and_version(after, "ListContracts", &mut v);
         v.into_result(())?;
         let only = (!name.is_empty()).then_some(name.as_str());
         let mut page = self
@@ -329,15 +317,10 @@ impl ContractService for ContractApi {
                 page_size as u64 + 1,
             )
             .await?;
-        let more = page.len() > page_size as usize;
-        page.truncate(page_size as usize);
-        let next_page_token = match page.last() {
-            Some(last) if more => convert::page_token(
-                PAGE_TOKEN_PREFIX,
-                &format!("{}/{}", last.name, last.version),
-            ),
-            _ => String::new(),
-        };
+        let next_page_token =
+            convert::versions_page_end(&mut page, page_size, PAGE_TOKEN_PREFIX, |c| {
+                (c.name.as_str(), c.version)
+            });
         Ok(Response::new(proto::ListContractsResponse {
             contracts: page.into_iter().map(contract_proto).collect(),
             next_page_token,

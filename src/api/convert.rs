@@ -66,6 +66,8 @@ pub fn new_job(
         tags,
         idempotency_key,
         queue,
+        // Made into the fields above before (see `super::templates::expand`).
+        template: _,
     } = spec;
     let before = v.0.len();
     let unset = Unset {
@@ -355,6 +357,45 @@ pub fn page_end<T>(rows: &mut Vec<T>, size: i32, prefix: &str, key: impl Fn(&T) 
     rows.truncate(size as usize);
     match rows.last() {
         Some(last) if more => page_token(prefix, key(last)),
+        _ => String::new(),
+    }
+}
+
+/// A registry's page start, `name/version`, from what [`page_start`] decoded.
+pub fn name_and_version(
+    after: Option<String>,
+    rpc: &str,
+    v: &mut Violations,
+) -> Option<(String, i32)> {
+    let after = after?;
+    match after.split_once('/') {
+        Some((name, version)) if version.parse::<i32>().is_ok() => {
+            Some((name.to_string(), version.parse().unwrap_or(0)))
+        }
+        _ => {
+            v.add(
+                "page_token",
+                format!("must be a next_page_token returned by {rpc}"),
+            );
+            None
+        }
+    }
+}
+
+/// As [`page_end`], for a registry's versions keyed `name/version`.
+pub fn versions_page_end<T>(
+    rows: &mut Vec<T>,
+    size: i32,
+    prefix: &str,
+    key: impl Fn(&T) -> (&str, i32),
+) -> String {
+    let more = rows.len() > size as usize;
+    rows.truncate(size as usize);
+    match rows.last() {
+        Some(last) if more => {
+            let (name, version) = key(last);
+            page_token(prefix, &format!("{name}/{version}"))
+        }
         _ => String::new(),
     }
 }

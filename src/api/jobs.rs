@@ -36,6 +36,27 @@ impl JobApi {
         }
     }
 
+    /// A job's spec made from the template it names, if any; see
+    /// [`super::templates::expand`].
+    async fn expanded(
+        &self,
+        job: proto::JobSpec,
+        path: &str,
+        templates: &mut std::collections::HashMap<(String, u32), super::templates::UsedTemplate>,
+    ) -> Result<(proto::JobSpec, Option<String>), Status> {
+        if job.template.is_none() {
+            return Ok((job, None));
+        }
+        super::templates::expand(
+            job,
+            path,
+            self.engine.store(),
+            self.engine.library(),
+            templates,
+        )
+        .await
+    }
+
     /// A new job id. Ids increase within this process, so listing by id is listing
     /// by creation.
     fn new_id(&self) -> String {
@@ -200,11 +221,19 @@ impl JobService for JobApi {
     ) -> Result<Response<proto::SubmitJobResponse>, Status> {
         let rpc = telemetry::rpc::rpc_context(&request).cloned();
         let proto::SubmitJobRequest { job } = request.into_inner();
+        let (job, contract) = match job {
+            Some(job) => {
+                let (job, contract) = self.expanded(job, "job", &mut Default::default()).await?;
+                (Some(job), contract)
+            }
+            None => (None, None),
+        };
         let mut v = Violations::default();
         let row = convert::new_job(job, "job", &self.limits, self.new_id(), now_ms(), &mut v);
         let mut row = v
             .into_result(row)?
             .ok_or_else(|| Status::internal("job not built"))?;
+        row.job.contract = contract;
         let spans = telemetry::produce(rpc.as_ref(), std::iter::once(&mut row.job));
         let accepted = self.engine.submit(vec![row]).await;
         telemetry::produced(spans, &accepted);
@@ -231,19 +260,29 @@ impl JobService for JobApi {
             ));
         }
         let now = now_ms();
+        let mut templates = Default::default();
+        let mut expanded = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.into_iter().enumerate() {
+            expanded.push(
+                self.expanded(job, &format!("jobs[{i}]"), &mut templates)
+                    .await?,
+            );
+        }
         let mut v = Violations::default();
-        let rows: Vec<_> = jobs
+        let rows: Vec<_> = expanded
             .into_iter()
             .enumerate()
-            .filter_map(|(i, job)| {
-                convert::new_job(
+            .filter_map(|(i, (job, contract))| {
+                let mut row = convert::new_job(
                     Some(job),
                     &format!("jobs[{i}]"),
                     &self.limits,
                     self.new_id(),
                     now,
                     &mut v,
-                )
+                )?;
+                row.job.contract = contract;
+                Some(row)
             })
             .collect();
         let mut rows = v.into_result(rows)?;

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod queues;
 pub mod request;
 pub mod schedules;
+pub mod templates;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -78,9 +79,9 @@ impl From<EngineError> for Status {
             | EngineError::QueueNotFound(_)
             | EngineError::ScheduleNotFound(_)
             | EngineError::ChainNotFound(_)
-            | EngineError::ContractNotFound { .. } => Status::not_found(error.to_string()),
-            EngineError::ContractInactive { .. } => Status::failed_precondition(error.to_string()),
-            EngineError::ContractMoved { .. } => Status::aborted(error.to_string()),
+            | EngineError::VersionNotFound { .. } => Status::not_found(error.to_string()),
+            EngineError::VersionInactive { .. } => Status::failed_precondition(error.to_string()),
+            EngineError::VersionMoved { .. } => Status::aborted(error.to_string()),
             EngineError::QueueExists(_) | EngineError::ScheduleExists(_) => {
                 Status::already_exists(error.to_string())
             }

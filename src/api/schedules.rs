@@ -35,6 +35,29 @@ impl ScheduleApi {
         ScheduleApi { engine, limits }
     }
 
+    /// A schedule whose job names a template, with the job made from it: each
+    /// run makes the call the template made when the schedule was written.
+    async fn with_template_expanded(
+        &self,
+        schedule: Option<proto::Schedule>,
+    ) -> Result<Option<proto::Schedule>, Status> {
+        let Some(mut schedule) = schedule else {
+            return Ok(None);
+        };
+        if let Some(job) = schedule.job.take() {
+            let (job, _) = super::templates::expand(
+                job,
+                "schedule.job",
+                self.engine.store(),
+                self.engine.library(),
+                &mut Default::default(),
+            )
+            .await?;
+            schedule.job = Some(job);
+        }
+        Ok(Some(schedule))
+    }
+
     async fn change(&self, change: ScheduleChange) -> Result<schedules::Model, Status> {
         match self.engine.change_schedule(change).await? {
             ScheduleChanged::Schedule(s) => Ok(*s),
@@ -362,6 +385,7 @@ fn schedule_proto(s: schedules::Model, recent: Vec<jobs::Model>) -> proto::Sched
         tags: shown.tags,
         idempotency_key: String::new(),
         queue: shown.queue,
+        template: None,
     };
     let schedules::Model {
         id,
@@ -454,6 +478,7 @@ impl ScheduleService for ScheduleApi {
             schedule_id,
             schedule,
         } = request.into_inner();
+        let schedule = self.with_template_expanded(schedule).await?;
         let mut v = Violations::default();
         let id = if schedule_id.is_empty() {
             format!("s_{}", ulid::Ulid::new().to_string().to_lowercase())
@@ -540,6 +565,7 @@ impl ScheduleService for ScheduleApi {
             schedule,
             update_mask,
         } = request.into_inner();
+        let schedule = self.with_template_expanded(schedule).await?;
         let mut v = Violations::default();
         let fields = fields_of(update_mask, &mut v);
         let id = schedule.as_ref().map(|s| s.id.clone()).unwrap_or_default();

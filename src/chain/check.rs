@@ -55,9 +55,12 @@ pub fn wires(definition: &Definition, schemas: &Schemas) -> Vec<StepWire> {
     let scalar = json!({"type": ["string", "number", "boolean"]});
     let mut found = Vec::new();
     for (i, step) in definition.steps.iter().enumerate() {
-        for (field, value) in step.call.fields() {
-            let json_body = field == "body" && !value.is_string();
-            let contract = if json_body {
+        for (field, value) in step.wired_fields() {
+            // A template's input, and an inline step's JSON body, are what the
+            // step's contract takes; anywhere else a reference names a scalar.
+            let whole =
+                (field == "request.body" && !value.is_string()) || field == "template.input";
+            let contract = if whole {
                 schemas.inputs.get(&step.id).copied()
             } else {
                 Some(&scalar)
@@ -79,7 +82,7 @@ pub fn wires(definition: &Definition, schemas: &Schemas) -> Vec<StepWire> {
 pub fn unreachable(definition: &Definition, graph: &Graph) -> Vec<(usize, String, String)> {
     let mut problems = Vec::new();
     for (i, step) in definition.steps.iter().enumerate() {
-        for (field, value) in step.call.fields() {
+        for (field, value) in step.wired_fields() {
             let Ok(references) = references_in(&value) else {
                 continue;
             };

@@ -37,6 +37,35 @@ pub struct StepDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract: Option<Pinned>,
     pub job: StepJob,
+    /// A template's step: the template, pinned, and the input its call reads
+    /// (with references to the chain); `call` is the template's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Pinned>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+}
+
+impl StepDef {
+    /// Where this step's references to the chain stand, by field: a template
+    /// step's input, or an inline step's call.
+    pub fn wired_fields(&self) -> Vec<(String, Value)> {
+        match &self.input {
+            Some(input) => vec![("template.input".into(), input.clone())],
+            None => self
+                .call
+                .fields()
+                .into_iter()
+                .map(|(field, value)| (format!("request.{field}"), value))
+                .collect(),
+        }
+    }
+}
+
+/// A template's settings as stored: its job's and its tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateSettings {
+    pub job: StepJob,
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

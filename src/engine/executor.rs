@@ -51,7 +51,8 @@ impl Completion {
     }
 }
 
-/// What a chain step's response is held to once its call succeeded.
+/// What a response is held to once its call succeeded: a chain step's size, and
+/// the output schema of the contract a job keeps (a step's, a template's).
 pub(crate) struct StepRules {
     pub library: Arc<Library>,
     /// Largest body a step passes on.
@@ -62,8 +63,11 @@ impl StepRules {
     /// Why a step's successful response cannot be its output: too large, or not
     /// what its contract's output schema promises.
     async fn refuse(&self, job: &jobs::Model, captured: &Captured) -> Option<CallError> {
-        job.chain_id.as_ref()?;
-        if captured.truncated || captured.body_size > self.output_max_bytes as u64 {
+        let step = job.chain_id.is_some();
+        if !step && job.contract.is_none() {
+            return None;
+        }
+        if step && (captured.truncated || captured.body_size > self.output_max_bytes as u64) {
             return Some(CallError {
                 class: ErrorClass::OutputTooLarge,
                 message: format!(

@@ -30,7 +30,7 @@ use crate::contract::library::Library;
 use crate::http::HttpClient;
 use crate::job::Status;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError, chains, contracts, jobs, queues, schedules};
+use crate::store::{Store, StoreError, chains, contracts, jobs, queues, schedules, templates};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -74,13 +74,26 @@ pub enum EngineError {
         action: &'static str,
         expected: &'static str,
     },
-    #[error("contract {name} version {version} not found")]
-    ContractNotFound { name: String, version: i32 },
-    #[error("contract {name} version {version} is already inactive")]
-    ContractInactive { name: String, version: i32 },
+    /// A version of a contract or a template (`kind`) that does not exist.
+    #[error("{kind} {name} version {version} not found")]
+    VersionNotFound {
+        kind: &'static str,
+        name: String,
+        version: i32,
+    },
+    #[error("{kind} {name} version {version} is already inactive")]
+    VersionInactive {
+        kind: &'static str,
+        name: String,
+        version: i32,
+    },
     /// Another version was created between the caller's check and its create.
-    #[error("contract {name} got version {latest} meanwhile; check against it and create again")]
-    ContractMoved { name: String, latest: i32 },
+    #[error("{kind} {name} got version {latest} meanwhile; check against it and create again")]
+    VersionMoved {
+        kind: &'static str,
+        name: String,
+        latest: i32,
+    },
     /// A change that reads well alone but not with what is stored.
     #[error("{field}: {expected}")]
     Invalid { field: String, expected: String },
@@ -253,6 +266,21 @@ pub struct ChainChanged {
     pub existing: bool,
 }
 
+/// A change to the registry of templates.
+#[derive(Debug, Clone)]
+pub enum TemplateChange {
+    /// The next version of a template; `after` is the latest version when the
+    /// caller checked it (None: the name was new then).
+    Create {
+        template: Box<templates::Model>,
+        after: Option<i32>,
+    },
+    Deactivate {
+        name: String,
+        version: i32,
+    },
+}
+
 /// What the writer is asked to do.
 pub(crate) enum Op {
     Submit {
@@ -274,6 +302,10 @@ pub(crate) enum Op {
     Chain {
         change: ChainChange,
         reply: Reply<ChainChanged>,
+    },
+    Template {
+        change: TemplateChange,
+        reply: Reply<templates::Model>,
     },
     Cancel {
         id: String,
@@ -560,6 +592,13 @@ impl Engine {
 
     pub async fn change_chain(&self, change: ChainChange) -> Result<ChainChanged, EngineError> {
         self.ask(|reply| Op::Chain { change, reply }).await
+    }
+
+    pub async fn change_template(
+        &self,
+        change: TemplateChange,
+    ) -> Result<templates::Model, EngineError> {
+        self.ask(|reply| Op::Template { change, reply }).await
     }
 
     pub async fn change_queue(&self, change: QueueChange) -> Result<QueueChanged, EngineError> {

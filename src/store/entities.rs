@@ -295,3 +295,31 @@ pub mod chain_steps {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod templates {
+    use sea_orm::entity::prelude::*;
+
+    /// One version of a template: a call with references to an input (JSON, see
+    /// `crate::chain::definition::CallTemplate`), its job's settings (JSON,
+    /// `crate::chain::definition::StepJob`) and the contract it keeps.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "templates")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub version: i32,
+        pub description: String,
+        pub call: String,
+        pub job: String,
+        pub contract: Option<String>,
+        pub active: bool,
+        pub created_at: i64,
+        pub deactivated_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

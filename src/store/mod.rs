@@ -31,7 +31,9 @@ use sea_orm::{
 
 pub use chain_reads::ChainRead;
 pub use depths::{QueueDepth, ScheduleCounts};
-pub use entities::{attempts, chain_steps, chains, contracts, job_tags, jobs, queues, schedules};
+pub use entities::{
+    attempts, chain_steps, chains, contracts, job_tags, jobs, queues, schedules, templates,
+};
 pub use fault::Fault;
 pub use log::Event;
 /// The driver underneath, for tools that must talk to a database directly.

@@ -651,6 +651,40 @@ impl Writer {
         }
     }
 
+    /// Checks what a step takes (`what`) against its contract's input schema.
+    async fn check_input(
+        &self,
+        def: &StepDef,
+        value: &Value,
+        what: &str,
+    ) -> Result<(), (ErrorClass, String)> {
+        let Some(pinned) = &def.contract else {
+            return Ok(());
+        };
+        let validator = self
+            .library
+            .validator(&pinned.name, pinned.version, Part::Input)
+            .await
+            .map_err(|e| (ErrorClass::ContractViolation, e.to_string()))?;
+        let Some(validator) = validator else {
+            return Ok(());
+        };
+        let found = violations(&validator, value, VIOLATIONS_REPORTED);
+        if found.is_empty() {
+            return Ok(());
+        }
+        Err((
+            ErrorClass::ContractViolation,
+            crate::contract::validate::describe(
+                what,
+                &pinned.name,
+                pinned.version,
+                Part::Input,
+                &found,
+            ),
+        ))
+    }
+
     /// The job that makes a step's call, its references resolved and its input
     /// checked against its contract; or why the step cannot start.
     async fn step_job(
@@ -661,34 +695,33 @@ impl Writer {
         now: i64,
         queues: &HashMap<String, queues::Model>,
     ) -> Result<(jobs::Model, Unset), (ErrorClass, String)> {
-        let rendered = def
-            .call
-            .render(ctx)
-            .map_err(|e| (ErrorClass::Reference, e.to_string()))?;
-        if let (Some(pinned), Some(crate::chain::definition::RenderedBody::Json(body))) =
-            (&def.contract, &rendered.body)
-        {
-            let validator = self
-                .library
-                .validator(&pinned.name, pinned.version, Part::Input)
-                .await
-                .map_err(|e| (ErrorClass::ContractViolation, e.to_string()))?;
-            if let Some(validator) = validator {
-                let found = violations(&validator, body, VIOLATIONS_REPORTED);
-                if !found.is_empty() {
-                    return Err((
-                        ErrorClass::ContractViolation,
-                        crate::contract::validate::describe(
-                            "the request body",
-                            &pinned.name,
-                            pinned.version,
-                            Part::Input,
-                            &found,
-                        ),
-                    ));
-                }
+        let rendered = match &def.input {
+            // A template's step: its input rendered from the chain and checked
+            // against the contract's input schema, then the template's call
+            // rendered from that input.
+            Some(input) => {
+                let input = crate::chain::reference::render_json(input, ctx)
+                    .map_err(|e| (ErrorClass::Reference, format!("template.input: {e}")))?;
+                self.check_input(def, &input, "the template input").await?;
+                let own = Context {
+                    input,
+                    ..Default::default()
+                };
+                def.call
+                    .render(&own)
+                    .map_err(|e| (ErrorClass::Reference, format!("the template's {e}")))?
             }
-        }
+            None => {
+                let rendered = def
+                    .call
+                    .render(ctx)
+                    .map_err(|e| (ErrorClass::Reference, e.to_string()))?;
+                if let Some(crate::chain::definition::RenderedBody::Json(body)) = &rendered.body {
+                    self.check_input(def, body, "the request body").await?;
+                }
+                rendered
+            }
+        };
         let (method, url, headers, params, body_kind, body) =
             crate::api::request::rendered_call(rendered, &self.settings.call_limits)
                 .map_err(|message| (ErrorClass::Reference, message))?;

@@ -761,6 +761,7 @@ impl Op {
             Op::Schedule { reply, .. } => reply.is_closed(),
             Op::Contract { reply, .. } => reply.is_closed(),
             Op::Chain { reply, .. } => reply.is_closed(),
+            Op::Template { reply, .. } => reply.is_closed(),
             Op::Cancel { reply, .. } | Op::Retry { reply, .. } => reply.is_closed(),
             Op::Delete { reply, .. } => reply.is_closed(),
             Op::Complete(_) => false,
@@ -775,6 +776,7 @@ enum Answer {
     Schedule(ScheduleChanged),
     Contract(Box<contracts::Model>),
     Chain(Box<ChainChanged>),
+    Template(Box<crate::store::templates::Model>),
     Job(Box<jobs::Model>),
     Done,
     Refused(EngineError),
@@ -799,6 +801,8 @@ impl Answer {
             (Op::Contract { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Chain { reply, .. }, Answer::Chain(c)) => drop(reply.send(Ok(*c))),
             (Op::Chain { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
+            (Op::Template { reply, .. }, Answer::Template(t)) => drop(reply.send(Ok(*t))),
+            (Op::Template { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Submit { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Cancel { reply, .. } | Op::Retry { reply, .. }, Answer::Refused(e)) => {
                 drop(reply.send(Err(e)))

@@ -83,6 +83,12 @@ impl Writer {
                         Err(refusal) => Answer::Refused(refusal),
                     }
                 }
+                Op::Template { change, .. } => {
+                    match self.change_template(txn, now, change).await? {
+                        Ok(template) => Answer::Template(Box::new(template)),
+                        Err(refusal) => Answer::Refused(refusal),
+                    }
+                }
                 Op::Contract { change, .. } => {
                     match self.change_contract(txn, now, change).await? {
                         Ok(contract) => Answer::Contract(Box::new(contract)),
