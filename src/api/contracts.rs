@@ -8,15 +8,13 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::convert::{self, json_from_value, timestamp, value_from_json};
-use super::{Violations, invalid};
+use super::{Violations, invalid, versions};
 use crate::contract::compat::{self, Verdict};
 use crate::contract::registry::{self, Documents, Part};
 use crate::engine::{ContractChange, Engine};
 use crate::proto::{self, contract_service_server::ContractService};
 use crate::store::contracts;
 
-const DEFAULT_PAGE: i32 = 100;
-const MAX_PAGE: i32 = 1000;
 const PAGE_TOKEN_PREFIX: &str = "contracts-after:";
 /// Largest schema document, as JSON text.
 const MAX_SCHEMA_BYTES: usize = 256 << 10;
@@ -276,17 +274,10 @@ impl ContractService for ContractApi {
         request: Request<proto::GetContractRequest>,
     ) -> Result<Response<proto::Contract>, Status> {
         let proto::GetContractRequest { name, version } = request.into_inner();
-        if !convert::valid_name(&name) {
-            return Err(invalid("name", convert::NAME_RULE));
-        }
-        let version = (version > 0).then_some(version as i32);
-        let found = self.engine.store().contract(&name, version).await?;
-        match found {
+        let version = versions::version_asked(&name, version)?;
+        match self.engine.store().contract(&name, version).await? {
             Some(found) => Ok(Response::new(contract_proto(found))),
-            None => Err(Status::not_found(match version {
-                Some(v) => format!("contract {name} version {v} not found"),
-                None => format!("contract {name} not found"),
-            })),
+            None => Err(versions::not_found("contract", &name, version)),
         }
     }
 
@@ -299,27 +290,25 @@ impl ContractService for ContractApi {
             page_size,
             page_token,
         } = request.into_inner();
-        let mut v = Violations::default();
-        if !name.is_empty() && !convert::valid_name(&name) {
-            v.add("name", convert::NAME_RULE);
-        }
-        let page_size = convert::page_size(page_size, DEFAULT_PAGE, MAX_PAGE, &mut v);
-        let after = convert::page_start(PAGE_TOKEN_PREFIX, &page_token, "ListContracts", &mut v);
-        let after = convert::name_and_version(after, "ListContracts", &mut v);
-        v.into_result(())?;
-        let only = (!name.is_empty()).then_some(name.as_str());
+        let asked = versions::page_asked(
+            name,
+            page_size,
+            &page_token,
+            PAGE_TOKEN_PREFIX,
+            "ListContracts",
+        )?;
         let mut page = self
             .engine
             .store()
             .list_contracts(
-                only,
-                after.as_ref().map(|(n, v)| (n.as_str(), *v)),
-                page_size as u64 + 1,
+                asked.only.as_deref(),
+                asked.after.as_ref().map(|(n, v)| (n.as_str(), *v)),
+                asked.size as u64 + 1,
             )
             .await?;
         let next_page_token =
-            convert::versions_page_end(&mut page, page_size, PAGE_TOKEN_PREFIX, |c| {
-                (c.name.as_str(), c.version)
+            convert::versions_page_end(&mut page, asked.size, PAGE_TOKEN_PREFIX, |r| {
+                (r.name.as_str(), r.version)
             });
         Ok(Response::new(proto::ListContractsResponse {
             contracts: page.into_iter().map(contract_proto).collect(),
@@ -332,20 +321,10 @@ impl ContractService for ContractApi {
         request: Request<proto::DeactivateContractRequest>,
     ) -> Result<Response<proto::Contract>, Status> {
         let proto::DeactivateContractRequest { name, version } = request.into_inner();
-        let mut v = Violations::default();
-        if !convert::valid_name(&name) {
-            v.add("name", convert::NAME_RULE);
-        }
-        if version == 0 {
-            v.add("version", "required: the version to deactivate");
-        }
-        v.into_result(())?;
+        let version = versions::deactivation_asked(&name, version)?;
         let deactivated = self
             .engine
-            .change_contract(ContractChange::Deactivate {
-                name,
-                version: version as i32,
-            })
+            .change_contract(ContractChange::Deactivate { name, version })
             .await?;
         Ok(Response::new(contract_proto(deactivated)))
     }

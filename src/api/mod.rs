@@ -11,6 +11,7 @@ pub mod queues;
 pub mod request;
 pub mod schedules;
 pub mod templates;
+pub mod versions;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};

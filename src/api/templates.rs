@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::chain_spec::{self, pinned_name};
 use super::convert::{self, Limits, duration, json_from_value, timestamp, value_from_json};
-use super::{Violations, invalid};
+use super::{Violations, invalid, versions};
 use crate::chain::check::{self, Schemas};
 use crate::chain::definition::{
     CallTemplate, Definition, Pinned, RenderedBody, RunIfName, StepDef, TemplateSettings,
@@ -22,8 +22,6 @@ use crate::engine::{Engine, TemplateChange};
 use crate::proto::{self, template_service_server::TemplateService};
 use crate::store::{Store, templates};
 
-const DEFAULT_PAGE: i32 = 100;
-const MAX_PAGE: i32 = 1000;
 const PAGE_TOKEN_PREFIX: &str = "templates-after:";
 const MAX_DESCRIPTION_BYTES: usize = 4096;
 
@@ -448,16 +446,10 @@ impl TemplateService for TemplateApi {
         request: Request<proto::GetTemplateRequest>,
     ) -> Result<Response<proto::Template>, Status> {
         let proto::GetTemplateRequest { name, version } = request.into_inner();
-        if !convert::valid_name(&name) {
-            return Err(invalid("name", convert::NAME_RULE));
-        }
-        let version = (version > 0).then_some(version as i32);
+        let version = versions::version_asked(&name, version)?;
         match self.engine.store().template(&name, version).await? {
             Some(found) => Ok(Response::new(template_proto(found))),
-            None => Err(Status::not_found(match version {
-                Some(v) => format!("template {name} version {v} not found"),
-                None => format!("template {name} not found"),
-            })),
+            None => Err(versions::not_found("template", &name, version)),
         }
     }
 
@@ -470,27 +462,25 @@ impl TemplateService for TemplateApi {
             page_size,
             page_token,
         } = request.into_inner();
-        let mut v = Violations::default();
-        if !name.is_empty() && !convert::valid_name(&name) {
-            v.add("name", convert::NAME_RULE);
-        }
-        let page_size = convert::page_size(page_size, DEFAULT_PAGE, MAX_PAGE, &mut v);
-        let after = convert::page_start(PAGE_TOKEN_PREFIX, &page_token, "ListTemplates", &mut v);
-        let after = convert::name_and_version(after, "ListTemplates", &mut v);
-        v.into_result(())?;
-        let only = (!name.is_empty()).then_some(name.as_str());
+        let asked = versions::page_asked(
+            name,
+            page_size,
+            &page_token,
+            PAGE_TOKEN_PREFIX,
+            "ListTemplates",
+        )?;
         let mut page = self
             .engine
             .store()
             .list_templates(
-                only,
-                after.as_ref().map(|(n, v)| (n.as_str(), *v)),
-                page_size as u64 + 1,
+                asked.only.as_deref(),
+                asked.after.as_ref().map(|(n, v)| (n.as_str(), *v)),
+                asked.size as u64 + 1,
             )
             .await?;
         let next_page_token =
-            convert::versions_page_end(&mut page, page_size, PAGE_TOKEN_PREFIX, |t| {
-                (t.name.as_str(), t.version)
+            convert::versions_page_end(&mut page, asked.size, PAGE_TOKEN_PREFIX, |r| {
+                (r.name.as_str(), r.version)
             });
         Ok(Response::new(proto::ListTemplatesResponse {
             templates: page.into_iter().map(template_proto).collect(),
@@ -503,20 +493,10 @@ impl TemplateService for TemplateApi {
         request: Request<proto::DeactivateTemplateRequest>,
     ) -> Result<Response<proto::Template>, Status> {
         let proto::DeactivateTemplateRequest { name, version } = request.into_inner();
-        let mut v = Violations::default();
-        if !convert::valid_name(&name) {
-            v.add("name", convert::NAME_RULE);
-        }
-        if version == 0 {
-            v.add("version", "required: the version to deactivate");
-        }
-        v.into_result(())?;
+        let version = versions::deactivation_asked(&name, version)?;
         let deactivated = self
             .engine
-            .change_template(TemplateChange::Deactivate {
-                name,
-                version: version as i32,
-            })
+            .change_template(TemplateChange::Deactivate { name, version })
             .await?;
         Ok(Response::new(template_proto(deactivated)))
     }
