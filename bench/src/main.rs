@@ -89,9 +89,15 @@ struct Args {
     #[arg(long, default_value_t = 50_000)]
     jobs: usize,
 
-    /// Unary `SubmitJob` calls in flight at once.
+    /// Unary `SubmitJob` calls in flight at once (and `SubmitChain` calls for
+    /// `--mode chains`).
     #[arg(long, default_value_t = 64)]
     in_flight: usize,
+
+    /// `--mode chains`: every step keeps a contract, so its body is checked
+    /// against the input schema before the call and the output schema after.
+    #[arg(long)]
+    chain_contracts: bool,
 
     /// Jobs per `SubmitJobs` call.
     #[arg(long, default_value_t = 500)]
@@ -397,7 +403,10 @@ async fn run_benchmarks(args: &Args, server: &Server) -> anyhow::Result<Report> 
     }
     let mut sections = Vec::new();
     if args.mode == Mode::Chains {
-        results.push(modes::chains::run_chains(&bench, args.jobs, args.in_flight).await?);
+        results.push(
+            modes::chains::run_chains(&bench, args.jobs, args.in_flight, args.chain_contracts)
+                .await?,
+        );
     }
     if args.mode == Mode::Watch {
         let (runs, section) = run_watch(&bench, args).await?;

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
-use jobqueue::proto::{self, chain_service_client::ChainServiceClient};
+use jobqueue::proto::{
+    self, chain_service_client::ChainServiceClient, contract_service_client::ContractServiceClient,
+};
 
 use super::common::{Bench, SubmitLog, channel, join_logs, set_up_run, wait_until_succeeded};
 use crate::proc_stats::{measure_cpu, measure_peak_rss};
@@ -21,7 +23,11 @@ fn value(json: serde_json::Value) -> prost_types::Value {
     jobqueue::api::convert::value_from_json(json)
 }
 
-fn chain(url_prefix: &str, n: usize, tag: &str) -> proto::ChainSpec {
+/// The contract every step keeps with `--chain-contracts`: what it sends and what
+/// the target echoes back.
+const CONTRACT: &str = "bench-step";
+
+fn chain(url_prefix: &str, n: usize, tag: &str, contract: Option<u32>) -> proto::ChainSpec {
     let step = |id: &str, body: serde_json::Value| proto::ChainStep {
         id: id.into(),
         request: Some(proto::HttpRequest {
@@ -29,6 +35,10 @@ fn chain(url_prefix: &str, n: usize, tag: &str) -> proto::ChainSpec {
             url: format!("{url_prefix}{n}/{id}?echo=1"),
             body: Some(proto::http_request::Body::Json(value(body))),
             ..Default::default()
+        }),
+        contract: contract.map(|version| proto::ContractVersion {
+            name: CONTRACT.into(),
+            version,
         }),
         ..Default::default()
     };
@@ -53,13 +63,50 @@ fn chain(url_prefix: &str, n: usize, tag: &str) -> proto::ChainSpec {
     }
 }
 
+/// Creates the steps' contract: the body sent and echoed back holds an integer
+/// `n` and, on the first step, a string `at`.
+async fn create_contract(bench: &Bench) -> anyhow::Result<u32> {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 0}, "at": {"type": "string", "maxLength": 16}},
+        "required": ["n"]
+    });
+    let mut contracts = ContractServiceClient::new(channel(bench).await?);
+    let created = contracts
+        .create_contract(proto::CreateContractRequest {
+            contract: Some(proto::Contract {
+                name: CONTRACT.into(),
+                description: "what a benchmark step sends and gets back".into(),
+                input_schema: Some(value(schema.clone())),
+                output_schema: Some(value(schema)),
+                ..Default::default()
+            }),
+            allow_breaking: true,
+        })
+        .await
+        .context("CreateContract")?;
+    Ok(created.into_inner().version)
+}
+
 pub(crate) async fn run_chains(
     bench: &Bench,
     chains: usize,
     in_flight: usize,
+    with_contracts: bool,
 ) -> anyhow::Result<ModeResult> {
     let mode = "chains";
-    eprintln!("{mode}: submitting {chains} chains of {STEPS} steps, {in_flight} calls in flight");
+    eprintln!(
+        "{mode}: submitting {chains} chains of {STEPS} steps, {in_flight} calls in flight{}",
+        if with_contracts {
+            ", each step keeping a contract"
+        } else {
+            ""
+        }
+    );
+    let contract = match with_contracts {
+        true => Some(create_contract(bench).await?),
+        false => None,
+    };
     let setup = set_up_run(bench, mode, chains * STEPS).await?;
     let client = ChainServiceClient::new(channel(bench).await?);
     let next = Arc::new(AtomicUsize::new(0));
@@ -78,7 +125,7 @@ pub(crate) async fn run_chains(
                         break;
                     }
                     let request = proto::SubmitChainRequest {
-                        chain: Some(chain(&url_prefix, n, &tag)),
+                        chain: Some(chain(&url_prefix, n, &tag, contract)),
                     };
                     let sent = Instant::now();
                     match client.submit_chain(request).await {
@@ -130,6 +177,7 @@ pub(crate) async fn run_chains(
         cpu,
         extra_json: vec![
             ("chains", accepted.to_string()),
+            ("contracts", with_contracts.to_string()),
             (
                 "chains_per_sec",
                 format!("{:.1}", accepted as f64 / end_to_end.as_secs_f64()),
