@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+pub mod chains;
 mod echo;
 mod process;
 pub use echo::EchoTarget;
