@@ -13,6 +13,7 @@ mod m20261205_000006_trace_context;
 mod m20261205_000007_contracts;
 mod m20261206_000008_chains;
 mod m20261206_000009_templates;
+mod m20261207_000010_scheduled_chains;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000007_contracts::Migration),
             Box::new(m20261206_000008_chains::Migration),
             Box::new(m20261206_000009_templates::Migration),
+            Box::new(m20261207_000010_scheduled_chains::Migration),
         ]
     }
 }

@@ -36,6 +36,8 @@ pub struct Checked {
     pub ttl_ms: i64,
     pub idempotency_key: Option<String>,
     pub mode: proto::WiringCheck,
+    /// Where the chain stands in its request: `chain`, `schedule.chain`.
+    pub at: String,
     /// Every reference's fit (none when the check is off).
     pub wires: Vec<StepWire>,
     pub order: Vec<String>,
@@ -64,7 +66,8 @@ impl Checked {
                 continue;
             }
             let field = format!(
-                "chain.steps[{}].{}{}",
+                "{}.steps[{}].{}{}",
+                self.at,
                 w.step,
                 w.field,
                 if w.wire.at == "/" { "" } else { &w.wire.at }
@@ -126,15 +129,17 @@ fn verdict(v: Verdict) -> proto::WireVerdict {
     }
 }
 
-/// Checks a chain; `Err` is the refusal for anything but its wiring.
+/// Checks a chain, which stands at the field `at` of its request; `Err` is the
+/// refusal for anything but its wiring.
 pub async fn check(
     spec: Option<proto::ChainSpec>,
+    at: &str,
     limits: &Limits,
     store: &Store,
     library: &Library,
 ) -> Result<Checked, Status> {
     let Some(spec) = spec else {
-        return Err(super::invalid("chain", "required: the chain to run"));
+        return Err(super::invalid(at, "required: the chain to run"));
     };
     let proto::ChainSpec {
         steps,
@@ -150,38 +155,38 @@ pub async fn check(
     let input = match &input {
         None => Value::Null,
         Some(value) => json_from_value(value).unwrap_or_else(|| {
-            v.add("chain.input", "must be JSON (numbers finite)");
+            v.add(format!("{at}.input"), "must be JSON (numbers finite)");
             Value::Null
         }),
     };
     if input.to_string().len() > MAX_INPUT_BYTES {
         v.add(
-            "chain.input",
+            format!("{at}.input"),
             format!("at most {MAX_INPUT_BYTES} bytes of JSON"),
         );
     }
     let mode = proto::WiringCheck::try_from(mode).unwrap_or_else(|_| {
-        v.add("chain.check", "must be a WiringCheck value");
+        v.add(format!("{at}.check"), "must be a WiringCheck value");
         proto::WiringCheck::On
     });
-    let tags = convert::checked_tags(tags, "chain", &mut v);
-    convert::check_idempotency_key(&idempotency_key, "chain", &mut v);
-    let ttl_ms = convert::ttl_ms(ttl, "chain", limits, &mut v);
+    let tags = convert::checked_tags(tags, at, &mut v);
+    convert::check_idempotency_key(&idempotency_key, at, &mut v);
+    let ttl_ms = convert::ttl_ms(ttl, at, limits, &mut v);
     let queue = if queue.is_empty() {
         "default".to_string()
     } else {
         queue
     };
     if !convert::valid_name(&queue) {
-        v.add("chain.queue", convert::NAME_RULE);
+        v.add(format!("{at}.queue"), convert::NAME_RULE);
     }
-    let input_contract = pinned_name(input_contract, "chain.input_contract", &mut v);
+    let input_contract = pinned_name(input_contract, &format!("{at}.input_contract"), &mut v);
 
     // The templates steps name, each version pinned.
     let mut used_templates = HashMap::new();
     for (i, step) in steps.iter().enumerate() {
         if let Some(named) = &step.template {
-            let field = format!("chain.steps[{i}].template");
+            let field = format!("{at}.steps[{i}].template");
             used_templates.insert(i, super::templates::used(store, named, &field).await?);
         }
     }
@@ -189,7 +194,7 @@ pub async fn check(
     let mut nodes = Vec::with_capacity(steps.len());
     let mut named = Vec::with_capacity(steps.len());
     for (i, step) in steps.into_iter().enumerate() {
-        let path = format!("chain.steps[{i}]");
+        let path = format!("{at}.steps[{i}]");
         let id = step.id.clone();
         let template = used_templates.get(&i);
         nodes.push(Node {
@@ -217,7 +222,7 @@ pub async fn check(
         Ok(graph) => Some(graph),
         Err(errors) => {
             for e in errors {
-                v.add(format!("chain.{}", e.field), e.message);
+                v.add(format!("{at}.{}", e.field), e.message);
             }
             None
         }
@@ -239,7 +244,7 @@ pub async fn check(
     }
     let mut v = Violations::default();
     for (i, field, message) in check::unreachable(&definition, &graph) {
-        v.add(format!("chain.steps[{i}].{field}"), message);
+        v.add(format!("{at}.steps[{i}].{field}"), message);
     }
     v.into_result(())?;
 
@@ -273,11 +278,12 @@ pub async fn check(
             })
         };
     if let Some((name, version)) = &input_contract {
-        definition.input_contract = Some(load(name, *version, "chain.input_contract").await?);
+        definition.input_contract =
+            Some(load(name, *version, &format!("{at}.input_contract")).await?);
     }
     for (i, named) in named.iter().enumerate() {
         if let Some((name, version)) = named {
-            let field = format!("chain.steps[{i}].contract");
+            let field = format!("{at}.steps[{i}].contract");
             definition.steps[i].contract = Some(load(name, *version, &field).await?);
         }
     }
@@ -298,7 +304,7 @@ pub async fn check(
         let mut v = Violations::default();
         for violation in violations(&validator, &input, 20) {
             v.add(
-                format!("chain.input{}", violation.instance_path),
+                format!("{at}.input{}", violation.instance_path),
                 format!(
                     "{} (contract {} version {}, input schema at {})",
                     violation.message, pin.name, pin.version, violation.schema_path
@@ -341,6 +347,7 @@ pub async fn check(
         ttl_ms,
         idempotency_key: (!idempotency_key.is_empty()).then_some(idempotency_key),
         mode,
+        at: at.to_string(),
         wires,
         order: graph.order,
     })

@@ -42,7 +42,7 @@ fn chain_id(id: &str) -> Result<&str, Status> {
     }
 }
 
-fn chain_status(s: &str) -> proto::ChainStatus {
+pub(super) fn chain_status(s: &str) -> proto::ChainStatus {
     match s {
         "running" => proto::ChainStatus::Running,
         "succeeded" => proto::ChainStatus::Succeeded,
@@ -140,8 +140,9 @@ pub(super) fn chain_view(read: ChainRead) -> proto::Chain {
         updated_at: _,
         finished_at,
         expires_at,
-        schedule_id: _,
+        schedule_id,
         trace_context: _,
+        fire_at,
     } = chain;
     proto::Chain {
         id,
@@ -159,11 +160,9 @@ pub(super) fn chain_view(read: ChainRead) -> proto::Chain {
         expire_time: expires_at.map(timestamp),
         ttl: Some(duration(ttl_ms)),
         existing: false,
+        schedule_id: schedule_id.unwrap_or_default(),
+        fire_time: fire_at.map(timestamp),
     }
-}
-
-fn new_chain_id() -> String {
-    format!("c_{}", ulid::Ulid::new())
 }
 
 #[tonic::async_trait]
@@ -193,6 +192,7 @@ impl ChainService for ChainApi {
         let proto::SubmitChainRequest { chain } = request.into_inner();
         let checked = chain_spec::check(
             chain,
+            "chain",
             &self.limits,
             self.engine.store(),
             self.engine.library(),
@@ -203,7 +203,7 @@ impl ChainService for ChainApi {
         }
         let now = now_ms();
         let row = chains::Model {
-            id: new_chain_id(),
+            id: crate::engine::scheduler::chain_id(),
             status: "running".into(),
             input: checked.input.to_string(),
             definition: serde_json::to_string(&checked.definition)
@@ -217,6 +217,7 @@ impl ChainService for ChainApi {
             expires_at: None,
             schedule_id: None,
             trace_context: trace,
+            fire_at: None,
         };
         let changed = self
             .engine
@@ -237,6 +238,7 @@ impl ChainService for ChainApi {
         let proto::CheckChainRequest { chain } = request.into_inner();
         let checked = chain_spec::check(
             chain,
+            "chain",
             &self.limits,
             self.engine.store(),
             self.engine.library(),

@@ -9,6 +9,7 @@ pub mod convert;
 pub mod jobs;
 pub mod queues;
 pub mod request;
+pub mod schedule_chains;
 pub mod schedules;
 pub mod templates;
 pub mod versions;

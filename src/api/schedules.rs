@@ -3,13 +3,14 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, Limits};
+use super::schedule_chains::{self, ScheduledChain};
 use super::{Violations, invalid};
 use crate::engine::scheduler::{self, CRON, INTERVAL, ONCE};
 use crate::engine::{Engine, ScheduleChange, ScheduleChanged, ScheduleFields};
 use crate::job::schedule::{self, Timetable, Timing};
 use crate::now_ms;
 use crate::proto::{self, schedule_service_server::ScheduleService};
-use crate::store::{jobs, schedules};
+use crate::store::{ScheduleRun, chains, jobs, schedules};
 use crate::telemetry::{self, TraceContext};
 
 const DEFAULT_PAGE: i32 = 100;
@@ -35,14 +36,28 @@ impl ScheduleApi {
         ScheduleApi { engine, limits }
     }
 
-    /// A schedule whose job names a template, with the job made from it: each
-    /// run makes the call the template made when the schedule was written.
-    async fn with_template_expanded(
+    /// A schedule as written, with what needs the registries done: a job that
+    /// names a template made from it (each run makes the call the template made
+    /// when the schedule was written), and a chain checked and pinned (taken out
+    /// of the schedule).
+    async fn prepared(
         &self,
         schedule: Option<proto::Schedule>,
-    ) -> Result<Option<proto::Schedule>, Status> {
+    ) -> Result<(Option<proto::Schedule>, Option<ScheduledChain>), Status> {
         let Some(mut schedule) = schedule else {
-            return Ok(None);
+            return Ok((None, None));
+        };
+        let chain = match schedule.chain.take() {
+            Some(spec) => Some(
+                schedule_chains::checked(
+                    spec,
+                    &self.limits,
+                    self.engine.store(),
+                    self.engine.library(),
+                )
+                .await?,
+            ),
+            None => None,
         };
         if let Some(job) = schedule.job.take() {
             let (job, _) = super::templates::expand(
@@ -55,7 +70,7 @@ impl ScheduleApi {
             .await?;
             schedule.job = Some(job);
         }
-        Ok(Some(schedule))
+        Ok((Some(schedule), chain))
     }
 
     async fn change(&self, change: ScheduleChange) -> Result<schedules::Model, Status> {
@@ -108,6 +123,7 @@ fn schedule_id(id: String, field: &str) -> Result<String, Status> {
 fn schedule_row(
     id: String,
     schedule: Option<proto::Schedule>,
+    chain: Option<ScheduledChain>,
     fields: ScheduleFields,
     limits: &Limits,
     now: i64,
@@ -131,9 +147,14 @@ fn schedule_row(
         update_time: _,
         overlap_policy,
         skipped_run_count: _,
+        // Taken out, checked and pinned, as `chain`.
+        chain: _,
     }) = schedule
     else {
-        v.add("schedule", "required: the timetable and the job to run");
+        v.add(
+            "schedule",
+            "required: the timetable and the job or chain to run",
+        );
         return None;
     };
     let before = v.len();
@@ -244,8 +265,8 @@ fn schedule_row(
             scheduler::ALLOW
         }
     };
-    let template = if fields.job {
-        template_of(job, limits, now, v)
+    let runs = if fields.job {
+        runs_of(job, chain, limits, now, v)
     } else {
         None
     };
@@ -253,10 +274,26 @@ fn schedule_row(
         return None;
     }
     let (kind, cron, interval_ms, once_at) = timing;
-    let (job, unset) = match template {
-        Some(new) => (new.job, new.unset),
+    let (job, unset, chain) = match runs {
+        Some(Runs::Job(new)) => {
+            let crate::engine::NewJob { job, unset } = *new;
+            (job, unset, None)
+        }
+        Some(Runs::Chain(chain)) => {
+            let job = jobs::Model {
+                queue: chain.queue.clone(),
+                tags: chain.tags.clone(),
+                ttl_ms: chain.ttl_ms,
+                ..Default::default()
+            };
+            (job, crate::engine::Unset::default(), Some(chain))
+        }
         // An update that leaves the job alone: nothing of it is taken.
-        None => (jobs::Model::default(), crate::engine::Unset::default()),
+        None => (
+            jobs::Model::default(),
+            crate::engine::Unset::default(),
+            None,
+        ),
     };
     Some(schedules::Model {
         id,
@@ -299,7 +336,43 @@ fn schedule_row(
         updated_at: now,
         // Set by the service from the call's trace.
         trace_context: None,
+        chain_spec: chain.as_ref().map(|c| c.spec.clone()),
+        chain: chain.map(|c| c.start),
     })
+}
+
+/// What each run of a schedule submits.
+enum Runs {
+    Job(Box<crate::engine::NewJob>),
+    Chain(ScheduledChain),
+}
+
+/// Checks that a schedule names exactly one of a job and a chain.
+fn runs_of(
+    job: Option<proto::JobSpec>,
+    chain: Option<ScheduledChain>,
+    limits: &Limits,
+    now: i64,
+    v: &mut Violations,
+) -> Option<Runs> {
+    match (job, chain) {
+        (Some(_), Some(_)) => {
+            v.add(
+                "schedule.chain",
+                "must be unset when schedule.job is set: a schedule fires a job or a chain",
+            );
+            None
+        }
+        (None, Some(chain)) => Some(Runs::Chain(chain)),
+        (None, None) => {
+            v.add(
+                "schedule.job",
+                "required: the job each run submits (or schedule.chain, a chain)",
+            );
+            None
+        }
+        (job, None) => template_of(job, limits, now, v).map(|job| Runs::Job(Box::new(job))),
+    }
 }
 
 /// Checks a schedule's job: a job spec, without the two fields a run sets itself.
@@ -342,11 +415,12 @@ fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> Schedu
             "end_time" => fields.end = true,
             "catchup_window" => fields.catchup_window = true,
             "overlap_policy" => fields.overlap = true,
-            "job" => fields.job = true,
+            "job" | "chain" => fields.job = true,
             _ => v.add(
                 format!("update_mask.paths[{i}]"),
                 "must be description, cron, interval, once, time_zone, start_time, end_time, \
-                 catchup_window, overlap_policy or job (which replaces the whole job)",
+                 catchup_window, overlap_policy, job or chain (either of which replaces what \
+                 each run submits)",
             ),
         }
     }
@@ -361,7 +435,7 @@ fn state_of(s: &schedules::Model) -> proto::ScheduleState {
     }
 }
 
-fn schedule_proto(s: schedules::Model, recent: Vec<jobs::Model>) -> proto::Schedule {
+fn schedule_proto(s: schedules::Model, recent: Vec<ScheduleRun>) -> proto::Schedule {
     let state = state_of(&s);
     let next_run_times = match (s.next_fire_at, scheduler::timetable(&s)) {
         (Some(next), Ok(timetable)) if !s.paused => timetable
@@ -371,22 +445,8 @@ fn schedule_proto(s: schedules::Model, recent: Vec<jobs::Model>) -> proto::Sched
             .collect(),
         _ => Vec::new(),
     };
-    let unset = crate::engine::Unset::from_bits(s.inherit);
-    let (template, _) = scheduler::run(&s, String::new(), None, 0);
-    let shown = convert::job(template);
-    let job = proto::JobSpec {
-        request: shown.request,
-        timeout: shown.timeout.filter(|_| !unset.timeout),
-        priority: shown.priority,
-        max_attempts: (!unset.max_attempts).then_some(s.max_attempts),
-        backoff: shown.backoff.filter(|_| !unset.backoff),
-        scheduled_at: None,
-        ttl: shown.ttl.filter(|_| !unset.ttl),
-        tags: shown.tags,
-        idempotency_key: String::new(),
-        queue: shown.queue,
-        template: None,
-    };
+    let chain = s.chain_spec.as_deref().map(schedule_chains::shown);
+    let job = chain.is_none().then(|| job_shown(&s));
     let schedules::Model {
         id,
         description,
@@ -427,7 +487,8 @@ fn schedule_proto(s: schedules::Model, recent: Vec<jobs::Model>) -> proto::Sched
         start_time: start_at.map(convert::timestamp),
         end_time: end_at.map(convert::timestamp),
         catchup_window: Some(convert::duration(catchup_window_ms)),
-        job: Some(job),
+        job,
+        chain: chain.flatten(),
         state: state as i32,
         next_run_times,
         run_count,
@@ -444,12 +505,58 @@ fn schedule_proto(s: schedules::Model, recent: Vec<jobs::Model>) -> proto::Sched
     }
 }
 
-fn run_proto(job: jobs::Model) -> proto::ScheduleRun {
-    let trigger = if job.fire_at.is_some() {
+/// The job each run of a schedule submits, as clients wrote it.
+fn job_shown(s: &schedules::Model) -> proto::JobSpec {
+    let unset = crate::engine::Unset::from_bits(s.inherit);
+    let (template, _) = scheduler::run(s, String::new(), None, 0);
+    let shown = convert::job(template);
+    proto::JobSpec {
+        request: shown.request,
+        timeout: shown.timeout.filter(|_| !unset.timeout),
+        priority: shown.priority,
+        max_attempts: (!unset.max_attempts).then_some(s.max_attempts),
+        backoff: shown.backoff.filter(|_| !unset.backoff),
+        scheduled_at: None,
+        ttl: shown.ttl.filter(|_| !unset.ttl),
+        tags: shown.tags,
+        idempotency_key: String::new(),
+        queue: shown.queue,
+        template: None,
+    }
+}
+
+fn run_proto(run: ScheduleRun) -> proto::ScheduleRun {
+    match run {
+        ScheduleRun::Job(job) => job_run(*job),
+        ScheduleRun::Chain(chain) => chain_run(*chain),
+    }
+}
+
+fn trigger_of(fire_at: Option<i64>) -> proto::RunTrigger {
+    if fire_at.is_some() {
         proto::RunTrigger::Timetable
     } else {
         proto::RunTrigger::Manual
-    };
+    }
+}
+
+fn chain_run(chain: chains::Model) -> proto::ScheduleRun {
+    proto::ScheduleRun {
+        schedule_id: chain.schedule_id.unwrap_or_default(),
+        fire_time: Some(convert::timestamp(
+            chain.fire_at.unwrap_or(chain.created_at),
+        )),
+        trigger: trigger_of(chain.fire_at) as i32,
+        start_time: Some(convert::timestamp(chain.created_at)),
+        finish_time: chain.finished_at.map(convert::timestamp),
+        chain_status: super::chains::chain_status(&chain.status) as i32,
+        chain_id: chain.id,
+        ..Default::default()
+    }
+}
+
+fn job_run(job: jobs::Model) -> proto::ScheduleRun {
+    let trigger = trigger_of(job.fire_at);
     proto::ScheduleRun {
         schedule_id: job.schedule_id.clone().unwrap_or_default(),
         fire_time: Some(convert::timestamp(job.fire_at.unwrap_or(job.created_at))),
@@ -461,6 +568,8 @@ fn run_proto(job: jobs::Model) -> proto::ScheduleRun {
         finish_time: job.finished_at.map(convert::timestamp),
         status_code: job.last_status_code.unwrap_or(0),
         error_class: convert::error_class(job.last_error_class.as_deref()) as i32,
+        chain_id: String::new(),
+        chain_status: proto::ChainStatus::Unspecified as i32,
     }
 }
 
@@ -478,7 +587,7 @@ impl ScheduleService for ScheduleApi {
             schedule_id,
             schedule,
         } = request.into_inner();
-        let schedule = self.with_template_expanded(schedule).await?;
+        let (schedule, chain) = self.prepared(schedule).await?;
         let mut v = Violations::default();
         let id = if schedule_id.is_empty() {
             format!("s_{}", ulid::Ulid::new().to_string().to_lowercase())
@@ -491,6 +600,7 @@ impl ScheduleService for ScheduleApi {
         let row = schedule_row(
             id,
             schedule,
+            chain,
             ScheduleFields::ALL,
             &self.limits,
             now_ms(),
@@ -565,7 +675,7 @@ impl ScheduleService for ScheduleApi {
             schedule,
             update_mask,
         } = request.into_inner();
-        let schedule = self.with_template_expanded(schedule).await?;
+        let (schedule, chain) = self.prepared(schedule).await?;
         let mut v = Violations::default();
         let fields = fields_of(update_mask, &mut v);
         let id = schedule.as_ref().map(|s| s.id.clone()).unwrap_or_default();
@@ -574,7 +684,7 @@ impl ScheduleService for ScheduleApi {
         {
             v.add("schedule.id", status.message());
         }
-        let row = schedule_row(id, schedule, fields, &self.limits, now_ms(), &mut v);
+        let row = schedule_row(id, schedule, chain, fields, &self.limits, now_ms(), &mut v);
         let row = v
             .into_result(row)?
             .ok_or_else(|| Status::internal("schedule not built"))?;
@@ -611,7 +721,7 @@ impl ScheduleService for ScheduleApi {
             .change_schedule(ScheduleChange::Trigger(id))
             .await?
         {
-            ScheduleChanged::Run(job) => Ok(Response::new(run_proto(*job))),
+            ScheduleChanged::Run(run) => Ok(Response::new(run_proto(*run))),
             _ => Err(Status::internal("a trigger answered something else")),
         }
     }
@@ -643,14 +753,15 @@ impl ScheduleService for ScheduleApi {
         let before =
             convert::page_start(RUNS_TOKEN_PREFIX, &page_token, "ListScheduleRuns", &mut v);
         v.into_result(())?;
-        let mut jobs = self
+        let mut runs = self
             .engine
             .store()
             .schedule_runs(schedule.as_deref(), before.as_deref(), page_size as u64 + 1)
             .await?;
-        let next_page_token = convert::page_end(&mut jobs, page_size, RUNS_TOKEN_PREFIX, |j| &j.id);
+        let next_page_token =
+            convert::page_end(&mut runs, page_size, RUNS_TOKEN_PREFIX, |r| r.id());
         Ok(Response::new(proto::ListScheduleRunsResponse {
-            runs: jobs.into_iter().map(run_proto).collect(),
+            runs: runs.into_iter().map(run_proto).collect(),
             next_page_token,
         }))
     }

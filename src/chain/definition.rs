@@ -18,6 +18,14 @@ pub struct Definition {
     pub input_contract: Option<Pinned>,
 }
 
+/// What a schedule keeps to start a chain at each run: the input and the steps
+/// as checked when the schedule was written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scheduled {
+    pub input: Value,
+    pub definition: Definition,
+}
+
 /// One version of a contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pinned {

@@ -30,7 +30,9 @@ use crate::contract::library::Library;
 use crate::http::HttpClient;
 use crate::job::Status;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError, chains, contracts, jobs, queues, schedules, templates};
+use crate::store::{
+    ScheduleRun, Store, StoreError, chains, contracts, jobs, queues, schedules, templates,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -223,8 +225,8 @@ impl ScheduleFields {
 #[derive(Debug, Clone)]
 pub enum ScheduleChanged {
     Schedule(Box<schedules::Model>),
-    /// The job a triggered run submitted.
-    Run(Box<jobs::Model>),
+    /// The job or chain a triggered run submitted.
+    Run(Box<ScheduleRun>),
     Deleted,
 }
 

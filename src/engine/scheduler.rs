@@ -3,10 +3,11 @@
 //! transaction, so a run's job and the schedule's move to its next due time commit
 //! together (see `store::write::lock_due_schedules` for why each fires once).
 
-use super::Unset;
+use super::{NewChain, Unset};
+use crate::chain::definition::Scheduled;
 use crate::job::Status;
 use crate::job::schedule::{self, Timetable, Timing};
-use crate::store::{jobs, schedules};
+use crate::store::{chains, jobs, schedules};
 
 /// Schedules read per writer turn, runs made per turn and runs per schedule: what
 /// is owed beyond them (many schedules due at once, or one catching up) goes on in
@@ -181,9 +182,48 @@ pub fn run(s: &schedules::Model, id: String, due: Option<i64>, now: i64) -> (job
     (job, Unset::from_bits(s.inherit))
 }
 
+/// The chain one run of a schedule that fires chains starts, with the id `id`;
+/// `due` as in [`run`]. `Err` says why a damaged row cannot start one.
+pub fn chain_run(
+    s: &schedules::Model,
+    id: String,
+    due: Option<i64>,
+    now: i64,
+) -> Result<NewChain, String> {
+    let stored = s.chain.as_deref().ok_or("the schedule fires no chain")?;
+    let Scheduled { input, definition } =
+        serde_json::from_str(stored).map_err(|e| format!("its chain does not read back: {e}"))?;
+    let chain = chains::Model {
+        idempotency_key: Some(match due {
+            Some(due) => schedule::run_key(&s.id, due),
+            None => schedule::manual_run_key(&s.id, &id),
+        }),
+        id,
+        status: "running".into(),
+        input: input.to_string(),
+        definition: serde_json::to_string(&definition).map_err(|e| e.to_string())?,
+        tags: s.tags.clone(),
+        ttl_ms: s.ttl_ms,
+        created_at: now,
+        updated_at: now,
+        finished_at: None,
+        expires_at: None,
+        schedule_id: Some(s.id.clone()),
+        // A run's trace is its own, linked to the schedule's creation.
+        trace_context: s.trace_context.clone(),
+        fire_at: due,
+    };
+    Ok(NewChain { chain, definition })
+}
+
 /// A new job id, as clients' jobs get.
 pub fn job_id() -> String {
     format!("j_{}", ulid::Ulid::new())
+}
+
+/// A new chain id, as submitted chains get.
+pub fn chain_id() -> String {
+    format!("c_{}", ulid::Ulid::new())
 }
 
 #[cfg(test)]

@@ -201,6 +201,11 @@ pub mod schedules {
         pub updated_at: i64,
         /// The trace it was created in; its runs' traces link to it.
         pub trace_context: Option<String>,
+        /// A schedule that fires a chain: the `ChainSpec` message as clients
+        /// read it back, its versions pinned.
+        pub chain_spec: Option<Vec<u8>>,
+        /// ...and the chain each run starts: JSON, see `crate::chain::Scheduled`.
+        pub chain: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -257,6 +262,9 @@ pub mod chains {
         pub expires_at: Option<i64>,
         pub schedule_id: Option<String>,
         pub trace_context: Option<String>,
+        /// The due time a schedule fired it for; `None` for a triggered run or a
+        /// chain no schedule made.
+        pub fire_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -525,20 +525,49 @@ impl Store {
         schedule: Option<&str>,
         before: Option<&str>,
         limit: u64,
-    ) -> Result<Vec<jobs::Model>, StoreError> {
-        let mut query = jobs::Entity::find();
-        query = match schedule {
-            Some(id) => query.filter(jobs::Column::ScheduleId.eq(id)),
-            None => query.filter(jobs::Column::ScheduleId.is_not_null()),
+    ) -> Result<Vec<ScheduleRun>, StoreError> {
+        // Runs are jobs (`j_` and a ULID) or chains (`c_` and a ULID): each table
+        // is read from where the page left off by the ULID's time, and the two
+        // merged newest first.
+        let before = before.map(|id| id.split_once('_').map_or(id, |(_, ulid)| ulid));
+        let mut job_runs = jobs::Entity::find();
+        let mut chain_runs = chains::Entity::find();
+        match schedule {
+            Some(id) => {
+                job_runs = job_runs.filter(jobs::Column::ScheduleId.eq(id));
+                chain_runs = chain_runs.filter(chains::Column::ScheduleId.eq(id));
+            }
+            None => {
+                job_runs = job_runs.filter(jobs::Column::ScheduleId.is_not_null());
+                chain_runs = chain_runs.filter(chains::Column::ScheduleId.is_not_null());
+            }
         };
         if let Some(before) = before {
-            query = query.filter(jobs::Column::Id.lt(before));
+            job_runs = job_runs.filter(jobs::Column::Id.lt(format!("j_{before}")));
+            chain_runs = chain_runs.filter(chains::Column::Id.lt(format!("c_{before}")));
         }
-        Ok(query
+        let job_runs = job_runs
             .order_by_desc(jobs::Column::Id)
             .limit(limit)
             .all(&self.reader)
-            .await?)
+            .await?;
+        let chain_runs = chain_runs
+            .order_by_desc(chains::Column::Id)
+            .limit(limit)
+            .all(&self.reader)
+            .await?;
+        let mut runs: Vec<ScheduleRun> = job_runs
+            .into_iter()
+            .map(|job| ScheduleRun::Job(Box::new(job)))
+            .chain(
+                chain_runs
+                    .into_iter()
+                    .map(|c| ScheduleRun::Chain(Box::new(c))),
+            )
+            .collect();
+        runs.sort_by(|a, b| b.ulid().cmp(a.ulid()));
+        runs.truncate(limit as usize);
+        Ok(runs)
     }
 
     /// The earliest time a queued job is due, to know when to look again.
@@ -555,6 +584,29 @@ impl Store {
             Some(row) => row.try_get::<Option<i64>>("", "due")?,
             None => None,
         })
+    }
+}
+
+/// One run of a schedule: the job or the chain it submitted.
+#[derive(Debug, Clone)]
+pub enum ScheduleRun {
+    Job(Box<jobs::Model>),
+    Chain(Box<chains::Model>),
+}
+
+impl ScheduleRun {
+    /// The job's or the chain's id.
+    pub fn id(&self) -> &str {
+        match self {
+            ScheduleRun::Job(job) => &job.id,
+            ScheduleRun::Chain(chain) => &chain.id,
+        }
+    }
+
+    /// The ULID in the id, which orders runs by when they were made.
+    fn ulid(&self) -> &str {
+        let id = self.id();
+        id.split_once('_').map_or(id, |(_, ulid)| ulid)
     }
 }
 

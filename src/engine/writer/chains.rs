@@ -314,6 +314,41 @@ impl Writer {
         }
     }
 
+    /// Stores new chains, every step waiting; the steps that depend on nothing
+    /// start as jobs when this turn moves its chains.
+    pub(super) async fn start_chains(
+        &mut self,
+        txn: &DatabaseTransaction,
+        new: Vec<NewChain>,
+    ) -> Result<(), StoreError> {
+        let mut rows = Vec::with_capacity(new.len());
+        let mut steps = Vec::new();
+        for NewChain { chain, definition } in new {
+            steps.extend(
+                definition
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| chain_steps::Model {
+                        chain_id: chain.id.clone(),
+                        step_id: s.id.clone(),
+                        position: i as i32,
+                        status: "waiting".into(),
+                        job_id: None,
+                        reason: None,
+                        error_class: None,
+                        output: None,
+                        started_at: None,
+                        finished_at: None,
+                    }),
+            );
+            self.chain_moves.chains.insert(chain.id.clone());
+            rows.push(chain);
+        }
+        write::save_chains(txn, rows).await?;
+        write::save_steps(txn, steps).await
+    }
+
     /// Applies a change to a chain; the refusal when it does not apply.
     pub(super) async fn change_chain(
         &mut self,
@@ -336,27 +371,11 @@ impl Writer {
                 chain.created_at = now;
                 chain.updated_at = now;
                 chain.status = "running".into();
-                let steps = new
-                    .definition
-                    .steps
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| chain_steps::Model {
-                        chain_id: chain.id.clone(),
-                        step_id: s.id.clone(),
-                        position: i as i32,
-                        status: "waiting".into(),
-                        job_id: None,
-                        reason: None,
-                        error_class: None,
-                        output: None,
-                        started_at: None,
-                        finished_at: None,
-                    })
-                    .collect();
-                write::save_chains(txn, vec![chain.clone()]).await?;
-                write::save_steps(txn, steps).await?;
-                self.chain_moves.chains.insert(chain.id.clone());
+                let start = NewChain {
+                    chain: chain.clone(),
+                    definition: new.definition.clone(),
+                };
+                self.start_chains(txn, vec![start]).await?;
                 Ok(Ok(ChainChanged {
                     chain,
                     existing: false,
@@ -764,7 +783,9 @@ impl Writer {
             expires_at: None,
             last_status_code: None,
             last_error_class: None,
-            schedule_id: chain.row.schedule_id.clone(),
+            // A scheduled chain is its schedule's run, not its steps' jobs:
+            // they name their chain, and the chain its schedule.
+            schedule_id: None,
             fire_at: None,
             trace_context: chain.row.trace_context.clone(),
             chain_id: Some(chain.row.id.clone()),

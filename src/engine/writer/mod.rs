@@ -26,7 +26,7 @@ use super::executor::{self, Completion};
 use super::outage::Outage;
 use super::scheduler::{self, HELD_RETRY_MS, RUNS_PER_SCHEDULE, RUNS_PER_TURN, SCHEDULES_PER_TURN};
 use super::{
-    ChainChange, ChainChanged, EngineError, Neighbours, Op, QueueChange, QueueChanged,
+    ChainChange, ChainChanged, EngineError, Neighbours, NewChain, Op, QueueChange, QueueChanged,
     ScheduleChange, ScheduleChanged, ScheduleFields, Settings, Submitted, Unset,
 };
 use crate::contract::library::Library;
@@ -39,7 +39,7 @@ use crate::now_ms;
 use crate::store::write::tags_of;
 use crate::store::write::{self, Claim};
 use crate::store::{
-    Event, Store, StoreError, WriteSession, contracts, jobs, log, queues, schedules,
+    Event, ScheduleRun, Store, StoreError, WriteSession, contracts, jobs, log, queues, schedules,
 };
 use crate::telemetry::TraceContext;
 

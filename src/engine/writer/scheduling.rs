@@ -28,9 +28,10 @@ impl Writer {
             .collect();
         let busy = write::with_unfinished_runs(txn, &skipping).await?;
         let mut runs = Vec::new();
+        let mut chain_runs = Vec::new();
         let mut advances = Vec::with_capacity(due.len());
         for s in &due {
-            if runs.len() >= RUNS_PER_TURN {
+            if runs.len() + chain_runs.len() >= RUNS_PER_TURN {
                 owed = true;
                 break;
             }
@@ -81,11 +82,21 @@ impl Writer {
                 last_fire: fires.last().copied(),
             });
             for due in fires {
-                runs.push(scheduler::run(s, scheduler::job_id(), Some(due), now));
+                if s.chain.is_none() {
+                    runs.push(scheduler::run(s, scheduler::job_id(), Some(due), now));
+                    continue;
+                }
+                match scheduler::chain_run(s, scheduler::chain_id(), Some(due), now) {
+                    Ok(run) => chain_runs.push(run),
+                    Err(error) => {
+                        tracing::error!(schedule = %s.id, %error, "a run's chain cannot start; the run is dropped");
+                    }
+                }
             }
         }
         write::advance_schedules(txn, &advances).await?;
         self.insert_runs(txn, now, runs).await?;
+        self.start_chain_runs(txn, chain_runs).await?;
         self.next_fire = if owed {
             Some(now)
         } else {
@@ -139,6 +150,34 @@ impl Writer {
             self.stage(&Arc::new(job), unset, Some(queue), now, &mut inserts);
         }
         write::insert_jobs(txn, inserts).await
+    }
+
+    /// Starts the chains of schedule runs, as submitted chains start. A run whose
+    /// key is already taken fired before: it is not made twice.
+    async fn start_chain_runs(
+        &mut self,
+        txn: &DatabaseTransaction,
+        runs: Vec<NewChain>,
+    ) -> Result<(), StoreError> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = runs
+            .iter()
+            .filter_map(|run| run.chain.idempotency_key.clone())
+            .collect();
+        let taken = write::chain_keys_taken(txn, &keys).await?;
+        let runs = runs
+            .into_iter()
+            .filter(|run| match &run.chain.idempotency_key {
+                Some(key) if taken.contains(key) => {
+                    tracing::warn!(%key, "a chain with this run's key exists; the run is not made again");
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        self.start_chains(txn, runs).await
     }
 
     /// Applies a change to a schedule (a triggered run's job goes into `inserts`);
@@ -249,6 +288,18 @@ impl Writer {
                 s.updated_at = now;
                 write::save_schedule(txn, s).await?
             }
+            (ScheduleChange::Trigger(_), Some(s)) if s.chain.is_some() => {
+                let run = match scheduler::chain_run(&s, scheduler::chain_id(), None, now) {
+                    Ok(run) => run,
+                    Err(error) => return Ok(Err(invalid_timing(error))),
+                };
+                let chain = run.chain.clone();
+                self.start_chains(txn, vec![run]).await?;
+                write::advance_schedules(txn, &[triggered(&s)]).await?;
+                return Ok(Ok(ScheduleChanged::Run(Box::new(ScheduleRun::Chain(
+                    Box::new(chain),
+                )))));
+            }
             (ScheduleChange::Trigger(_), Some(s)) => {
                 let (job, unset) = scheduler::run(&s, scheduler::job_id(), None, now);
                 let queues = self.queues_for(txn, now, vec![job.queue.as_str()]).await?;
@@ -257,15 +308,11 @@ impl Writer {
                 };
                 self.tally.queue(&job.queue).submitted += 1;
                 let job = self.stage(&Arc::new(job), unset, Some(queue), now, inserts);
-                let advance = write::Advance {
-                    id: s.id.clone(),
-                    next: s.next_fire_at,
-                    runs: 1,
-                    skipped: 0,
-                    last_fire: None,
-                };
-                write::advance_schedules(txn, &[advance]).await?;
-                return Ok(Ok(ScheduleChanged::Run(Box::new(jobs::Model::clone(&job)))));
+                write::advance_schedules(txn, &[triggered(&s)]).await?;
+                let job = jobs::Model::clone(&job);
+                return Ok(Ok(ScheduleChanged::Run(Box::new(ScheduleRun::Job(
+                    Box::new(job),
+                )))));
             }
             (ScheduleChange::Delete(_), Some(s)) => {
                 write::delete_schedule(txn, &s.id).await?;
@@ -278,6 +325,17 @@ impl Writer {
             self.next_fire = Some(self.next_fire.map_or(at, |next| next.min(at)));
         }
         Ok(Ok(ScheduleChanged::Schedule(Box::new(saved))))
+    }
+}
+
+/// A triggered run counted, the timetable left as it is.
+fn triggered(s: &schedules::Model) -> write::Advance {
+    write::Advance {
+        id: s.id.clone(),
+        next: s.next_fire_at,
+        runs: 1,
+        skipped: 0,
+        last_fire: None,
     }
 }
 
@@ -339,6 +397,8 @@ pub(super) fn merged(
         s.ttl_ms = n.ttl_ms;
         s.tags = n.tags;
         s.inherit = n.inherit;
+        s.chain_spec = n.chain_spec;
+        s.chain = n.chain;
     }
     s
 }

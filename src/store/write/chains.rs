@@ -3,6 +3,8 @@
 //! two replicas ending two steps of one chain at once take turns and the second
 //! sees the first's outcome.
 
+use std::collections::HashSet;
+
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QuerySelect};
 
@@ -17,6 +19,25 @@ pub async fn chain_by_idempotency_key(
         .filter(chains::Column::IdempotencyKey.eq(key))
         .one(txn)
         .await?)
+}
+
+/// Which of these keys some chain already holds.
+pub async fn chain_keys_taken(
+    txn: &DatabaseTransaction,
+    keys: &[String],
+) -> Result<HashSet<String>, StoreError> {
+    let mut taken = HashSet::new();
+    for chunk in keys.chunks(SMALL_ROWS_PER_STATEMENT) {
+        let rows = chains::Entity::find()
+            .select_only()
+            .column(chains::Column::IdempotencyKey)
+            .filter(chains::Column::IdempotencyKey.is_in(chunk.iter().map(String::as_str)))
+            .into_tuple::<Option<String>>()
+            .all(txn)
+            .await?;
+        taken.extend(rows.into_iter().flatten());
+    }
+    Ok(taken)
 }
 
 /// The chains with these ids, locked until the commit on PostgreSQL, in id order

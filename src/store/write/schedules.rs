@@ -166,7 +166,8 @@ pub async fn advance_schedules(
     Ok(())
 }
 
-/// Which of these schedules have a run queued or running.
+/// Which of these schedules have a run unfinished: a job queued or running, or
+/// a chain running.
 pub async fn with_unfinished_runs(
     txn: &DatabaseTransaction,
     ids: &[&str],
@@ -176,11 +177,13 @@ pub async fn with_unfinished_runs(
         return Ok(busy);
     }
     let text = format!(
-        "SELECT DISTINCT schedule_id FROM jobs WHERE schedule_id IN ({}) \
-         AND status IN ('queued', 'running')",
-        placeholders(ids.len())
+        "SELECT schedule_id FROM jobs WHERE schedule_id IN ({list}) \
+         AND status IN ('queued', 'running') \
+         UNION SELECT schedule_id FROM chains WHERE schedule_id IN ({list}) \
+         AND status = 'running'",
+        list = placeholders(ids.len())
     );
-    let values = ids.iter().map(|id| Value::from(*id)).collect();
+    let values = ids.iter().chain(ids).map(|id| Value::from(*id)).collect();
     for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
         busy.insert(row.try_get::<String>("", "schedule_id")?);
     }
