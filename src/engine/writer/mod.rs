@@ -43,6 +43,7 @@ use crate::store::{
 };
 use crate::telemetry::TraceContext;
 
+mod chain_moves;
 mod chains;
 mod claims;
 mod outcomes;
@@ -174,9 +175,9 @@ pub(crate) struct Writer {
     /// What chain steps' responses are held to, lent to their executors.
     step_rules: Arc<executor::StepRules>,
     /// Chains the open transaction moves: steps that ended, chains to start.
-    chain_moves: chains::Moves,
+    chain_moves: chain_moves::Moves,
     /// Running chains' steps as parsed, so a move does not parse them again.
-    chain_shapes: chains::Shapes,
+    chain_shapes: chain_moves::Shapes,
     next_poll: Instant,
     next_maintenance: Instant,
 }
@@ -301,8 +302,8 @@ impl Writer {
                 output_max_bytes: settings.step_output_max_bytes,
             }),
             library,
-            chain_moves: chains::Moves::default(),
-            chain_shapes: chains::Shapes::default(),
+            chain_moves: chain_moves::Moves::default(),
+            chain_shapes: chain_moves::Shapes::default(),
             next_poll: now + settings.poll_interval,
             next_maintenance: now,
             settings,
