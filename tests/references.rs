@@ -13,7 +13,7 @@ fn context() -> Context {
     let mut steps = BTreeMap::new();
     steps.insert(
         "fetch".to_string(),
-        Output {
+        std::sync::Arc::new(Output {
             status: 200,
             headers: BTreeMap::from([("etag".to_string(), "\"v7\"".to_string())]),
             body: json!({
@@ -21,12 +21,12 @@ fn context() -> Context {
                 "count": 1,
                 "odd key": "yes"
             }),
-        },
+        }),
     );
     Context {
-        input: json!({"customer": {"id": "c-9", "vip": false}, "limit": 5}),
+        input: json!({"customer": {"id": "c-9", "vip": false}, "limit": 5}).into(),
         steps,
-        order: vec!["fetch".into(), "store".into()],
+        order: vec!["fetch".to_string(), "store".to_string()].into(),
     }
 }
 

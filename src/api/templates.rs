@@ -157,7 +157,7 @@ pub async fn expand(
         .await?;
     }
     let ctx = Context {
-        input,
+        input: input.into(),
         ..Default::default()
     };
     let rendered = template

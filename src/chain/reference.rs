@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -299,14 +300,15 @@ pub struct Output {
     pub body: Value,
 }
 
-/// What references resolve against.
+/// What references resolve against. Shared parts, so a chain's input and its
+/// steps' outputs are parsed once and read by every step after them.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
-    pub input: Value,
+    pub input: Arc<Value>,
     /// Finished steps by id.
-    pub steps: BTreeMap<String, Output>,
+    pub steps: BTreeMap<String, Arc<Output>>,
     /// Step ids in the chain's order, for `tasks[N]`.
-    pub order: Vec<String>,
+    pub order: Arc<[String]>,
 }
 
 impl Context {
@@ -324,7 +326,7 @@ impl Context {
             })
         };
         let start = match &reference.source {
-            Source::Input => &self.input,
+            Source::Input => self.input.as_ref(),
             Source::Body(id) => &step(id)?.body,
             Source::BodyAt(i) => {
                 let id = self

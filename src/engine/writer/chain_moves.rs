@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::*;
 use crate::chain::definition::{Definition, StepDef};
@@ -67,77 +67,159 @@ struct StepEnded {
 /// one's), and why that attempt failed, in words.
 #[derive(Default)]
 pub(super) struct Left {
-    output: Option<String>,
+    /// As stored, and as references read it.
+    output: Option<(String, Arc<Output>)>,
     message: Option<String>,
 }
 
-/// The stored output of a step's response: what references read.
-pub(super) fn output_of(record: &attempts::Model) -> String {
-    let headers: Value = record
+/// A step's output as stored: `{status, headers, body}`, header names in lower
+/// case.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredOutput {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: Value,
+}
+
+/// What references read of a step's response, and how it is stored.
+fn output_of(record: &attempts::Model) -> (String, Arc<Output>) {
+    let headers = record
         .headers
         .as_deref()
-        .and_then(|h| serde_json::from_str(h).ok())
-        .unwrap_or_else(|| json!({}));
+        .and_then(|h| serde_json::from_str::<BTreeMap<String, Value>>(h).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_ascii_lowercase(), v.as_str()?.to_string())))
+        .collect();
     let body = match record.body.as_deref() {
         None | Some([]) => Value::Null,
         Some(bytes) => serde_json::from_slice(bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned())),
     };
-    json!({"status": record.status_code, "headers": headers, "body": body}).to_string()
+    let stored = StoredOutput {
+        status: record.status_code.unwrap_or(0) as u16,
+        headers,
+        body,
+    };
+    let text = serde_json::to_string(&stored).unwrap_or_else(|_| "null".into());
+    (text, Arc::new(stored.into()))
 }
 
-/// Most chains whose parsed steps are kept between turns; past it they are all
-/// dropped and parsed again as they move.
-const SHAPES_KEPT: usize = 10_000;
+impl From<StoredOutput> for Output {
+    fn from(stored: StoredOutput) -> Output {
+        Output {
+            status: stored.status,
+            headers: stored.headers,
+            body: stored.body,
+        }
+    }
+}
 
-/// A chain's steps as parsed from its stored definition, and their graph. Both
-/// are fixed at submit, so a parse is good for the chain's whole life.
+/// A stored output read back; `None` when it does not parse.
+fn stored_output(text: &str) -> Option<Arc<Output>> {
+    let stored: Value = serde_json::from_str(text).ok()?;
+    // Outputs stored before names were lower-cased read the same way.
+    let headers = stored["headers"]
+        .as_object()
+        .map(|h| {
+            h.iter()
+                .filter_map(|(k, v)| Some((k.to_ascii_lowercase(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Arc::new(Output {
+        status: stored["status"].as_u64().unwrap_or(0) as u16,
+        headers,
+        body: stored.get("body").cloned().unwrap_or(Value::Null),
+    }))
+}
+
+/// Most chains whose parsed steps, and most step outputs, are kept between
+/// turns; past it they are all dropped and read again as they are needed.
+const SHAPES_KEPT: usize = 10_000;
+const OUTPUTS_KEPT: usize = 50_000;
+
+/// What is fixed of a chain at submit, parsed: its steps and their graph, its
+/// input, and what its steps' jobs carry. A parse is good for the chain's life.
 pub(super) struct Shape {
     definition: Definition,
     graph: Graph,
+    order: Arc<[String]>,
+    input: Arc<Value>,
+    tags: String,
+    ttl_ms: i64,
+    trace_context: Option<String>,
 }
 
-/// Parsed chain definitions by chain id, kept across turns.
+/// What moves read again and again, kept across turns: chains' shapes by chain
+/// id, and the outputs of ended steps by their job's id (an output never
+/// changes once its job ended; a retried step runs as a new job).
 #[derive(Default)]
-pub(super) struct Shapes(HashMap<String, Arc<Shape>>);
+pub(super) struct Kept {
+    shapes: HashMap<String, Arc<Shape>>,
+    outputs: HashMap<String, Arc<Output>>,
+}
 
-impl Shapes {
-    fn of(&mut self, row: &chain_rows::Model) -> Option<Arc<Shape>> {
-        if let Some(shape) = self.0.get(&row.id) {
-            return Some(shape.clone());
-        }
+impl Kept {
+    fn shape(&self, id: &str) -> Option<Arc<Shape>> {
+        self.shapes.get(id).cloned()
+    }
+
+    /// Parses and keeps a chain's shape; logs a row that does not read back.
+    fn parse(&mut self, row: &chain_rows::Model) {
         let definition = match serde_json::from_str::<Definition>(&row.definition) {
             Ok(d) => d,
             Err(error) => {
                 tracing::error!(chain = %row.id, %error, "a stored chain does not read back; it is not moved");
-                return None;
+                return;
             }
         };
         let Ok(graph) = definition.graph() else {
             tracing::error!(chain = %row.id, "a stored chain's steps do not form a graph; it is not moved");
-            return None;
+            return;
         };
-        if self.0.len() >= SHAPES_KEPT {
-            self.0.clear();
+        if self.shapes.len() >= SHAPES_KEPT {
+            self.shapes.clear();
         }
-        let shape = Arc::new(Shape { definition, graph });
-        self.0.insert(row.id.clone(), shape.clone());
-        Some(shape)
+        let shape = Shape {
+            order: definition.order().into(),
+            definition,
+            graph,
+            input: Arc::new(serde_json::from_str(&row.input).unwrap_or(Value::Null)),
+            tags: row.tags.clone(),
+            ttl_ms: row.ttl_ms,
+            trace_context: row.trace_context.clone(),
+        };
+        self.shapes.insert(row.id.clone(), Arc::new(shape));
     }
 
-    /// Forgets an ended chain's shape (a retry parses it again).
-    fn forget(&mut self, id: &str) {
-        self.0.remove(id);
+    fn keep_output(&mut self, job_id: &str, output: Arc<Output>) {
+        if self.outputs.len() >= OUTPUTS_KEPT {
+            self.outputs.clear();
+        }
+        self.outputs.insert(job_id.to_string(), output);
+    }
+
+    /// Forgets an ended chain (a retry reads it again).
+    fn forget(&mut self, chain: &Moving) {
+        self.shapes.remove(&chain.head.id);
+        for step in chain.steps.values() {
+            if let Some(job_id) = &step.job_id {
+                self.outputs.remove(job_id);
+            }
+        }
     }
 }
 
-/// A chain moved in this transaction, with its steps.
+/// A chain moved in this transaction, with its steps (read without their
+/// outputs) and the outputs references may read.
 struct Moving {
-    row: chain_rows::Model,
+    head: write::ChainHead,
     shape: Arc<Shape>,
     steps: BTreeMap<String, chain_steps::Model>,
+    outputs: BTreeMap<String, Arc<Output>>,
     changed_steps: BTreeSet<String>,
-    changed: bool,
+    ended: bool,
 }
 
 impl Moving {
@@ -166,42 +248,20 @@ impl Moving {
     /// What references read: the input, every step that succeeded, and every
     /// step that failed with a response (what a failure step reads).
     fn context(&self) -> Context {
-        let input = serde_json::from_str(&self.row.input).unwrap_or(Value::Null);
-        let mut steps = BTreeMap::new();
-        for (id, step) in &self.steps {
-            if !matches!(step.status.as_str(), "succeeded" | "failed") {
-                continue;
-            }
-            let Some(stored) = step
-                .output
-                .as_deref()
-                .and_then(|o| serde_json::from_str::<Value>(o).ok())
-            else {
-                continue;
-            };
-            let headers = stored["headers"]
-                .as_object()
-                .map(|h| {
-                    h.iter()
-                        .filter_map(|(k, v)| {
-                            Some((k.to_ascii_lowercase(), v.as_str()?.to_string()))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            steps.insert(
-                id.clone(),
-                Output {
-                    status: stored["status"].as_u64().unwrap_or(0) as u16,
-                    headers,
-                    body: stored["body"].clone(),
-                },
-            );
-        }
+        let steps = self
+            .outputs
+            .iter()
+            .filter(|(id, _)| {
+                self.steps
+                    .get(*id)
+                    .is_some_and(|s| matches!(s.status.as_str(), "succeeded" | "failed"))
+            })
+            .map(|(id, output)| (id.clone(), output.clone()))
+            .collect();
         Context {
-            input,
+            input: self.shape.input.clone(),
             steps,
-            order: self.shape.definition.order(),
+            order: self.shape.order.clone(),
         }
     }
 
@@ -234,8 +294,8 @@ impl Moving {
     }
 
     /// Ends the chain when every step has ended.
-    fn finish_if_done(&mut self, now: i64) {
-        if self.row.status != "running" {
+    fn finish_if_done(&mut self) {
+        if self.head.status != "running" {
             return;
         }
         let states = self.states();
@@ -247,16 +307,13 @@ impl Moving {
         }
         let failed = self.steps.values().any(|s| s.status == "failed");
         let canceled = self.steps.values().any(|s| s.status == "canceled");
-        self.row.status = match (failed, canceled) {
+        self.head.status = match (failed, canceled) {
             (true, _) => "failed",
             (false, true) => "canceled",
             (false, false) => "succeeded",
         }
         .into();
-        self.row.finished_at = Some(now);
-        self.row.expires_at = Some(now + self.row.ttl_ms);
-        self.row.updated_at = now;
-        self.changed = true;
+        self.ended = true;
     }
 }
 
@@ -357,29 +414,40 @@ impl Writer {
         let mut ids = moves.chains.clone();
         ids.extend(moves.ended.iter().map(|e| e.chain_id.clone()));
         let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let rows = write::chains_for_update(txn, &id_refs).await?;
+        let heads = write::lock_chain_heads(txn, &id_refs).await?;
+        let unparsed: Vec<&str> = heads
+            .iter()
+            .filter(|h| self.chains_kept.shape(&h.id).is_none())
+            .map(|h| h.id.as_str())
+            .collect();
+        if !unparsed.is_empty() {
+            for row in write::chains_by_id(txn, &unparsed).await? {
+                self.chains_kept.parse(&row);
+            }
+        }
         let mut steps_by_chain: HashMap<String, BTreeMap<String, chain_steps::Model>> =
             HashMap::new();
-        for step in write::steps_of_chains(txn, &id_refs).await? {
+        for step in write::step_states(txn, &id_refs).await? {
             steps_by_chain
                 .entry(step.chain_id.clone())
                 .or_default()
                 .insert(step.step_id.clone(), step);
         }
-        let mut chains = Vec::with_capacity(rows.len());
-        let mut at: HashMap<String, usize> = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let Some(shape) = self.chain_shapes.of(&row) else {
+        let mut chains = Vec::with_capacity(heads.len());
+        let mut at: HashMap<String, usize> = HashMap::with_capacity(heads.len());
+        for head in heads {
+            let Some(shape) = self.chains_kept.shape(&head.id) else {
                 continue;
             };
-            let steps = steps_by_chain.remove(&row.id).unwrap_or_default();
-            at.insert(row.id.clone(), chains.len());
+            let steps = steps_by_chain.remove(&head.id).unwrap_or_default();
+            at.insert(head.id.clone(), chains.len());
             chains.push(Moving {
-                row,
+                head,
                 shape,
                 steps,
+                outputs: BTreeMap::new(),
                 changed_steps: BTreeSet::new(),
-                changed: false,
+                ended: false,
             });
         }
         // Outcomes first: only the job a step started may end it.
@@ -395,7 +463,10 @@ impl Writer {
             }
             let left = moves.left.remove(&end.job_id).unwrap_or_default();
             step.finished_at = Some(now);
-            step.output = left.output;
+            if let Some((text, output)) = left.output {
+                step.output = Some(text);
+                self.chains_kept.keep_output(&end.job_id, output);
+            }
             match end.status {
                 Status::Succeeded => {
                     step.status = "succeeded".into();
@@ -418,10 +489,11 @@ impl Writer {
                 }
             }
         }
+        self.outputs_of(txn, &mut chains).await?;
         // Queues of every step that may start, read once.
         let names: Vec<String> = chains
             .iter()
-            .filter(|c| c.row.status == "running")
+            .filter(|c| c.head.status == "running")
             .flat_map(|c| c.shape.definition.steps.iter().map(|s| s.job.queue.clone()))
             .collect();
         let queues = self
@@ -429,30 +501,81 @@ impl Writer {
             .await?;
         let mut inserts = Vec::new();
         for chain in &mut chains {
-            if chain.row.status == "running" {
+            if chain.head.status == "running" {
                 self.release(chain, now, &queues, &mut inserts).await;
-                chain.finish_if_done(now);
+                chain.finish_if_done();
             }
         }
         let mut steps = Vec::new();
-        let mut rows = Vec::new();
+        let mut ends = Vec::new();
         for mut chain in chains {
+            if chain.ended {
+                self.chains_kept.forget(&chain);
+                ends.push(write::ChainEnd {
+                    id: chain.head.id.clone(),
+                    status: chain.head.status.clone(),
+                    at: now,
+                    expires_at: now + chain.shape.ttl_ms,
+                });
+            }
             for id in std::mem::take(&mut chain.changed_steps) {
                 if let Some(step) = chain.steps.remove(&id) {
                     steps.push(step);
                 }
             }
-            if chain.changed {
-                if chain.row.status != "running" {
-                    self.chain_shapes.forget(&chain.row.id);
-                }
-                rows.push(chain.row);
-            }
         }
-        write::save_steps(txn, steps).await?;
-        write::save_chains(txn, rows).await?;
+        write::write_moved_steps(txn, steps).await?;
+        write::end_chains(txn, &ends).await?;
         if !inserts.is_empty() {
             write::insert_jobs(txn, inserts).await?;
+        }
+        Ok(())
+    }
+
+    /// Gives each chain the outputs of its ended steps: kept ones, and the others
+    /// read (after a restart, or when another process ran the step).
+    async fn outputs_of(
+        &mut self,
+        txn: &DatabaseTransaction,
+        chains: &mut [Moving],
+    ) -> Result<(), StoreError> {
+        let mut unread = Vec::new();
+        for chain in chains.iter_mut() {
+            for (id, step) in &chain.steps {
+                let Some(job_id) = step
+                    .job_id
+                    .as_ref()
+                    .filter(|_| matches!(step.status.as_str(), "succeeded" | "failed"))
+                else {
+                    continue;
+                };
+                match self.chains_kept.outputs.get(job_id) {
+                    Some(output) => {
+                        chain.outputs.insert(id.clone(), output.clone());
+                    }
+                    None => unread.push(job_id.clone()),
+                }
+            }
+        }
+        if unread.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&str> = unread.iter().map(String::as_str).collect();
+        for (job_id, text) in write::step_outputs(txn, &refs).await? {
+            if let Some(output) = stored_output(&text) {
+                self.chains_kept.keep_output(&job_id, output);
+            }
+        }
+        for chain in chains.iter_mut() {
+            for (id, step) in &chain.steps {
+                if let Some(output) = step
+                    .job_id
+                    .as_ref()
+                    .and_then(|job_id| self.chains_kept.outputs.get(job_id))
+                {
+                    chain.outputs.entry(id.clone()).or_insert_with(|| output.clone());
+                }
+            }
         }
         Ok(())
     }
@@ -560,7 +683,7 @@ impl Writer {
                     .map_err(|e| (ErrorClass::Reference, format!("template.input: {e}")))?;
                 self.check_input(def, &input, "the template input").await?;
                 let own = Context {
-                    input,
+                    input: input.into(),
                     ..Default::default()
                 };
                 def.call
@@ -608,8 +731,8 @@ impl Writer {
             backoff_strategy: def.job.backoff_strategy.clone(),
             backoff_base_ms: def.job.backoff_base_ms,
             backoff_max_ms: def.job.backoff_max_ms,
-            ttl_ms: chain.row.ttl_ms,
-            tags: chain.row.tags.clone(),
+            ttl_ms: chain.shape.ttl_ms,
+            tags: chain.shape.tags.clone(),
             idempotency_key: None,
             created_at: now,
             scheduled_at: now,
@@ -624,8 +747,8 @@ impl Writer {
             // they name their chain, and the chain its schedule.
             schedule_id: None,
             fire_at: None,
-            trace_context: chain.row.trace_context.clone(),
-            chain_id: Some(chain.row.id.clone()),
+            trace_context: chain.shape.trace_context.clone(),
+            chain_id: Some(chain.head.id.clone()),
             step_id: Some(def.id.clone()),
             contract: def
                 .contract

@@ -177,7 +177,7 @@ pub(crate) struct Writer {
     /// Chains the open transaction moves: steps that ended, chains to start.
     chain_moves: chain_moves::Moves,
     /// Running chains' steps as parsed, so a move does not parse them again.
-    chain_shapes: chain_moves::Shapes,
+    chains_kept: chain_moves::Kept,
     next_poll: Instant,
     next_maintenance: Instant,
 }
@@ -303,7 +303,7 @@ impl Writer {
             }),
             library,
             chain_moves: chain_moves::Moves::default(),
-            chain_shapes: chain_moves::Shapes::default(),
+            chains_kept: chain_moves::Kept::default(),
             next_poll: now + settings.poll_interval,
             next_maintenance: now,
             settings,

@@ -6,9 +6,13 @@
 use std::collections::HashSet;
 
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    QuerySelect, Value,
+};
 
 use super::{SMALL_ROWS_PER_STATEMENT, backend};
+use crate::store::{placeholders, sql};
 use crate::store::{StoreError, chain_steps, chains};
 
 pub async fn chain_by_idempotency_key(
@@ -56,6 +60,176 @@ pub async fn chains_for_update(
         found.extend(query.all(txn).await?);
     }
     Ok(found)
+}
+
+/// A chain as a move reads it: where it stands, the rest being fixed at submit.
+#[derive(Debug, Clone)]
+pub struct ChainHead {
+    pub id: String,
+    pub status: String,
+}
+
+/// The heads of these chains, locked until the commit on PostgreSQL in id order
+/// (so two replicas locking overlapping sets cannot deadlock).
+pub async fn lock_chain_heads(
+    txn: &DatabaseTransaction,
+    ids: &[&str],
+) -> Result<Vec<ChainHead>, StoreError> {
+    let lock = match backend(txn) {
+        DbBackend::Postgres => " FOR UPDATE",
+        _ => "",
+    };
+    let mut heads = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(SMALL_ROWS_PER_STATEMENT) {
+        let text = format!(
+            "SELECT id, status FROM chains WHERE id IN ({}) ORDER BY id{lock}",
+            placeholders(chunk.len())
+        );
+        let values = chunk.iter().map(|id| Value::from(*id)).collect();
+        for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
+            heads.push(ChainHead {
+                id: row.try_get("", "id")?,
+                status: row.try_get("", "status")?,
+            });
+        }
+    }
+    Ok(heads)
+}
+
+/// These chains whole, unlocked.
+pub async fn chains_by_id(
+    txn: &DatabaseTransaction,
+    ids: &[&str],
+) -> Result<Vec<chains::Model>, StoreError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(SMALL_ROWS_PER_STATEMENT) {
+        found.extend(
+            chains::Entity::find()
+                .filter(chains::Column::Id.is_in(chunk.iter().copied()))
+                .all(txn)
+                .await?,
+        );
+    }
+    Ok(found)
+}
+
+/// Where the steps of these chains stand, without their outputs (`output` is
+/// `None`): see [`step_outputs`].
+pub async fn step_states(
+    txn: &DatabaseTransaction,
+    chain_ids: &[&str],
+) -> Result<Vec<chain_steps::Model>, StoreError> {
+    let mut found = Vec::new();
+    for chunk in chain_ids.chunks(SMALL_ROWS_PER_STATEMENT) {
+        let text = format!(
+            "SELECT chain_id, step_id, position, status, job_id, reason, error_class, \
+             started_at, finished_at FROM chain_steps WHERE chain_id IN ({})",
+            placeholders(chunk.len())
+        );
+        let values = chunk.iter().map(|id| Value::from(*id)).collect();
+        for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
+            found.push(chain_steps::Model {
+                chain_id: row.try_get("", "chain_id")?,
+                step_id: row.try_get("", "step_id")?,
+                position: row.try_get("", "position")?,
+                status: row.try_get("", "status")?,
+                job_id: row.try_get("", "job_id")?,
+                reason: row.try_get("", "reason")?,
+                error_class: row.try_get("", "error_class")?,
+                output: None,
+                started_at: row.try_get("", "started_at")?,
+                finished_at: row.try_get("", "finished_at")?,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// The stored outputs of steps whose calls these jobs made: `(job id, output)`.
+pub async fn step_outputs(
+    txn: &DatabaseTransaction,
+    job_ids: &[&str],
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut found = Vec::new();
+    for chunk in job_ids.chunks(SMALL_ROWS_PER_STATEMENT) {
+        let text = format!(
+            "SELECT job_id, output FROM chain_steps WHERE job_id IN ({}) AND output IS NOT NULL",
+            placeholders(chunk.len())
+        );
+        let values = chunk.iter().map(|id| Value::from(*id)).collect();
+        for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
+            found.push((row.try_get("", "job_id")?, row.try_get("", "output")?));
+        }
+    }
+    Ok(found)
+}
+
+/// Writes the steps a move changed. A step read by [`step_states`] carries no
+/// output: `None` keeps the one stored.
+pub async fn write_moved_steps(
+    txn: &DatabaseTransaction,
+    steps: Vec<chain_steps::Model>,
+) -> Result<(), StoreError> {
+    const COLUMNS: usize = 10;
+    for chunk in steps.chunks(SMALL_ROWS_PER_STATEMENT / COLUMNS) {
+        let row = format!("({})", placeholders(COLUMNS));
+        let text = format!(
+            "INSERT INTO chain_steps (chain_id, step_id, position, status, job_id, reason, \
+             error_class, output, started_at, finished_at) VALUES {} \
+             ON CONFLICT (chain_id, step_id) DO UPDATE SET status = excluded.status, \
+             job_id = excluded.job_id, reason = excluded.reason, \
+             error_class = excluded.error_class, \
+             output = COALESCE(excluded.output, chain_steps.output), \
+             started_at = excluded.started_at, finished_at = excluded.finished_at",
+            vec![row; chunk.len()].join(", ")
+        );
+        let mut values = Vec::with_capacity(chunk.len() * COLUMNS);
+        for s in chunk {
+            values.extend([
+                Value::from(s.chain_id.as_str()),
+                Value::from(s.step_id.as_str()),
+                Value::from(s.position),
+                Value::from(s.status.as_str()),
+                Value::from(s.job_id.clone()),
+                Value::from(s.reason.clone()),
+                Value::from(s.error_class.clone()),
+                Value::from(s.output.clone()),
+                Value::from(s.started_at),
+                Value::from(s.finished_at),
+            ]);
+        }
+        txn.execute_raw(sql(backend(txn), &text, values)).await?;
+    }
+    Ok(())
+}
+
+/// A chain a move ended.
+#[derive(Debug, Clone)]
+pub struct ChainEnd {
+    pub id: String,
+    pub status: String,
+    pub at: i64,
+    pub expires_at: i64,
+}
+
+/// Records chains' ends.
+pub async fn end_chains(txn: &DatabaseTransaction, ends: &[ChainEnd]) -> Result<(), StoreError> {
+    for end in ends {
+        txn.execute_raw(sql(
+            backend(txn),
+            "UPDATE chains SET status = ?, updated_at = ?, finished_at = ?, expires_at = ? \
+             WHERE id = ?",
+            vec![
+                end.status.as_str().into(),
+                end.at.into(),
+                end.at.into(),
+                end.expires_at.into(),
+                end.id.as_str().into(),
+            ],
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// The steps of these chains.
