@@ -174,9 +174,16 @@ impl Kept {
                 return;
             }
         };
-        let Ok(graph) = definition.graph() else {
+        if !self.keep_new(row, definition) {
             tracing::error!(chain = %row.id, "a stored chain's steps do not form a graph; it is not moved");
-            return;
+        }
+    }
+
+    /// Keeps the shape of a chain just submitted, from what the submit parsed;
+    /// false when its steps do not form a graph.
+    pub(super) fn keep_new(&mut self, row: &chain_rows::Model, definition: Definition) -> bool {
+        let Ok(graph) = definition.graph() else {
+            return false;
         };
         if self.shapes.len() >= SHAPES_KEPT {
             self.shapes.clear();
@@ -191,6 +198,7 @@ impl Kept {
             trace_context: row.trace_context.clone(),
         };
         self.shapes.insert(row.id.clone(), Arc::new(shape));
+        true
     }
 
     fn keep_output(&mut self, job_id: &str, output: Arc<Output>) {
@@ -524,7 +532,7 @@ impl Writer {
                 }
             }
         }
-        write::write_moved_steps(txn, steps).await?;
+        write::write_steps(txn, steps).await?;
         write::end_chains(txn, &ends).await?;
         if !inserts.is_empty() {
             write::insert_jobs(txn, inserts).await?;

@@ -36,10 +36,11 @@ impl Writer {
                     }),
             );
             self.chain_moves.add(&chain.id);
+            self.chains_kept.keep_new(&chain, definition);
             rows.push(chain);
         }
-        write::save_chains(txn, rows).await?;
-        write::save_steps(txn, steps).await
+        write::insert_chains(txn, rows).await?;
+        write::write_steps(txn, steps).await
     }
 
     /// Applies a change to a chain; the refusal when it does not apply.

@@ -11,7 +11,7 @@ use sea_orm::{
     QuerySelect, Value,
 };
 
-use super::{SMALL_ROWS_PER_STATEMENT, backend};
+use super::{SMALL_ROWS_PER_STATEMENT, backend, value_rows};
 use crate::store::{placeholders, sql};
 use crate::store::{StoreError, chain_steps, chains};
 
@@ -164,9 +164,9 @@ pub async fn step_outputs(
     Ok(found)
 }
 
-/// Writes the steps a move changed. A step read by [`step_states`] carries no
-/// output: `None` keeps the one stored.
-pub async fn write_moved_steps(
+/// Writes steps: new ones inserted, known ones changed. A step read by
+/// [`step_states`] carries no output: `None` keeps the one stored.
+pub async fn write_steps(
     txn: &DatabaseTransaction,
     steps: Vec<chain_steps::Model>,
 ) -> Result<(), StoreError> {
@@ -196,6 +196,43 @@ pub async fn write_moved_steps(
                 Value::from(s.output.clone()),
                 Value::from(s.started_at),
                 Value::from(s.finished_at),
+            ]);
+        }
+        txn.execute_raw(sql(backend(txn), &text, values)).await?;
+    }
+    Ok(())
+}
+
+/// Inserts new chains.
+pub async fn insert_chains(
+    txn: &DatabaseTransaction,
+    rows: Vec<chains::Model>,
+) -> Result<(), StoreError> {
+    const COLUMNS: usize = 15;
+    for chunk in rows.chunks(SMALL_ROWS_PER_STATEMENT / COLUMNS) {
+        let text = format!(
+            "INSERT INTO chains (id, status, input, definition, tags, idempotency_key, ttl_ms, \
+             created_at, updated_at, finished_at, expires_at, schedule_id, trace_context, \
+             fire_at) VALUES {}",
+            value_rows(COLUMNS - 1, chunk.len())
+        );
+        let mut values = Vec::with_capacity(chunk.len() * COLUMNS);
+        for c in chunk {
+            values.extend([
+                Value::from(c.id.as_str()),
+                Value::from(c.status.as_str()),
+                Value::from(c.input.as_str()),
+                Value::from(c.definition.as_str()),
+                Value::from(c.tags.as_str()),
+                Value::from(c.idempotency_key.clone()),
+                Value::from(c.ttl_ms),
+                Value::from(c.created_at),
+                Value::from(c.updated_at),
+                Value::from(c.finished_at),
+                Value::from(c.expires_at),
+                Value::from(c.schedule_id.clone()),
+                Value::from(c.trace_context.clone()),
+                Value::from(c.fire_at),
             ]);
         }
         txn.execute_raw(sql(backend(txn), &text, values)).await?;
