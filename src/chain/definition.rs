@@ -149,6 +149,30 @@ pub struct RenderedCall {
     pub body: Option<RenderedBody>,
 }
 
+impl RenderedCall {
+    /// The call as a job makes it. The body goes as rendered: through
+    /// `google.protobuf.Value` an integer would come back as a double.
+    pub fn into_call(self) -> crate::job::call::Call {
+        let (body_kind, body) = match self.body {
+            None => (None, None),
+            Some(RenderedBody::Json(json)) => (
+                Some("json".to_string()),
+                Some(serde_json::to_vec(&json).unwrap_or_default()),
+            ),
+            Some(RenderedBody::Text(text)) => (Some("text".to_string()), Some(text.into_bytes())),
+            Some(RenderedBody::Raw(raw)) => (Some("raw".to_string()), Some(raw)),
+        };
+        crate::job::call::Call {
+            method: self.method,
+            url: self.url,
+            headers: self.headers,
+            params: self.params,
+            body_kind,
+            body,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum RenderedBody {
     Json(Value),

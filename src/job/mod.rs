@@ -1,6 +1,7 @@
 //! Pure domain logic: a job's statuses, its backoff, and what an attempt's outcome
 //! means for it. Nothing here does I/O.
 
+pub mod call;
 pub mod limits;
 pub mod schedule;
 pub mod wall_clock;

@@ -581,7 +581,10 @@ impl Writer {
                     .as_ref()
                     .and_then(|job_id| self.chains_kept.outputs.get(job_id))
                 {
-                    chain.outputs.entry(id.clone()).or_insert_with(|| output.clone());
+                    chain
+                        .outputs
+                        .entry(id.clone())
+                        .or_insert_with(|| output.clone());
                 }
             }
         }
@@ -710,8 +713,18 @@ impl Writer {
             }
         };
         let (method, url, headers, params, body_kind, body) =
-            crate::api::request::rendered_call(rendered, &self.settings.call_limits)
-                .map_err(|message| (ErrorClass::Reference, message))?;
+            // A value a reference brought in can still make a call that cannot
+            // be sent: checked as a submitted job's call is.
+            rendered
+                .into_call()
+                .checked(self.settings.call_limits.max_body_bytes)
+                .map_err(|problems| {
+                    let lines: Vec<String> = problems
+                        .into_iter()
+                        .map(|p| format!("request.{}: {}", p.field, p.expected))
+                        .collect();
+                    (ErrorClass::Reference, lines.join("; "))
+                })?;
         if !queues.contains_key(&def.job.queue) {
             return Err((
                 ErrorClass::Reference,

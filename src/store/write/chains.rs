@@ -12,8 +12,8 @@ use sea_orm::{
 };
 
 use super::{SMALL_ROWS_PER_STATEMENT, backend, value_rows};
-use crate::store::{placeholders, sql};
 use crate::store::{StoreError, chain_steps, chains};
+use crate::store::{placeholders, sql};
 
 pub async fn chain_by_idempotency_key(
     txn: &DatabaseTransaction,
