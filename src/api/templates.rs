@@ -17,7 +17,6 @@ use crate::chain::reference::{Context, Source, references_in};
 use crate::contract::compat::Verdict;
 use crate::contract::library::{self, Library, LibraryError};
 use crate::contract::registry::Part;
-use crate::contract::validate::violations;
 use crate::engine::{Engine, TemplateChange};
 use crate::proto::{self, template_service_server::TemplateService};
 use crate::store::{Store, templates};
@@ -91,18 +90,15 @@ pub async fn check_against(
     value: &Value,
     field: &str,
 ) -> Result<(), Status> {
-    let validator = library
-        .validator(&pinned.name, pinned.version, part)
+    let found = library
+        .check(&pinned.name, pinned.version, part, value, 20)
         .await
         .map_err(|e| match e {
             LibraryError::NotFound { .. } => Status::not_found(format!("{field}: {e}")),
             other => Status::internal(other.to_string()),
         })?;
-    let Some(validator) = validator else {
-        return Ok(());
-    };
     let mut v = Violations::default();
-    for violation in violations(&validator, value, 20) {
+    for violation in found {
         v.add(
             format!("{field}{}", violation.instance_path),
             format!(

@@ -146,6 +146,24 @@ impl Library {
             .map_err(|p| LibraryError::Stored(format!("{name}/{version}"), p.message))
     }
 
+    /// Where `value` breaks one part of a contract version, at most `limit`
+    /// places; none when it fits or the contract says nothing of that part.
+    /// Every check of a value against a contract, at submit or while a call
+    /// runs, goes through here.
+    pub async fn check(
+        &self,
+        name: &str,
+        version: i32,
+        part: Part,
+        value: &serde_json::Value,
+        limit: usize,
+    ) -> Result<Vec<super::validate::Violation>, LibraryError> {
+        Ok(match self.validator(name, version, part).await? {
+            Some(validator) => super::validate::violations(&validator, value, limit),
+            None => Vec::new(),
+        })
+    }
+
     /// Compiles (or finds) the validator of a loaded contract's part.
     pub fn compile(&self, loaded: &Loaded, part: Part) -> Option<Arc<jsonschema::Validator>> {
         let schema = loaded.schema(part)?;

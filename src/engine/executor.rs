@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::Op;
 use crate::contract::library::{self, Library};
 use crate::contract::registry::Part;
-use crate::contract::validate::{describe, violations};
+use crate::contract::validate::describe;
 use crate::http::{Call, CallError, Captured, HttpClient, header_map, merge_params};
 use crate::job::{Backoff, BackoffStrategy, CallOutcome, ErrorClass, Next, next_step};
 use crate::now_ms;
@@ -77,27 +77,34 @@ impl StepRules {
             });
         }
         let (name, version) = library::parse_label(job.contract.as_deref()?)?;
-        let validator = match self.library.validator(name, version, Part::Output).await {
-            Ok(found) => found?,
-            Err(error) => {
-                return Some(CallError {
-                    class: ErrorClass::ContractViolation,
-                    message: format!("the output schema cannot be read: {error}"),
-                });
-            }
+        let cannot_read = |error| CallError {
+            class: ErrorClass::ContractViolation,
+            message: format!("the output schema cannot be read: {error}"),
         };
         let body: serde_json::Value = match serde_json::from_slice(&captured.body) {
             Ok(body) => body,
+            // Not JSON: fine for a contract that says nothing of the output.
             Err(error) => {
-                return Some(CallError {
-                    class: ErrorClass::ContractViolation,
-                    message: format!(
-                        "the response body breaks the output schema of contract {name} version {version}: it is not JSON ({error})"
-                    ),
-                });
+                return match self.library.validator(name, version, Part::Output).await {
+                    Ok(None) => None,
+                    Ok(Some(_)) => Some(CallError {
+                        class: ErrorClass::ContractViolation,
+                        message: format!(
+                            "the response body breaks the output schema of contract {name} version {version}: it is not JSON ({error})"
+                        ),
+                    }),
+                    Err(error) => Some(cannot_read(error)),
+                };
             }
         };
-        let found = violations(&validator, &body, VIOLATIONS_REPORTED);
+        let found = match self
+            .library
+            .check(name, version, Part::Output, &body, VIOLATIONS_REPORTED)
+            .await
+        {
+            Ok(found) => found,
+            Err(error) => return Some(cannot_read(error)),
+        };
         (!found.is_empty()).then(|| CallError {
             class: ErrorClass::ContractViolation,
             message: describe("the response body", name, version, Part::Output, &found),

@@ -15,7 +15,6 @@ use crate::chain::graph::{Graph, State};
 use crate::chain::reference::{Context, Output};
 use crate::contract::library;
 use crate::contract::registry::Part;
-use crate::contract::validate::violations;
 use crate::job::ErrorClass;
 use crate::store::{attempts, chain_steps, chains as chain_rows};
 
@@ -651,15 +650,17 @@ impl Writer {
         let Some(pinned) = &def.contract else {
             return Ok(());
         };
-        let validator = self
+        let found = self
             .library
-            .validator(&pinned.name, pinned.version, Part::Input)
+            .check(
+                &pinned.name,
+                pinned.version,
+                Part::Input,
+                value,
+                VIOLATIONS_REPORTED,
+            )
             .await
             .map_err(|e| (ErrorClass::ContractViolation, e.to_string()))?;
-        let Some(validator) = validator else {
-            return Ok(());
-        };
-        let found = violations(&validator, value, VIOLATIONS_REPORTED);
         if found.is_empty() {
             return Ok(());
         }
