@@ -17,10 +17,21 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at the start: the size of the settings does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the gRPC API and run jobs.
     Serve(Config),
+    /// API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Prints a new key, for the keys file (JOBQUEUE_KEYS_FILE).
+    New,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -153,6 +164,19 @@ pub struct Config {
     #[arg(long, env = "JOBQUEUE_CREATE_QUEUES_ON_USE", default_value = "true",
           value_parser = parse_bool("JOBQUEUE_CREATE_QUEUES_ON_USE"), action = clap::ArgAction::Set)]
     pub create_queues_on_use: bool,
+
+    /// A JSON file of the API keys the service starts with (mount it from a
+    /// Kubernetes Secret). With one, every call but health and reflection presents
+    /// a key; without one the service runs open, in the `default` namespace, and
+    /// only on a loopback address unless JOBQUEUE_INSECURE_OPEN says otherwise.
+    #[arg(long, env = "JOBQUEUE_KEYS_FILE")]
+    pub keys_file: Option<std::path::PathBuf>,
+
+    /// Serve open (no keys file) on an address other than loopback: anyone who
+    /// reaches the port may do anything. Said loudly at every start.
+    #[arg(long, env = "JOBQUEUE_INSECURE_OPEN", default_value = "false",
+          value_parser = parse_bool("JOBQUEUE_INSECURE_OPEN"), action = clap::ArgAction::Set)]
+    pub insecure_open: bool,
 }
 
 impl Config {
@@ -160,8 +184,10 @@ impl Config {
     /// benchmark start from.
     pub fn with_db_url(db_url: impl Into<String>) -> Self {
         let cli = Cli::parse_from(["jobqueue", "serve", "--db-url", &db_url.into()]);
-        let Command::Serve(config) = cli.command;
-        config
+        match cli.command {
+            Command::Serve(config) => config,
+            Command::Key(_) => unreachable!("parsed from a serve command"),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`server`]: the tonic server (jobs, health, reflection); [`server::run`] starts the
 //!   engine, serves until shutdown, then drains.
 //! - [`api`]: the gRPC services: validate, convert, delegate; the one `Error -> Status`.
+//! - [`auth`]: API keys, the scope each call needs, and the layer that checks them.
 //! - [`chain`]: chains of calls and the references that carry data between them.
 //! - [`contract`]: JSON Schema contracts and whether one fits another.
 //! - [`job`]: pure domain logic: statuses, backoff, what an attempt's outcome means.
@@ -18,6 +19,7 @@
 //! - [`observe`]: every gRPC call counted, timed and traced by one layer.
 
 pub mod api;
+pub mod auth;
 pub mod chain;
 pub mod config;
 pub mod contract;

@@ -8,13 +8,19 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::io::IsTerminal;
 
 use clap::Parser;
-use jobqueue::config::{Cli, Command, LogFormat};
+use jobqueue::config::{Cli, Command, KeyCommand, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve(config) = cli.command;
+    let config = match cli.command {
+        Command::Serve(config) => config,
+        Command::Key(KeyCommand::New) => {
+            println!("{}", jobqueue::auth::key::generate().1);
+            return ExitCode::SUCCESS;
+        }
+    };
     // A filter that does not parse stops the start, as any bad setting does.
     let filter = match std::env::var("JOBQUEUE_LOG") {
         Ok(value) => match EnvFilter::try_new(&value) {

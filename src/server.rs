@@ -13,15 +13,18 @@ use crate::api::chains::ChainApi;
 use crate::api::contracts::ContractApi;
 use crate::api::convert::Limits;
 use crate::api::jobs::JobApi;
+use crate::api::keys::KeyApi;
 use crate::api::queues::QueueApi;
 use crate::api::schedules::ScheduleApi;
 use crate::api::templates::TemplateApi;
+use crate::auth::layer::{AuthLayer, Gate};
 use crate::config::Config;
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, KeyChange};
 use crate::health::Health;
 use crate::proto::chain_service_server::ChainServiceServer;
 use crate::proto::contract_service_server::ContractServiceServer;
 use crate::proto::job_service_server::JobServiceServer;
+use crate::proto::key_service_server::KeyServiceServer;
 use crate::proto::queue_service_server::QueueServiceServer;
 use crate::proto::schedule_service_server::ScheduleServiceServer;
 use crate::proto::template_service_server::TemplateServiceServer;
@@ -47,6 +50,14 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("serving: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Keys(String),
+    #[error(
+        "refusing to serve open on {addr}: with no keys file (JOBQUEUE_KEYS_FILE) anyone who \
+         reaches the port could do anything; set a keys file, listen on a loopback address, \
+         or set JOBQUEUE_INSECURE_OPEN=true"
+    )]
+    Open { addr: std::net::SocketAddr },
     #[error("JOBQUEUE_METRICS_ADDR: cannot listen on {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -80,6 +91,7 @@ pub async fn run_then(
             "the wall clock is set by JOBQUEUE_CLOCK_START"
         );
     }
+    let keys = gate_keys(&listener, &config)?;
     let store = Store::connect_with(&config.db_url, config.db_timeout)
         .await
         .map_err(|source| ServerError::Store {
@@ -103,6 +115,16 @@ pub async fn run_then(
         None => None,
     };
     let (engine, writer) = Engine::start(store, &config, stopping.clone()).await?;
+    let gate = match keys {
+        Some(rows) => {
+            let count = rows.len();
+            engine.change_keys(KeyChange::Save(rows)).await?;
+            tracing::info!(keys = count, "keys file loaded: every call presents a key");
+            Gate::Keys(engine.store().clone())
+        }
+        None => Gate::Open,
+    };
+    let keys_on = matches!(gate, Gate::Keys(_));
     if let Some(listener) = metrics_listener {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "serving metrics");
@@ -127,6 +149,7 @@ pub async fn run_then(
             <ContractServiceServer<ContractApi> as tonic::server::NamedService>::NAME,
             <ChainServiceServer<ChainApi> as tonic::server::NamedService>::NAME,
             <TemplateServiceServer<TemplateApi> as tonic::server::NamedService>::NAME,
+            <KeyServiceServer<KeyApi> as tonic::server::NamedService>::NAME,
         ],
         false => Vec::new(),
     };
@@ -157,6 +180,7 @@ pub async fn run_then(
     let chains = ChainServiceServer::new(ChainApi::new(engine.clone(), Limits::from(&config)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let keys = KeyServiceServer::new(KeyApi::new(engine.clone(), keys_on));
     let observe = crate::observe::ObserveLayer::new(engine.metrics().clone());
     let jobs = JobServiceServer::new(JobApi::new(engine, Limits::from(&config)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -180,22 +204,24 @@ pub async fn run_then(
         }
     };
     // A worker serves health (for probes) and nothing a client could submit to.
-    let (jobs, queues, schedules, contracts, chains, templates) = match config.role.serves_api() {
-        true => (
-            Some(jobs),
-            Some(queues),
-            Some(schedules),
-            Some(contracts),
-            Some(chains),
-            Some(templates),
-        ),
-        false => {
-            // Dropped now, with their engine handles, or the writer would wait on
-            // them at shutdown.
-            drop((jobs, queues, schedules, contracts, chains, templates));
-            (None, None, None, None, None, None)
-        }
-    };
+    let (jobs, queues, schedules, contracts, chains, templates, keys) =
+        match config.role.serves_api() {
+            true => (
+                Some(jobs),
+                Some(queues),
+                Some(schedules),
+                Some(contracts),
+                Some(chains),
+                Some(templates),
+                Some(keys),
+            ),
+            false => {
+                // Dropped now, with their engine handles, or the writer would wait on
+                // them at shutdown.
+                drop((jobs, queues, schedules, contracts, chains, templates, keys));
+                (None, None, None, None, None, None, None)
+            }
+        };
     if let Ok(addr) = listener.local_addr() {
         ready(addr);
     }
@@ -204,6 +230,7 @@ pub async fn run_then(
         // Pings keep idle watch streams open through proxies and find dead peers.
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .layer(observe)
+        .layer(AuthLayer::new(gate))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -213,6 +240,7 @@ pub async fn run_then(
         .add_optional_service(contracts)
         .add_optional_service(chains)
         .add_optional_service(templates)
+        .add_optional_service(keys)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     // Draining waits for open calls; a client that never reads its stream must not
     // keep the process alive past the grace.
@@ -232,4 +260,29 @@ pub async fn run_then(
         tracing::error!("the writer thread ended without finishing its work");
     }
     Ok(())
+}
+
+/// The keys of the keys file, or `None` to serve open: allowed on a loopback
+/// address, and elsewhere only with JOBQUEUE_INSECURE_OPEN, said at every start.
+fn gate_keys(
+    listener: &TcpListener,
+    config: &Config,
+) -> Result<Option<Vec<crate::store::api_keys::Model>>, ServerError> {
+    if let Some(path) = &config.keys_file {
+        return crate::auth::file::load(path, crate::now_ms())
+            .map(Some)
+            .map_err(ServerError::Keys);
+    }
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Keys(format!("the listener has no address: {e}")))?;
+    if addr.ip().is_loopback() {
+        tracing::info!(%addr, "serving open, without keys: every call acts in the default namespace (set JOBQUEUE_KEYS_FILE to ask for keys)");
+        return Ok(None);
+    }
+    if !config.insecure_open {
+        return Err(ServerError::Open { addr });
+    }
+    tracing::warn!(%addr, "INSECURE: serving open, without keys, on an address others can reach (JOBQUEUE_INSECURE_OPEN=true): anyone who reaches the port may do anything");
+    Ok(None)
 }

@@ -14,6 +14,7 @@ mod m20261205_000007_contracts;
 mod m20261206_000008_chains;
 mod m20261206_000009_templates;
 mod m20261207_000010_scheduled_chains;
+mod m20261207_000011_api_keys;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000008_chains::Migration),
             Box::new(m20261206_000009_templates::Migration),
             Box::new(m20261207_000010_scheduled_chains::Migration),
+            Box::new(m20261207_000011_api_keys::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@ pub mod chains;
 pub mod contracts;
 pub mod convert;
 pub mod jobs;
+pub mod keys;
 pub mod queues;
 pub mod request;
 pub mod schedule_chains;
@@ -81,6 +82,7 @@ impl From<EngineError> for Status {
             | EngineError::QueueNotFound(_)
             | EngineError::ScheduleNotFound(_)
             | EngineError::ChainNotFound(_)
+            | EngineError::KeyNotFound(_)
             | EngineError::VersionNotFound { .. } => Status::not_found(error.to_string()),
             EngineError::VersionInactive { .. } => Status::failed_precondition(error.to_string()),
             EngineError::VersionMoved { .. } => Status::aborted(error.to_string()),

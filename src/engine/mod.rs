@@ -31,7 +31,7 @@ use crate::http::HttpClient;
 use crate::job::Status;
 use crate::metrics::Metrics;
 use crate::store::{
-    ScheduleRun, Store, StoreError, chains, contracts, jobs, queues, schedules, templates,
+    ScheduleRun, Store, StoreError, api_keys, chains, contracts, jobs, queues, schedules, templates,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,8 @@ pub enum EngineError {
     },
     #[error("chain {0} not found")]
     ChainNotFound(String),
+    #[error("key {0} not found")]
+    KeyNotFound(String),
     #[error("chain {id} is {status}; {action} needs a chain that is {expected}")]
     ChainState {
         id: String,
@@ -283,6 +285,15 @@ pub enum TemplateChange {
     },
 }
 
+/// A change to the API keys.
+#[derive(Debug, Clone)]
+pub enum KeyChange {
+    /// New keys, or the keys file's loaded again (a revoked one stays revoked).
+    Save(Vec<api_keys::Model>),
+    /// Revokes a key of a namespace.
+    Revoke { namespace: String, id: String },
+}
+
 /// What the writer is asked to do.
 pub(crate) enum Op {
     Submit {
@@ -308,6 +319,10 @@ pub(crate) enum Op {
     Template {
         change: TemplateChange,
         reply: Reply<templates::Model>,
+    },
+    Key {
+        change: KeyChange,
+        reply: Reply<Vec<api_keys::Model>>,
     },
     Cancel {
         id: String,
@@ -594,6 +609,14 @@ impl Engine {
 
     pub async fn change_chain(&self, change: ChainChange) -> Result<ChainChanged, EngineError> {
         self.ask(|reply| Op::Chain { change, reply }).await
+    }
+
+    /// Saves or revokes keys; answers the keys as stored.
+    pub async fn change_keys(
+        &self,
+        change: KeyChange,
+    ) -> Result<Vec<api_keys::Model>, EngineError> {
+        self.ask(|reply| Op::Key { change, reply }).await
     }
 
     pub async fn change_template(

@@ -331,3 +331,32 @@ pub mod templates {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod api_keys {
+    use sea_orm::entity::prelude::*;
+
+    /// One API key: who it speaks for and what it may do; its secret only as a
+    /// hash.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "api_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub namespace: String,
+        /// Space-separated scope names.
+        pub scopes: String,
+        /// Hex SHA-256 of the secret.
+        pub secret_hash: String,
+        pub description: String,
+        /// `file` or `api`.
+        pub source: String,
+        pub created_at: i64,
+        pub expires_at: i64,
+        pub revoked_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

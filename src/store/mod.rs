@@ -13,6 +13,7 @@ mod contract_reads;
 mod depths;
 pub mod entities;
 pub mod fault;
+mod key_reads;
 pub mod log;
 pub mod session;
 mod sqlite;
@@ -32,7 +33,8 @@ use sea_orm::{
 pub use chain_reads::ChainRead;
 pub use depths::{QueueDepth, ScheduleCounts};
 pub use entities::{
-    attempts, chain_steps, chains, contracts, job_tags, jobs, queues, schedules, templates,
+    api_keys, attempts, chain_steps, chains, contracts, job_tags, jobs, queues, schedules,
+    templates,
 };
 pub use fault::Fault;
 pub use log::Event;

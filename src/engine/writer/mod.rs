@@ -26,8 +26,8 @@ use super::executor::{self, Completion};
 use super::outage::Outage;
 use super::scheduler::{self, HELD_RETRY_MS, RUNS_PER_SCHEDULE, RUNS_PER_TURN, SCHEDULES_PER_TURN};
 use super::{
-    ChainChange, ChainChanged, EngineError, Neighbours, NewChain, Op, QueueChange, QueueChanged,
-    ScheduleChange, ScheduleChanged, ScheduleFields, Settings, Submitted, Unset,
+    ChainChange, ChainChanged, EngineError, KeyChange, Neighbours, NewChain, Op, QueueChange,
+    QueueChanged, ScheduleChange, ScheduleChanged, ScheduleFields, Settings, Submitted, Unset,
 };
 use crate::contract::library::Library;
 use crate::http::HttpClient;
@@ -763,6 +763,7 @@ impl Op {
             Op::Contract { reply, .. } => reply.is_closed(),
             Op::Chain { reply, .. } => reply.is_closed(),
             Op::Template { reply, .. } => reply.is_closed(),
+            Op::Key { reply, .. } => reply.is_closed(),
             Op::Cancel { reply, .. } | Op::Retry { reply, .. } => reply.is_closed(),
             Op::Delete { reply, .. } => reply.is_closed(),
             Op::Complete(_) => false,
@@ -778,6 +779,7 @@ enum Answer {
     Contract(Box<contracts::Model>),
     Chain(Box<ChainChanged>),
     Template(Box<crate::store::templates::Model>),
+    Keys(Vec<crate::store::api_keys::Model>),
     Job(Box<jobs::Model>),
     Done,
     Refused(EngineError),
@@ -804,6 +806,8 @@ impl Answer {
             (Op::Chain { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Template { reply, .. }, Answer::Template(t)) => drop(reply.send(Ok(*t))),
             (Op::Template { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
+            (Op::Key { reply, .. }, Answer::Keys(keys)) => drop(reply.send(Ok(keys))),
+            (Op::Key { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Submit { reply, .. }, Answer::Refused(e)) => drop(reply.send(Err(e))),
             (Op::Cancel { reply, .. } | Op::Retry { reply, .. }, Answer::Refused(e)) => {
                 drop(reply.send(Err(e)))

@@ -83,6 +83,18 @@ impl Writer {
                         Err(refusal) => Answer::Refused(refusal),
                     }
                 }
+                Op::Key { change, .. } => match change {
+                    KeyChange::Save(rows) => {
+                        write::save_keys(txn, rows.clone()).await?;
+                        Answer::Keys(rows.clone())
+                    }
+                    KeyChange::Revoke { namespace, id } => {
+                        match write::revoke_key(txn, namespace, id, now).await? {
+                            Some(key) => Answer::Keys(vec![key]),
+                            None => Answer::Refused(EngineError::KeyNotFound(id.clone())),
+                        }
+                    }
+                },
                 Op::Template { change, .. } => {
                     match self.change_template(txn, now, change).await? {
                         Ok(template) => Answer::Template(Box::new(template)),
