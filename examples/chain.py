@@ -6,9 +6,11 @@ watch to its end, and what each step sent and got back.
 
 The second argument is a target that echoes what it receives, such as
 examples/echo_target.py. The client is built from proto/ with grpcio-tools
-(pip install grpcio grpcio-tools).
+(pip install grpcio grpcio-tools). With JOBQUEUE_KEY set, every call presents
+that API key (it needs the scopes registry.admin, submit and read).
 """
 
+import collections
 import json
 import os
 import sys
@@ -35,6 +37,32 @@ def build_client(out):
     sys.path.insert(0, out)
 
 
+class _CallDetails(
+    collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials",
+                                            "wait_for_ready", "compression")),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class WithKey(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Sends `authorization: Bearer <key>` with every call."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def _details(self, details):
+        metadata = list(details.metadata or []) + [("authorization", f"Bearer {self.key}")]
+        return _CallDetails(details.method, details.timeout, metadata, details.credentials,
+                            details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+
 def main():
     server, target = sys.argv[1], sys.argv[2].rstrip("/")
     with tempfile.TemporaryDirectory() as out:
@@ -46,6 +74,8 @@ def main():
         from jobqueue.v1 import contracts_pb2_grpc as contracts_rpc
 
         channel = grpc.insecure_channel(server)
+        if os.environ.get("JOBQUEUE_KEY"):
+            channel = grpc.intercept_channel(channel, WithKey(os.environ["JOBQUEUE_KEY"]))
         registry = contracts_rpc.ContractServiceStub(channel)
         client = chains_rpc.ChainServiceStub(channel)
 

@@ -46,6 +46,16 @@ fn readme_expected(marker: &str) -> Vec<String> {
 /// Runs the README's session after `marker` against `server`, with the echo
 /// target in place of the one the README names; its stdout and stderr.
 async fn run_session(marker: &str, server: &Server, target: &EchoTarget) -> (String, String) {
+    run_session_with(marker, server, target, &[]).await
+}
+
+/// [`run_session`], with these variables set for the script.
+async fn run_session_with(
+    marker: &str,
+    server: &Server,
+    target: &EchoTarget,
+    vars: &[(&str, &str)],
+) -> (String, String) {
     let script = readme_session(marker)
         .replace("localhost:50051", &server.addr.to_string())
         .replace("127.0.0.1:8080", &target.addr);
@@ -53,6 +63,7 @@ async fn run_session(marker: &str, server: &Server, target: &EchoTarget) -> (Str
         Duration::from_secs(60),
         tokio::process::Command::new("bash")
             .args(["-euo", "pipefail", "-c", &script])
+            .envs(vars.iter().copied())
             .output(),
     )
     .await
@@ -137,5 +148,55 @@ async fn the_readme_chain_session_checks_runs_and_watches_a_chain() {
             r#"POST /welcome%2Fcustomers key=- {"method":"POST","status":200}"#.to_string(),
         ]
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_keys_session_makes_uses_and_revokes_a_key() {
+    if !tool_available(Command::new("grpcurl").arg("-version"), "grpcurl") {
+        return;
+    }
+    let admin = jobqueue::auth::key::generate().1;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys.json");
+    let scopes: Vec<&str> = jobqueue::auth::Scope::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    std::fs::write(
+        &file,
+        serde_json::json!({"keys": [{"key": admin, "scopes": scopes}]}).to_string(),
+    )
+    .unwrap();
+    let target = EchoTarget::start();
+    let server = Server::start_with(|c| c.keys_file = Some(file)).await;
+    let (stdout, stderr) = run_session_with(
+        "grpcurl-keys-session",
+        &server,
+        &target,
+        &[("ADMIN_KEY", &admin)],
+    )
+    .await;
+    // Refused without a key, refused the scope it lacks, refused once revoked.
+    let refusals: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Code: "))
+        .collect();
+    assert_eq!(
+        refusals,
+        ["Unauthenticated", "PermissionDenied", "Unauthenticated"],
+        "{stderr}"
+    );
+    assert!(stderr.contains("queues.admin"), "{stderr}");
+    // The list shows the worker's key and the admin's, never a secret.
+    assert!(stdout.contains("billing worker"), "{stdout}");
+    assert!(stdout.contains("revokeTime"), "{stdout}");
+    let secret = jobqueue::auth::key::parse(&admin)
+        .unwrap()
+        .secret
+        .to_string();
+    assert!(!stdout.contains(&secret), "{stdout}");
+    let seen = target.wait_for(1).await;
+    assert_eq!(seen, vec!["POST /invoice key=- ".to_string()]);
     server.stop().await;
 }

@@ -24,10 +24,11 @@ def build_stubs(out):
         f"-I{well_known}",
         f"--python_out={out}",
         f"--grpc_python_out={out}",
-        "jobqueue/v1/jobs.proto",
-        "jobqueue/v1/queues.proto",
-        "jobqueue/v1/schedules.proto",
-    ])
+    ] + sorted(
+        f"jobqueue/v1/{name}"
+        for name in os.listdir(os.path.join(ROOT, "proto", "jobqueue", "v1"))
+        if name.endswith(".proto")
+    ))
     if code != 0:
         sys.exit(f"protoc failed with {code}")
     sys.path.insert(0, out)
