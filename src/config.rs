@@ -177,6 +177,18 @@ pub struct Config {
     #[arg(long, env = "JOBQUEUE_INSECURE_OPEN", default_value = "false",
           value_parser = parse_bool("JOBQUEUE_INSECURE_OPEN"), action = clap::ArgAction::Set)]
     pub insecure_open: bool,
+
+    /// Most gRPC calls this process serves at once (watch streams aside); past it a
+    /// call is refused with RESOURCE_EXHAUSTED and a retry hint, not queued.
+    #[arg(long, env = "JOBQUEUE_MAX_IN_FLIGHT", default_value = "4096",
+          value_parser = parse_count("JOBQUEUE_MAX_IN_FLIGHT", 1, 7168))]
+    pub max_in_flight: usize,
+
+    /// Calls a second each API key may make (a second's worth at once); past it a
+    /// call is refused with RESOURCE_EXHAUSTED and when to retry. 0: no limit.
+    #[arg(long, env = "JOBQUEUE_KEY_RATE", default_value = "0",
+          value_parser = parse_count("JOBQUEUE_KEY_RATE", 0, 1_000_000))]
+    pub key_rate: usize,
 }
 
 impl Config {

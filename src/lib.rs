@@ -17,6 +17,7 @@
 //! - [`metrics`]: this process's metrics, served for Prometheus.
 //! - [`telemetry`]: traces, exported over OTLP when the environment asks for it.
 //! - [`observe`]: every gRPC call counted, timed and traced by one layer.
+//! - [`overload`]: calls refused with a retry hint rather than queued without bound.
 
 pub mod api;
 pub mod auth;
@@ -30,6 +31,7 @@ pub mod job;
 pub mod metrics;
 pub mod observe;
 pub mod outbound;
+pub mod overload;
 pub mod server;
 pub mod store;
 pub mod telemetry;

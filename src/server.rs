@@ -21,6 +21,7 @@ use crate::auth::layer::{AuthLayer, Gate};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError, KeyChange};
 use crate::health::Health;
+use crate::overload::{self, OverloadLayer};
 use crate::proto::chain_service_server::ChainServiceServer;
 use crate::proto::contract_service_server::ContractServiceServer;
 use crate::proto::job_service_server::JobServiceServer;
@@ -231,6 +232,10 @@ pub async fn run_then(
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .layer(observe)
         .layer(AuthLayer::new(gate))
+        .layer(OverloadLayer::new(overload::Limits::new(
+            config.max_in_flight,
+            config.key_rate as u32,
+        )))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
