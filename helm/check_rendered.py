@@ -353,6 +353,32 @@ def cmd_check(args):
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
         mounts = {m["mountPath"]: m["name"] for m in ct.get("volumeMounts", [])}
         c.expect("emptyDir" in volumes.get(mounts.get("/tmp"), {}), f"{n}: /tmp is not an emptyDir")
+        # API keys: the keys file from its Secret, read-only, named by JOBQUEUE_KEYS_FILE.
+        keys_secret = values["auth"]["keysSecret"]
+        keys_file = env.get("JOBQUEUE_KEYS_FILE", {}).get("value")
+        if keys_secret:
+            item = values["auth"]["keysSecretKey"]
+            c.expect(
+                keys_file == f"/etc/jobqueue/keys/{item}",
+                f"{n}: JOBQUEUE_KEYS_FILE is {keys_file!r}",
+            )
+            secret = volumes.get(mounts.get("/etc/jobqueue/keys"), {}).get("secret", {})
+            c.expect(
+                secret.get("secretName") == keys_secret
+                and [i["key"] for i in secret.get("items", [])] == [item],
+                f"{n}: the keys folder is not the Secret {keys_secret}",
+            )
+            readonly = [
+                m.get("readOnly") for m in ct.get("volumeMounts", [])
+                if m["mountPath"] == "/etc/jobqueue/keys"
+            ]
+            c.expect(readonly == [True], f"{n}: the keys are not mounted read-only")
+        else:
+            c.expect(keys_file is None, f"{n}: a keys file without auth.keysSecret")
+            c.expect(
+                config.get("JOBQUEUE_INSECURE_OPEN") == "true",
+                f"{n}: no keys and not open: the pod would refuse to start",
+            )
         if sqlite:
             path = re.sub(r"^sqlite://", "", config.get("JOBQUEUE_DB_URL", "")).split("?")[0]
             folder = str(pathlib.PurePosixPath(path).parent)

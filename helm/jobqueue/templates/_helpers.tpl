@@ -147,6 +147,9 @@ says why and what to do instead.
 {{- fail (printf "the %s autoscaler's minReplicas (%d) is above its maxReplicas (%d)." $c.role (int $c.autoscaling.minReplicas) (int $c.autoscaling.maxReplicas)) }}
 {{- end }}
 {{- end }}
+{{- if and (not $v.auth.keysSecret) (not $v.settings.insecureOpen) }}
+{{- fail "settings.insecureOpen=false without auth.keysSecret: the pods would refuse to start, having no keys and an address others can reach. Set auth.keysSecret to a Secret holding the keys file, or settings.insecureOpen=true." }}
+{{- end }}
 {{- if lt (int $v.settings.shutdownDelaySeconds) 0 }}
 {{- fail "settings.shutdownDelaySeconds must be 0 or more." }}
 {{- end }}
