@@ -282,12 +282,12 @@ fn gate_keys(
         .local_addr()
         .map_err(|e| ServerError::Keys(format!("the listener has no address: {e}")))?;
     if addr.ip().is_loopback() {
-        tracing::info!(%addr, "serving open, without keys: every call acts in the default namespace (set JOBQUEUE_KEYS_FILE to ask for keys)");
+        tracing::info!(%addr, "open, without keys: every call acts in the default namespace (set JOBQUEUE_KEYS_FILE to ask for keys)");
         return Ok(None);
     }
     if !config.insecure_open {
         return Err(ServerError::Open { addr });
     }
-    tracing::warn!(%addr, "INSECURE: serving open, without keys, on an address others can reach (JOBQUEUE_INSECURE_OPEN=true): anyone who reaches the port may do anything");
+    tracing::warn!(%addr, "INSECURE: open, without keys, on an address others can reach (JOBQUEUE_INSECURE_OPEN=true): anyone who reaches the port may do anything");
     Ok(None)
 }
