@@ -4,7 +4,8 @@
 //! - [`server`]: the tonic server (jobs, health, reflection); [`server::run`] starts the
 //!   engine, serves until shutdown, then drains.
 //! - [`api`]: the gRPC services: validate, convert, delegate; the one `Error -> Status`.
-//! - [`auth`]: API keys, the scope each call needs, and the layer that checks them.
+//! - [`auth`]: API keys, the scope each call needs, and the check in front of every call.
+//! - [`admit`]: the one layer for checks that let a call in or refuse it (auth, overload).
 //! - [`chain`]: chains of calls and the references that carry data between them.
 //! - [`contract`]: JSON Schema contracts and whether one fits another.
 //! - [`job`]: pure domain logic: statuses, backoff, what an attempt's outcome means.
@@ -19,6 +20,7 @@
 //! - [`observe`]: every gRPC call counted, timed and traced by one layer.
 //! - [`overload`]: calls refused with a retry hint rather than queued without bound.
 
+pub mod admit;
 pub mod api;
 pub mod auth;
 pub mod chain;

@@ -1,4 +1,5 @@
-//! Overload answered rather than queued: a tower layer that refuses a call with
+//! Overload answered rather than queued: a check in front of every service
+//! (through [`crate::admit`]) that refuses a call with
 //! `RESOURCE_EXHAUSTED` and a retry hint when this process already serves its
 //! most calls at once (`JOBQUEUE_MAX_IN_FLIGHT`), or when the caller's key has
 //! used its rate (`JOBQUEUE_KEY_RATE`). Watch streams are long-lived and bounded
@@ -7,17 +8,16 @@
 //! than the limit, so the writer's backlog is bounded by it too.
 
 use std::num::NonZeroU32;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::admit::Admit;
 use crate::auth::Caller;
 
 /// How soon a call refused for too many in flight is asked to come back.
@@ -53,88 +53,37 @@ fn streams(path: &str) -> bool {
     path.ends_with("/WatchJobs") || path.ends_with("/WatchChain") || path.starts_with("/grpc.")
 }
 
-#[derive(Clone)]
-pub struct OverloadLayer {
-    limits: Arc<Limits>,
-}
+impl Admit for Limits {
+    /// A call's place among those in flight; none for a stream.
+    type Pass = Option<OwnedSemaphorePermit>;
 
-impl OverloadLayer {
-    pub fn new(limits: Limits) -> OverloadLayer {
-        OverloadLayer {
-            limits: Arc::new(limits),
+    async fn admit<B: Send>(&self, request: &mut http::Request<B>) -> Result<Self::Pass, Status> {
+        if let (Some(per_key), Some(key)) = (
+            &self.per_key,
+            request
+                .extensions()
+                .get::<Caller>()
+                .and_then(|c| c.key_id.as_deref()),
+        ) && let Err(not_until) = per_key.check_key(&key.to_string())
+        {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(exhausted(
+                format!("key {key} is over its rate (JOBQUEUE_KEY_RATE); retry after {wait:?}"),
+                wait,
+            ));
         }
-    }
-}
-
-impl<S> tower::Layer<S> for OverloadLayer {
-    type Service = Overload<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Overload {
-            inner,
-            limits: self.limits.clone(),
+        if streams(request.uri().path()) {
+            return Ok(None);
         }
-    }
-}
-
-#[derive(Clone)]
-pub struct Overload<S> {
-    inner: S,
-    limits: Arc<Limits>,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for Overload<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let limits = self.limits.clone();
-        Box::pin(async move {
-            let path = request.uri().path();
-            if let (Some(per_key), Some(key)) = (
-                &limits.per_key,
-                request
-                    .extensions()
-                    .get::<Caller>()
-                    .and_then(|c| c.key_id.clone()),
-            ) && let Err(not_until) = per_key.check_key(&key)
-            {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                return Ok(exhausted(
-                    format!("key {key} is over its rate (JOBQUEUE_KEY_RATE); retry after {wait:?}"),
-                    wait,
-                )
-                .into_http());
-            }
-            if streams(path) {
-                return inner.call(request).await;
-            }
-            let Ok(_permit) = limits.in_flight.clone().try_acquire_owned() else {
-                return Ok(exhausted(
-                    format!(
-                        "this process serves its most calls at once ({}, JOBQUEUE_MAX_IN_FLIGHT); retry shortly",
-                        limits.max_in_flight
-                    ),
-                    RETRY_IN_FLIGHT,
-                )
-                .into_http());
-            };
-            inner.call(request).await
-        })
+        match self.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Some(permit)),
+            Err(_) => Err(exhausted(
+                format!(
+                    "this process serves its most calls at once ({}, JOBQUEUE_MAX_IN_FLIGHT); retry shortly",
+                    self.max_in_flight
+                ),
+                RETRY_IN_FLIGHT,
+            )),
+        }
     }
 }

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::admit::AdmitLayer;
 use crate::api::chains::ChainApi;
 use crate::api::contracts::ContractApi;
 use crate::api::convert::Limits;
@@ -17,11 +18,11 @@ use crate::api::keys::KeyApi;
 use crate::api::queues::QueueApi;
 use crate::api::schedules::ScheduleApi;
 use crate::api::templates::TemplateApi;
-use crate::auth::layer::{AuthLayer, Gate};
+use crate::auth::layer::Gate;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError, KeyChange};
 use crate::health::Health;
-use crate::overload::{self, OverloadLayer};
+use crate::overload;
 use crate::proto::chain_service_server::ChainServiceServer;
 use crate::proto::contract_service_server::ContractServiceServer;
 use crate::proto::job_service_server::JobServiceServer;
@@ -231,8 +232,8 @@ pub async fn run_then(
         // Pings keep idle watch streams open through proxies and find dead peers.
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .layer(observe)
-        .layer(AuthLayer::new(gate))
-        .layer(OverloadLayer::new(overload::Limits::new(
+        .layer(AdmitLayer::new(gate))
+        .layer(AdmitLayer::new(overload::Limits::new(
             config.max_in_flight,
             config.key_rate as u32,
         )))

@@ -119,7 +119,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let path = PATHS[pick as usize % PATHS.len()];
     let value = String::from_utf8_lossy(rest);
-    let admitted = w.runtime.block_on(w.gate.admit(path, Some(&value)));
+    let admitted = w.runtime.block_on(w.gate.check(path, Some(&value)));
     let Ok(caller) = admitted else {
         return;
     };

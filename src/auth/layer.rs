@@ -1,4 +1,4 @@
-//! The tower layer in front of every service: it finds the key in the
+//! The check in front of every service (through [`crate::admit`]): it finds the key in the
 //! `authorization` metadata, checks it against the store (so a key revoked
 //! through any process is refused by every process at once), checks the scope
 //! the RPC needs, and hands the handler its [`Caller`].
@@ -7,13 +7,10 @@
 //! `UNAUTHENTICATED` with one message, in time that does not tell them apart; a
 //! key without the scope is `PERMISSION_DENIED`, naming the scope.
 
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
 use tonic::Status;
 
 use super::{Caller, Needed, key, needed, scopes_from};
+use crate::admit::Admit;
 use crate::store::Store;
 
 /// A hash no secret has: compared against when the key's id is unknown, so an
@@ -31,7 +28,7 @@ pub enum Gate {
 
 impl Gate {
     /// The caller a call to `path` with `authorization` speaks for, or why not.
-    pub async fn admit(&self, path: &str, authorization: Option<&str>) -> Result<Caller, Status> {
+    pub async fn check(&self, path: &str, authorization: Option<&str>) -> Result<Caller, Status> {
         let needed = needed(path);
         let store = match self {
             Gate::Open => return Ok(Caller::open()),
@@ -74,74 +71,18 @@ impl Gate {
     }
 }
 
-/// Puts [`Gate`] in front of a service.
-#[derive(Clone)]
-pub struct AuthLayer {
-    gate: Arc<Gate>,
-}
+impl Admit for Gate {
+    type Pass = ();
 
-impl AuthLayer {
-    pub fn new(gate: Gate) -> AuthLayer {
-        AuthLayer {
-            gate: Arc::new(gate),
-        }
-    }
-}
-
-impl<S> tower::Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Auth {
-            inner,
-            gate: self.gate.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Auth<S> {
-    inner: S,
-    gate: Arc<Gate>,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for Auth<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        // The service that was polled ready serves this call; a clone waits for
-        // the next.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let gate = self.gate.clone();
-        Box::pin(async move {
-            let authorization = request
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let path = request.uri().path().to_string();
-            match gate.admit(&path, authorization.as_deref()).await {
-                Ok(caller) => {
-                    request.extensions_mut().insert(caller);
-                    inner.call(request).await
-                }
-                Err(status) => Ok(status.into_http()),
-            }
-        })
+    async fn admit<B: Send>(&self, request: &mut http::Request<B>) -> Result<(), Status> {
+        let authorization = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let path = request.uri().path().to_string();
+        let caller = self.check(&path, authorization.as_deref()).await?;
+        request.extensions_mut().insert(caller);
+        Ok(())
     }
 }
