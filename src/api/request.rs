@@ -7,15 +7,13 @@ use super::convert::{Limits, json_from_value};
 use crate::job::call::{self, Call};
 use crate::proto;
 
-pub(super) type StoredRequest = call::Stored;
-
 /// A client's call checked against [`call`]'s rules, each problem under `path`.
 pub(super) fn http_request(
     r: proto::HttpRequest,
     path: &str,
     limits: &Limits,
     v: &mut Violations,
-) -> Option<StoredRequest> {
+) -> Option<call::Stored> {
     let proto::HttpRequest {
         method,
         url,

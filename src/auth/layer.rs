@@ -35,7 +35,8 @@ impl Gate {
             Gate::Keys(store) => store,
         };
         if needed == Needed::Nothing {
-            return Ok(Caller::open());
+            // Health and reflection: served to anyone, as no one in particular.
+            return Ok(Caller::anyone());
         }
         let unauthenticated = || {
             Status::unauthenticated(

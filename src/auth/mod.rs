@@ -151,6 +151,15 @@ impl Caller {
         }
     }
 
+    /// A caller without a key or a scope: one of health and reflection.
+    pub fn anyone() -> Caller {
+        Caller {
+            key_id: None,
+            namespace: DEFAULT_NAMESPACE.into(),
+            scopes: BTreeSet::new(),
+        }
+    }
+
     /// The caller of `request`, as the layer found it (open when there is no
     /// layer, as in a service built without one).
     pub fn of<T>(request: &tonic::Request<T>) -> Caller {
