@@ -885,6 +885,26 @@ async fn retrying_a_failed_chain_resumes_at_the_failure_without_repeating_what_s
     assert_eq!(target.received_on("/b").len(), 2);
     assert_ne!(step_of(&done, "b").job_id, first_b, "b ran as a new job");
     assert_eq!(body_json(&target.received_on("/c")[0]), json!({"t": "t-1"}));
+    // Where a chain stands rests on its jobs: none of them is deleted on its
+    // own, neither a step's job nor the job of a run the retry left behind.
+    for id in [step_of(&done, "a").job_id.clone(), first_b.clone()] {
+        let refused = jobs
+            .delete_job(proto::DeleteJobRequest { id: id.clone() })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+        assert!(
+            refused.message().contains(&submitted.id),
+            "{}",
+            refused.message()
+        );
+        let kept = jobs
+            .get_job(proto::GetJobRequest { id })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_ne!(kept.id, "");
+    }
     let again = client
         .retry_chain(proto::RetryChainRequest {
             id: submitted.id.clone(),
@@ -1327,5 +1347,70 @@ async fn a_step_canceled_with_its_queue_ends_its_chain_and_skips_what_needed_it(
     assert_eq!(step_of(&done, "held").status, StepStatus::Canceled as i32);
     assert_eq!(step_of(&done, "c").status, StepStatus::Skipped as i32);
     assert!(target.received_on("/held").is_empty() && target.received_on("/c").is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steps_job_is_kept_as_long_as_its_chain_and_goes_with_it() {
+    let target = Target::start().await.unwrap();
+    let server = Server::start_with(|c| c.maintenance_interval = Duration::from_millis(50)).await;
+    let mut client = chains(server.addr).await;
+    let mut spec = chain(
+        vec![
+            step(
+                "a",
+                "GET",
+                answering(&target, "/a", &json!({"token": "t-1"})),
+            ),
+            // Outlasts a's ttl many times over.
+            step("b", "GET", target.url("/b?delay_ms=1200")),
+            with_body(
+                step("c", "POST", target.url("/c?echo=1")),
+                json!({"t": "{{ steps.a.output.body.token }}"}),
+            ),
+        ],
+        json!(null),
+    );
+    spec.ttl = Some(prost_types::Duration {
+        seconds: 0,
+        nanos: 300_000_000,
+    });
+    let submitted = submit_chain(&mut client, spec).await;
+    let done = wait_chain(&mut client, &submitted.id, SOON).await;
+    assert_eq!(done.status, ChainStatus::Succeeded as i32, "{done:#?}");
+    assert_eq!(
+        target.received_on("/a").len(),
+        1,
+        "a ran once though its job's own ttl ran out while b ran"
+    );
+    assert_eq!(body_json(&target.received_on("/c")[0]), json!({"t": "t-1"}));
+    let a_job = step_of(&done, "a").job_id.clone();
+
+    // Once the chain's own ttl runs out, it goes, and its jobs with it.
+    let mut jobs = jobqueue::proto::job_service_client::JobServiceClient::connect(format!(
+        "http://{}",
+        server.addr
+    ))
+    .await
+    .unwrap();
+    let until = Instant::now() + SOON;
+    loop {
+        let chain = client
+            .get_chain(proto::GetChainRequest {
+                id: submitted.id.clone(),
+            })
+            .await;
+        let job = jobs
+            .get_job(proto::GetJobRequest { id: a_job.clone() })
+            .await;
+        match (chain, job) {
+            (Err(c), Err(j)) if c.code() == Code::NotFound && j.code() == Code::NotFound => break,
+            (chain, job) => assert!(
+                Instant::now() < until,
+                "the chain and its jobs are still there: {chain:?} {job:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.stop().await;
 }

@@ -15,6 +15,7 @@ mod m20261206_000008_chains;
 mod m20261206_000009_templates;
 mod m20261207_000010_scheduled_chains;
 mod m20261207_000011_api_keys;
+mod m20261208_000012_steps_from_jobs;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000009_templates::Migration),
             Box::new(m20261207_000010_scheduled_chains::Migration),
             Box::new(m20261207_000011_api_keys::Migration),
+            Box::new(m20261208_000012_steps_from_jobs::Migration),
         ]
     }
 }

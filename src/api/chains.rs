@@ -7,9 +7,10 @@ use super::chain_spec;
 use super::convert::{self, Limits, duration, timestamp, value_from_json};
 use super::{Violations, invalid};
 use crate::chain::definition::{Definition, Pinned, RunIfName};
+use crate::chain::progress::{self, StepStatus};
 use crate::engine::{ChainChange, Engine, NewChain};
 use crate::proto::{self, chain_service_server::ChainService};
-use crate::store::{ChainRead, chain_steps, chains};
+use crate::store::{ChainRead, chains};
 use crate::{now_ms, telemetry};
 
 const DEFAULT_PAGE: i32 = 100;
@@ -77,47 +78,56 @@ fn pinned(p: &Pinned) -> proto::ContractVersion {
     }
 }
 
-/// A step's status: a started step's from its job.
-fn step_status(step: &chain_steps::Model, job_status: Option<&str>) -> proto::StepStatus {
-    match step.status.as_str() {
-        "waiting" => proto::StepStatus::Waiting,
-        "started" => match job_status {
-            Some("running") => proto::StepStatus::Running,
-            _ => proto::StepStatus::Queued,
-        },
-        "succeeded" => proto::StepStatus::Succeeded,
-        "failed" => proto::StepStatus::Failed,
-        "skipped" => proto::StepStatus::Skipped,
-        "canceled" => proto::StepStatus::Canceled,
-        _ => proto::StepStatus::Unspecified,
+fn step_status(status: StepStatus) -> proto::StepStatus {
+    match status {
+        StepStatus::Waiting => proto::StepStatus::Waiting,
+        StepStatus::Queued => proto::StepStatus::Queued,
+        StepStatus::Running => proto::StepStatus::Running,
+        StepStatus::Succeeded => proto::StepStatus::Succeeded,
+        StepStatus::Failed => proto::StepStatus::Failed,
+        StepStatus::Skipped => proto::StepStatus::Skipped,
+        StepStatus::Canceled => proto::StepStatus::Canceled,
     }
 }
 
 pub(super) fn chain_view(read: ChainRead) -> proto::Chain {
     let ChainRead {
         chain,
-        steps,
+        step_jobs,
+        notes,
         mut jobs,
         mut attempts,
     } = read;
     let definition: Option<Definition> = serde_json::from_str(&chain.definition).ok();
-    let steps = steps
+    let order = definition
+        .as_ref()
+        .map(Definition::order)
+        .unwrap_or_default();
+    let steps = progress::steps(&order, step_jobs, notes)
         .into_iter()
         .map(|step| {
-            let def = definition.as_ref().and_then(|d| d.step(&step.step_id));
+            let def = definition.as_ref().and_then(|d| d.step(&step.id));
             let job = step.job_id.as_ref().and_then(|id| jobs.remove(id));
-            let status = step_status(&step, job.as_ref().map(|j| j.status.as_str()));
             let tries = step
                 .job_id
                 .as_ref()
                 .and_then(|id| attempts.remove(id))
                 .unwrap_or_default();
+            // A failed job's own words, from its last attempt, when a read has them.
+            let reason = match (step.status, tries.last()) {
+                (StepStatus::Failed, Some(last)) if step.reason.is_some() => last
+                    .error_message
+                    .clone()
+                    .or(step.reason)
+                    .unwrap_or_default(),
+                _ => step.reason.unwrap_or_default(),
+            };
             proto::StepState {
-                id: step.step_id.clone(),
-                status: status as i32,
+                id: step.id.clone(),
+                status: step_status(step.status) as i32,
                 depends_on: def.map(|d| d.parents.clone()).unwrap_or_default(),
                 run_if: def.map_or(proto::RunIf::OnSuccess, |d| run_if(d.run_if)) as i32,
-                reason: step.reason.unwrap_or_default(),
+                reason,
                 error_class: convert::error_class(step.error_class.as_deref()) as i32,
                 job_id: step.job_id.unwrap_or_default(),
                 request: job.map(|j| convert::job(j).request.unwrap_or_default()),
@@ -287,18 +297,8 @@ impl ChainService for ChainApi {
             .list_chains(&names, before.as_deref(), size as u64 + 1)
             .await?;
         let next_page_token =
-            convert::page_end(&mut rows, size, PAGE_TOKEN_PREFIX, |(c, _)| c.id.as_str());
-        let chains = rows
-            .into_iter()
-            .map(|(chain, steps)| {
-                chain_view(ChainRead {
-                    chain,
-                    steps,
-                    jobs: Default::default(),
-                    attempts: Default::default(),
-                })
-            })
-            .collect();
+            convert::page_end(&mut rows, size, PAGE_TOKEN_PREFIX, |r| r.chain.id.as_str());
+        let chains = rows.into_iter().map(chain_view).collect();
         Ok(Response::new(proto::ListChainsResponse {
             chains,
             next_page_token,

@@ -121,6 +121,23 @@ const HEARTBEAT_RANGE: std::ops::RangeInclusive<Duration> =
 
 type JobEventStream = Pin<Box<dyn Stream<Item = Result<proto::JobEvent, Status>> + Send>>;
 
+/// FAILED_PRECONDITION for a job a chain made: where its chain stands rests on
+/// it, so it is the chain that runs again, and the chain it goes with.
+async fn refuse_chain_job(engine: &Engine, id: &str, instead: &str) -> Result<(), Status> {
+    if let Some(job) = engine.store().job(id).await?
+        && let Some(chain) = job.chain_id
+    {
+        let what = match job.step_id {
+            Some(step) => format!("step {step} of chain {chain}"),
+            None => format!("an earlier run of a step of chain {chain}"),
+        };
+        return Err(Status::failed_precondition(format!(
+            "job {id} is {what}; {instead}"
+        )));
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl JobService for JobApi {
     type WatchJobsStream = JobEventStream;
@@ -352,13 +369,7 @@ impl JobService for JobApi {
         let id = job_id(id, "id")?;
         // A step's job belongs to its chain, which has moved on from its failure:
         // the chain is what runs again.
-        if let Some(step) = self.engine.store().job(&id).await?
-            && let (Some(chain), Some(step)) = (step.chain_id, step.step_id)
-        {
-            return Err(Status::failed_precondition(format!(
-                "job {id} is step {step} of chain {chain}; run the chain again with RetryChain"
-            )));
-        }
+        refuse_chain_job(&self.engine, &id, "run the chain again with RetryChain").await?;
         let job = self.engine.retry(id).await?;
         Ok(Response::new(convert::job(job)))
     }
@@ -368,7 +379,14 @@ impl JobService for JobApi {
         request: Request<proto::DeleteJobRequest>,
     ) -> Result<Response<()>, Status> {
         let proto::DeleteJobRequest { id } = request.into_inner();
-        self.engine.delete(job_id(id, "id")?).await?;
+        let id = job_id(id, "id")?;
+        refuse_chain_job(
+            &self.engine,
+            &id,
+            "it is kept as long as its chain and goes with it",
+        )
+        .await?;
+        self.engine.delete(id).await?;
         Ok(Response::new(()))
     }
 

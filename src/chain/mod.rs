@@ -5,5 +5,6 @@
 pub mod check;
 pub mod definition;
 pub mod graph;
+pub mod progress;
 pub mod reference;
 pub mod wiring;

@@ -1,21 +1,36 @@
 //! Reading chains: one whole (its steps, their jobs and attempts, read in one
-//! transaction so they agree), or a page of them.
+//! transaction so they agree), or a page of them. Steps stand where their jobs
+//! and notes say (see [`crate::chain::progress`]).
 
 use std::collections::HashMap;
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 
-use super::{Store, StoreError, attempts, chain_steps, chains, jobs};
+use super::{Store, StoreError, attempts, chain_steps, chains, jobs, write};
+use crate::chain::progress::StepJob;
 
 /// A chain with everything a read shows of it.
 pub struct ChainRead {
     pub chain: chains::Model,
-    /// In the order submitted.
-    pub steps: Vec<chain_steps::Model>,
-    /// The jobs of the steps that started, by id.
+    /// Its steps' jobs (the newest of a step counts) and notes.
+    pub step_jobs: Vec<StepJob>,
+    pub notes: Vec<chain_steps::Model>,
+    /// The jobs of the steps that started, by id (a whole read only).
     pub jobs: HashMap<String, jobs::Model>,
-    /// Their attempts, oldest first, by job id.
+    /// Their attempts, oldest first, by job id (a whole read only).
     pub attempts: HashMap<String, Vec<attempts::Model>>,
+}
+
+fn step_job(job: &jobs::Model) -> Option<StepJob> {
+    Some(StepJob {
+        step_id: job.step_id.clone()?,
+        job_id: job.id.clone(),
+        status: job.status.clone(),
+        created_at: job.created_at,
+        finished_at: job.finished_at,
+        last_status_code: job.last_status_code,
+        last_error_class: job.last_error_class.clone(),
+    })
 }
 
 impl Store {
@@ -26,24 +41,25 @@ impl Store {
         let Some(chain) = chains::Entity::find_by_id(id.to_string()).one(&txn).await? else {
             return Ok(None);
         };
-        let steps = chain_steps::Entity::find()
+        let notes = chain_steps::Entity::find()
             .filter(chain_steps::Column::ChainId.eq(id))
-            .order_by_asc(chain_steps::Column::Position)
             .all(&txn)
             .await?;
-        let job_ids: Vec<&str> = steps.iter().filter_map(|s| s.job_id.as_deref()).collect();
         let mut jobs = HashMap::new();
+        let mut step_jobs = Vec::new();
+        for job in jobs::Entity::find()
+            .filter(jobs::Column::ChainId.eq(id))
+            .filter(jobs::Column::StepId.is_not_null())
+            .all(&txn)
+            .await?
+        {
+            step_jobs.extend(step_job(&job));
+            jobs.insert(job.id.clone(), job);
+        }
         let mut attempts: HashMap<String, Vec<attempts::Model>> = HashMap::new();
-        if !job_ids.is_empty() {
-            for job in jobs::Entity::find()
-                .filter(jobs::Column::Id.is_in(job_ids.iter().copied()))
-                .all(&txn)
-                .await?
-            {
-                jobs.insert(job.id.clone(), job);
-            }
+        if !jobs.is_empty() {
             for attempt in attempts::Entity::find()
-                .filter(attempts::Column::JobId.is_in(job_ids.iter().copied()))
+                .filter(attempts::Column::JobId.is_in(jobs.keys().map(String::as_str)))
                 .order_by_asc(attempts::Column::Number)
                 .all(&txn)
                 .await?
@@ -57,20 +73,23 @@ impl Store {
         txn.commit().await?;
         Ok(Some(ChainRead {
             chain,
-            steps,
+            step_jobs,
+            notes,
             jobs,
             attempts,
         }))
     }
 
     /// Up to `limit` chains before `before` (ids sort by creation), newest
-    /// first, in `statuses` when given, with their steps.
+    /// first, in `statuses` when given, with their steps' jobs and notes (not
+    /// the jobs whole).
     pub async fn list_chains(
         &self,
         statuses: &[&str],
         before: Option<&str>,
         limit: u64,
-    ) -> Result<Vec<(chains::Model, Vec<chain_steps::Model>)>, StoreError> {
+    ) -> Result<Vec<ChainRead>, StoreError> {
+        let txn = self.reader.begin().await?;
         let mut query = chains::Entity::find();
         if !statuses.is_empty() {
             query = query.filter(chains::Column::Status.is_in(statuses.iter().copied()));
@@ -81,25 +100,29 @@ impl Store {
         let page = query
             .order_by_desc(chains::Column::Id)
             .limit(limit)
-            .all(&self.reader)
+            .all(&txn)
             .await?;
         let ids: Vec<&str> = page.iter().map(|c| c.id.as_str()).collect();
-        let mut steps: HashMap<String, Vec<chain_steps::Model>> = HashMap::new();
+        let mut step_jobs: HashMap<String, Vec<StepJob>> = HashMap::new();
+        let mut notes: HashMap<String, Vec<chain_steps::Model>> = HashMap::new();
         if !ids.is_empty() {
-            for step in chain_steps::Entity::find()
-                .filter(chain_steps::Column::ChainId.is_in(ids.iter().copied()))
-                .order_by_asc(chain_steps::Column::Position)
-                .all(&self.reader)
-                .await?
-            {
-                steps.entry(step.chain_id.clone()).or_default().push(step);
+            let (jobs, page_notes) = write::step_records(&txn, &ids).await?;
+            for (chain_id, job) in jobs {
+                step_jobs.entry(chain_id).or_default().push(job);
+            }
+            for note in page_notes {
+                notes.entry(note.chain_id.clone()).or_default().push(note);
             }
         }
+        txn.commit().await?;
         Ok(page
             .into_iter()
-            .map(|c| {
-                let s = steps.remove(&c.id).unwrap_or_default();
-                (c, s)
+            .map(|chain| ChainRead {
+                step_jobs: step_jobs.remove(&chain.id).unwrap_or_default(),
+                notes: notes.remove(&chain.id).unwrap_or_default(),
+                chain,
+                jobs: HashMap::new(),
+                attempts: HashMap::new(),
             })
             .collect())
     }

@@ -276,7 +276,10 @@ pub mod chains {
 pub mod chain_steps {
     use sea_orm::entity::prelude::*;
 
-    /// Where one step of one chain stands.
+    /// A note of how one step of one chain ended, kept when no job of the step
+    /// says so: skipped, failed before its call could be made, or ended by its
+    /// chain's cancel. Other steps stand where their jobs stand (see
+    /// `chain::progress`).
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "chain_steps")]
     pub struct Model {
@@ -286,14 +289,12 @@ pub mod chain_steps {
         pub step_id: String,
         /// Its place in the chain as submitted.
         pub position: i32,
-        /// `waiting`, `started` (its job exists), `succeeded`, `failed`,
-        /// `skipped` or `canceled`.
+        /// `failed`, `skipped` or `canceled`.
         pub status: String,
+        /// The step's job, when it had one (a step canceled with its chain).
         pub job_id: Option<String>,
         pub reason: Option<String>,
         pub error_class: Option<String>,
-        /// JSON `{status, headers, body}` of a step that succeeded.
-        pub output: Option<String>,
         pub started_at: Option<i64>,
         pub finished_at: Option<i64>,
     }

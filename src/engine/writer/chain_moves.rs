@@ -1,9 +1,11 @@
 //! Chains moving on, in the writer's transaction: before each claim, every chain
-//! one of whose steps ended is moved on: the step's outcome recorded, the steps
-//! it unblocks rendered and started as jobs (or skipped, or failed when a
-//! reference finds nothing or the input breaks the step's contract), and the
-//! chain ended when all its steps have. All of it commits with the outcome that
-//! caused it, so a kill -9 neither loses progress nor makes it twice.
+//! one of whose steps ended is moved on: the steps it unblocks rendered and
+//! started as jobs (or skipped, or failed when a reference finds nothing or the
+//! input breaks the step's contract), and the chain ended when all its steps
+//! have. All of it commits with the outcome that caused it, so a kill -9 neither
+//! loses progress nor makes it twice. Steps stand where their jobs stand (see
+//! [`crate::chain::progress`]): a move writes the jobs it starts, the notes of
+//! steps that ended without one, and the chain's end.
 
 use std::collections::BTreeSet;
 
@@ -12,11 +14,12 @@ use serde_json::Value;
 use super::*;
 use crate::chain::definition::{Definition, StepDef};
 use crate::chain::graph::{Graph, State};
+use crate::chain::progress::{self, Step, StepStatus};
 use crate::chain::reference::{Context, Output};
 use crate::contract::library;
 use crate::contract::registry::Part;
 use crate::job::ErrorClass;
-use crate::store::{attempts, chain_steps, chains as chain_rows};
+use crate::store::{attempts, chains as chain_rows};
 
 /// Most violations a step's failure lists.
 const VIOLATIONS_REPORTED: usize = 10;
@@ -25,22 +28,34 @@ const VIOLATIONS_REPORTED: usize = 10;
 /// before its claim.
 #[derive(Default)]
 pub(super) struct Moves {
-    /// Steps whose job reached an end.
-    ended: Vec<StepEnded>,
-    /// What ended step jobs left: the output of one that succeeded, the message
-    /// of one that failed, by job id.
-    left: HashMap<String, Left>,
-    /// Chains to move though none of their steps ended (new, run again).
+    /// Chains started in this transaction, stored when it moves its chains.
+    new: Vec<chain_rows::Model>,
+    /// Chains to move: new ones, ones run again, ones a step of ended.
     chains: BTreeSet<String>,
     /// Jobs that ended in bulk, with no chain at hand (rescued for good, purged
     /// with their queue), to look up.
-    unknown: Vec<(String, Status)>,
+    unknown: Vec<String>,
 }
 
 impl Moves {
-    /// A chain to move this turn though none of its steps ended.
+    /// A chain to move this turn.
     pub(super) fn add(&mut self, chain_id: &str) {
-        self.chains.insert(chain_id.to_string());
+        if !self.chains.contains(chain_id) {
+            self.chains.insert(chain_id.to_string());
+        }
+    }
+
+    /// A chain started in this transaction, to store and move.
+    pub(super) fn start(&mut self, chain: chain_rows::Model) {
+        self.add(&chain.id);
+        self.new.push(chain);
+    }
+
+    /// A chain started in this transaction with this idempotency key.
+    pub(super) fn started_with_key(&self, key: &str) -> Option<&chain_rows::Model> {
+        self.new
+            .iter()
+            .find(|c| c.idempotency_key.as_deref() == Some(key))
     }
 
     pub(super) fn clear(&mut self) {
@@ -48,40 +63,13 @@ impl Moves {
     }
 
     fn is_empty(&self) -> bool {
-        self.ended.is_empty() && self.chains.is_empty() && self.unknown.is_empty()
+        self.chains.is_empty() && self.unknown.is_empty()
     }
 }
 
-struct StepEnded {
-    chain_id: String,
-    step_id: String,
-    job_id: String,
-    status: Status,
-    status_code: Option<i32>,
-    error_class: Option<String>,
-}
-
-/// What an ended step's job left for its chain: the response of its last
-/// attempt (`{status, headers, body}` as stored; a failure step reads a failed
-/// one's), and why that attempt failed, in words.
-#[derive(Default)]
-pub(super) struct Left {
-    /// As stored, and as references read it.
-    output: Option<(String, Arc<Output>)>,
-    message: Option<String>,
-}
-
-/// A step's output as stored: `{status, headers, body}`, header names in lower
-/// case.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredOutput {
-    status: u16,
-    headers: BTreeMap<String, String>,
-    body: Value,
-}
-
-/// What references read of a step's response, and how it is stored.
-fn output_of(record: &attempts::Model) -> (String, Arc<Output>) {
+/// What references read of a step's response: `{status, headers, body}`, header
+/// names in lower case, the body parsed when it is JSON.
+fn output_of(record: &attempts::Model) -> Arc<Output> {
     let headers = record
         .headers
         .as_deref()
@@ -95,42 +83,11 @@ fn output_of(record: &attempts::Model) -> (String, Arc<Output>) {
         Some(bytes) => serde_json::from_slice(bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned())),
     };
-    let stored = StoredOutput {
+    Arc::new(Output {
         status: record.status_code.unwrap_or(0) as u16,
         headers,
         body,
-    };
-    let text = serde_json::to_string(&stored).unwrap_or_else(|_| "null".into());
-    (text, Arc::new(stored.into()))
-}
-
-impl From<StoredOutput> for Output {
-    fn from(stored: StoredOutput) -> Output {
-        Output {
-            status: stored.status,
-            headers: stored.headers,
-            body: stored.body,
-        }
-    }
-}
-
-/// A stored output read back; `None` when it does not parse.
-fn stored_output(text: &str) -> Option<Arc<Output>> {
-    let stored: Value = serde_json::from_str(text).ok()?;
-    // Outputs stored before names were lower-cased read the same way.
-    let headers = stored["headers"]
-        .as_object()
-        .map(|h| {
-            h.iter()
-                .filter_map(|(k, v)| Some((k.to_ascii_lowercase(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(Arc::new(Output {
-        status: stored["status"].as_u64().unwrap_or(0) as u16,
-        headers,
-        body: stored.get("body").cloned().unwrap_or(Value::Null),
-    }))
+    })
 }
 
 /// Most chains whose parsed steps, and most step outputs, are kept between
@@ -152,7 +109,7 @@ pub(super) struct Shape {
 
 /// What moves read again and again, kept across turns: chains' shapes by chain
 /// id, and the outputs of ended steps by their job's id (an output never
-/// changes once its job ended; a retried step runs as a new job).
+/// changes once its job ended; a step run again runs as a new job).
 #[derive(Default)]
 pub(super) struct Kept {
     shapes: HashMap<String, Arc<Shape>>,
@@ -207,7 +164,7 @@ impl Kept {
         self.outputs.insert(job_id.to_string(), output);
     }
 
-    /// Forgets an ended chain (a retry reads it again).
+    /// Forgets an ended chain (a run again reads it again).
     fn forget(&mut self, chain: &Moving) {
         self.shapes.remove(&chain.head.id);
         for step in chain.steps.values() {
@@ -218,38 +175,42 @@ impl Kept {
     }
 }
 
-/// A chain moved in this transaction, with its steps (read without their
-/// outputs) and the outputs references may read.
+/// A chain moved in this transaction: where its steps stand, the outputs
+/// references may read, and the notes to keep.
 struct Moving {
     head: write::ChainHead,
     shape: Arc<Shape>,
-    steps: BTreeMap<String, chain_steps::Model>,
+    steps: BTreeMap<String, Step>,
     outputs: BTreeMap<String, Arc<Output>>,
-    changed_steps: BTreeSet<String>,
+    notes: Vec<String>,
     ended: bool,
 }
 
 impl Moving {
-    fn state(&self, id: &str) -> State {
-        match self.steps.get(id).map(|s| s.status.as_str()) {
-            Some("started") => State::Running,
-            Some("succeeded") => State::Succeeded,
-            Some("failed" | "canceled") => State::Failed,
-            Some("skipped") => State::Skipped,
-            _ => State::Waiting,
-        }
-    }
-
     fn states(&self) -> BTreeMap<String, State> {
         self.steps
-            .keys()
-            .map(|id| (id.clone(), self.state(id)))
+            .iter()
+            .map(|(id, s)| (id.clone(), s.status.state()))
             .collect()
     }
 
-    fn step_mut(&mut self, id: &str) -> Option<&mut chain_steps::Model> {
-        self.changed_steps.insert(id.to_string());
-        self.steps.get_mut(id)
+    /// Ends a step without a job to say so: its note is kept.
+    fn note(
+        &mut self,
+        id: &str,
+        status: StepStatus,
+        reason: String,
+        class: Option<ErrorClass>,
+        now: i64,
+    ) {
+        if let Some(step) = self.steps.get_mut(id) {
+            step.status = status;
+            step.reason = Some(reason);
+            step.error_class = class.map(|c| c.as_str().to_string());
+            step.started_at = step.started_at.or(Some(now));
+            step.finished_at = Some(now);
+            self.notes.push(id.to_string());
+        }
     }
 
     /// What references read: the input, every step that succeeded, and every
@@ -261,7 +222,7 @@ impl Moving {
             .filter(|(id, _)| {
                 self.steps
                     .get(*id)
-                    .is_some_and(|s| matches!(s.status.as_str(), "succeeded" | "failed"))
+                    .is_some_and(|s| matches!(s.status, StepStatus::Succeeded | StepStatus::Failed))
             })
             .map(|(id, output)| (id.clone(), output.clone()))
             .collect();
@@ -305,15 +266,18 @@ impl Moving {
         if self.head.status != "running" {
             return;
         }
-        let states = self.states();
-        if !states
+        if self
+            .steps
             .values()
-            .all(|s| !matches!(s, State::Waiting | State::Running))
+            .any(|s| matches!(s.status.state(), State::Waiting | State::Running))
         {
             return;
         }
-        let failed = self.steps.values().any(|s| s.status == "failed");
-        let canceled = self.steps.values().any(|s| s.status == "canceled");
+        let failed = self.steps.values().any(|s| s.status == StepStatus::Failed);
+        let canceled = self
+            .steps
+            .values()
+            .any(|s| s.status == StepStatus::Canceled);
         self.head.status = match (failed, canceled) {
             (true, _) => "failed",
             (false, true) => "canceled",
@@ -324,61 +288,59 @@ impl Moving {
     }
 }
 
+/// Where the steps of these chains stand, by chain id, read in the open
+/// transaction.
+pub(super) async fn steps_of(
+    txn: &DatabaseTransaction,
+    ids: &[&str],
+    order: impl Fn(&str) -> Option<Arc<[String]>>,
+) -> Result<HashMap<String, Vec<Step>>, StoreError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (step_jobs, step_notes) = write::step_records(txn, ids).await?;
+    let mut jobs: HashMap<String, Vec<progress::StepJob>> = HashMap::new();
+    for (chain_id, job) in step_jobs {
+        jobs.entry(chain_id).or_default().push(job);
+    }
+    let mut notes: HashMap<String, Vec<crate::store::chain_steps::Model>> = HashMap::new();
+    for note in step_notes {
+        notes.entry(note.chain_id.clone()).or_default().push(note);
+    }
+    let mut found = HashMap::with_capacity(ids.len());
+    for id in ids {
+        let Some(order) = order(id) else { continue };
+        let steps = progress::steps(
+            &order,
+            jobs.remove(*id).unwrap_or_default(),
+            notes.remove(*id).unwrap_or_default(),
+        );
+        found.insert(id.to_string(), steps);
+    }
+    Ok(found)
+}
+
 impl Writer {
     /// Notes a chain step's job that reached an end, for its chain to move on.
-    pub(super) fn note_step_end(
-        &mut self,
-        job: &jobs::Model,
-        status: Status,
-        status_code: Option<i32>,
-        error_class: Option<String>,
-    ) {
-        if let (Some(chain_id), Some(step_id)) = (&job.chain_id, &job.step_id) {
-            self.chain_moves.ended.push(StepEnded {
-                chain_id: chain_id.clone(),
-                step_id: step_id.clone(),
-                job_id: job.id.clone(),
-                status,
-                status_code,
-                error_class,
-            });
+    pub(super) fn note_step_end(&mut self, job: &jobs::Model) {
+        if let (Some(chain_id), Some(_)) = (&job.chain_id, &job.step_id) {
+            self.chain_moves.add(chain_id);
         }
     }
 
-    /// Keeps what an ended step's job left, from its last attempt.
-    pub(super) fn note_step_left(
-        &mut self,
-        job: &jobs::Model,
-        next: Next,
-        record: &attempts::Model,
-    ) {
-        if job.chain_id.is_none() {
-            return;
+    /// Keeps what an ended step's job left for the steps after it: its last
+    /// attempt's response (a failure step reads a failed one's).
+    pub(super) fn note_step_left(&mut self, job: &jobs::Model, record: &attempts::Model) {
+        if job.step_id.is_some() && record.status_code.is_some() {
+            self.chains_kept.keep_output(&job.id, output_of(record));
         }
-        let output = record.status_code.map(|_| output_of(record));
-        let left = match next {
-            Next::Succeeded => Left {
-                output,
-                message: None,
-            },
-            Next::Failed => Left {
-                output,
-                message: Some(match (&record.error_message, record.status_code) {
-                    (Some(message), _) => message.clone(),
-                    (None, Some(code)) => format!("its call answered status {code}"),
-                    (None, None) => "its call failed".into(),
-                }),
-            },
-            _ => return,
-        };
-        self.chain_moves.left.insert(job.id.clone(), left);
     }
 
     /// Notes jobs that ended in bulk statements (a lease ran out for good, a
     /// queue was purged): their chains, if any, are looked up.
     pub(super) fn note_ended_in_bulk(&mut self, events: &[Event]) {
         for e in events.iter().filter(|e| e.status.is_terminal()) {
-            self.chain_moves.unknown.push((e.job_id.clone(), e.status));
+            self.chain_moves.unknown.push(e.job_id.clone());
         }
     }
 
@@ -392,36 +354,25 @@ impl Writer {
             return Ok(());
         }
         let mut moves = std::mem::take(&mut self.chain_moves);
+        // Started in this transaction: nobody else sees them, none of their steps
+        // has a job or a note.
+        let new: HashSet<String> = moves.new.iter().map(|c| c.id.clone()).collect();
+        write::insert_chains(txn, std::mem::take(&mut moves.new)).await?;
         if !moves.unknown.is_empty() {
-            let statuses: HashMap<&str, Status> = moves
-                .unknown
-                .iter()
-                .map(|(id, status)| (id.as_str(), *status))
-                .collect();
-            let ids: Vec<&str> = statuses.keys().copied().collect();
-            for step in write::steps_of_jobs(txn, &ids).await? {
-                let Some(job_id) = step.job_id.filter(|_| step.status == "started") else {
-                    continue;
-                };
-                let status = statuses
-                    .get(job_id.as_str())
-                    .copied()
-                    .unwrap_or(Status::Failed);
-                moves.ended.push(StepEnded {
-                    chain_id: step.chain_id,
-                    step_id: step.step_id,
-                    job_id,
-                    status,
-                    status_code: None,
-                    error_class: (status == Status::Failed)
-                        .then(|| ErrorClass::Interrupted.as_str().into()),
-                });
-            }
+            let ids: Vec<&str> = moves.unknown.iter().map(String::as_str).collect();
+            moves.chains.extend(write::chains_of_jobs(txn, &ids).await?);
         }
-        let mut ids = moves.chains.clone();
-        ids.extend(moves.ended.iter().map(|e| e.chain_id.clone()));
-        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let heads = write::lock_chain_heads(txn, &id_refs).await?;
+        let known: Vec<&str> = moves
+            .chains
+            .iter()
+            .filter(|id| !new.contains(*id))
+            .map(String::as_str)
+            .collect();
+        let mut heads = write::lock_chain_heads(txn, &known).await?;
+        heads.extend(new.iter().map(|id| write::ChainHead {
+            id: id.clone(),
+            status: "running".into(),
+        }));
         let unparsed: Vec<&str> = heads
             .iter()
             .filter(|h| self.chains_kept.shape(&h.id).is_none())
@@ -432,75 +383,36 @@ impl Writer {
                 self.chains_kept.parse(&row);
             }
         }
-        let mut steps_by_chain: HashMap<String, BTreeMap<String, chain_steps::Model>> =
-            HashMap::new();
-        for step in write::step_states(txn, &id_refs).await? {
-            steps_by_chain
-                .entry(step.chain_id.clone())
-                .or_default()
-                .insert(step.step_id.clone(), step);
-        }
+        let running: Vec<&str> = heads
+            .iter()
+            .filter(|h| h.status == "running" && !new.contains(&h.id))
+            .map(|h| h.id.as_str())
+            .collect();
+        let kept = &self.chains_kept;
+        let mut steps =
+            steps_of(txn, &running, |id| kept.shape(id).map(|s| s.order.clone())).await?;
         let mut chains = Vec::with_capacity(heads.len());
-        let mut at: HashMap<String, usize> = HashMap::with_capacity(heads.len());
-        for head in heads {
+        for head in heads.into_iter().filter(|h| h.status == "running") {
             let Some(shape) = self.chains_kept.shape(&head.id) else {
                 continue;
             };
-            let steps = steps_by_chain.remove(&head.id).unwrap_or_default();
-            at.insert(head.id.clone(), chains.len());
+            let steps = match steps.remove(&head.id) {
+                Some(steps) => steps,
+                None => progress::steps(&shape.order, Vec::new(), Vec::new()),
+            };
             chains.push(Moving {
                 head,
                 shape,
-                steps,
+                steps: steps.into_iter().map(|s| (s.id.clone(), s)).collect(),
                 outputs: BTreeMap::new(),
-                changed_steps: BTreeSet::new(),
+                notes: Vec::new(),
                 ended: false,
             });
-        }
-        // Outcomes first: only the job a step started may end it.
-        for end in moves.ended {
-            let Some(chain) = at.get(&end.chain_id).map(|i| &mut chains[*i]) else {
-                continue;
-            };
-            let Some(step) = chain.step_mut(&end.step_id) else {
-                continue;
-            };
-            if step.status != "started" || step.job_id.as_deref() != Some(&end.job_id) {
-                continue;
-            }
-            let left = moves.left.remove(&end.job_id).unwrap_or_default();
-            step.finished_at = Some(now);
-            if let Some((text, output)) = left.output {
-                step.output = Some(text);
-                self.chains_kept.keep_output(&end.job_id, output);
-            }
-            match end.status {
-                Status::Succeeded => {
-                    step.status = "succeeded".into();
-                }
-                Status::Canceled => {
-                    step.status = "canceled".into();
-                    step.reason = Some("its job was canceled".into());
-                }
-                _ => {
-                    step.status = "failed".into();
-                    step.error_class = end.error_class.clone();
-                    step.reason = Some(match left.message {
-                        Some(message) => message,
-                        None => match (end.status_code, &end.error_class) {
-                            (Some(code), _) => format!("its call answered status {code}"),
-                            (None, Some(class)) => format!("its call failed: {class}"),
-                            (None, None) => "its call failed".into(),
-                        },
-                    });
-                }
-            }
         }
         self.outputs_of(txn, &mut chains).await?;
         // Queues of every step that may start, read once.
         let names: Vec<String> = chains
             .iter()
-            .filter(|c| c.head.status == "running")
             .flat_map(|c| c.shape.definition.steps.iter().map(|s| s.job.queue.clone()))
             .collect();
         let queues = self
@@ -508,16 +420,20 @@ impl Writer {
             .await?;
         let mut inserts = Vec::new();
         for chain in &mut chains {
-            if chain.head.status == "running" {
-                self.release(chain, now, &queues, &mut inserts).await;
-                chain.finish_if_done();
-            }
+            self.release(chain, now, &queues, &mut inserts).await;
+            chain.finish_if_done();
         }
-        let mut steps = Vec::new();
+        let mut notes = Vec::new();
         let mut ends = Vec::new();
-        for mut chain in chains {
+        for chain in &chains {
+            for id in &chain.notes {
+                let position = chain.shape.order.iter().position(|o| o == id);
+                if let (Some(step), Some(position)) = (chain.steps.get(id), position) {
+                    notes.push(progress::note(&chain.head.id, position, step));
+                }
+            }
             if chain.ended {
-                self.chains_kept.forget(&chain);
+                self.chains_kept.forget(chain);
                 ends.push(write::ChainEnd {
                     id: chain.head.id.clone(),
                     status: chain.head.status.clone(),
@@ -525,13 +441,8 @@ impl Writer {
                     expires_at: now + chain.shape.ttl_ms,
                 });
             }
-            for id in std::mem::take(&mut chain.changed_steps) {
-                if let Some(step) = chain.steps.remove(&id) {
-                    steps.push(step);
-                }
-            }
         }
-        write::write_steps(txn, steps).await?;
+        write::write_notes(txn, notes).await?;
         write::end_chains(txn, &ends).await?;
         if !inserts.is_empty() {
             write::insert_jobs(txn, inserts).await?;
@@ -540,37 +451,30 @@ impl Writer {
     }
 
     /// Gives each chain the outputs of its ended steps: kept ones, and the others
-    /// read (after a restart, or when another process ran the step).
+    /// read from their jobs' last attempts (after a restart, or when another
+    /// process ran the step).
     async fn outputs_of(
         &mut self,
         txn: &DatabaseTransaction,
         chains: &mut [Moving],
     ) -> Result<(), StoreError> {
+        let ended = |s: &Step| matches!(s.status, StepStatus::Succeeded | StepStatus::Failed);
         let mut unread = Vec::new();
-        for chain in chains.iter_mut() {
-            for (id, step) in &chain.steps {
-                let Some(job_id) = step
-                    .job_id
-                    .as_ref()
-                    .filter(|_| matches!(step.status.as_str(), "succeeded" | "failed"))
-                else {
-                    continue;
-                };
-                match self.chains_kept.outputs.get(job_id) {
-                    Some(output) => {
-                        chain.outputs.insert(id.clone(), output.clone());
-                    }
-                    None => unread.push(job_id.clone()),
+        for chain in chains.iter() {
+            for step in chain.steps.values().filter(|s| ended(s)) {
+                if let Some(job_id) = &step.job_id
+                    && !self.chains_kept.outputs.contains_key(job_id)
+                {
+                    unread.push(job_id.as_str());
                 }
             }
         }
-        if unread.is_empty() {
-            return Ok(());
-        }
-        let refs: Vec<&str> = unread.iter().map(String::as_str).collect();
-        for (job_id, text) in write::step_outputs(txn, &refs).await? {
-            if let Some(output) = stored_output(&text) {
-                self.chains_kept.keep_output(&job_id, output);
+        if !unread.is_empty() {
+            for record in write::last_attempts(txn, &unread).await? {
+                if record.status_code.is_some() {
+                    self.chains_kept
+                        .keep_output(&record.job_id, output_of(&record));
+                }
             }
         }
         for chain in chains.iter_mut() {
@@ -578,12 +482,10 @@ impl Writer {
                 if let Some(output) = step
                     .job_id
                     .as_ref()
+                    .filter(|_| ended(step))
                     .and_then(|job_id| self.chains_kept.outputs.get(job_id))
                 {
-                    chain
-                        .outputs
-                        .entry(id.clone())
-                        .or_insert_with(|| output.clone());
+                    chain.outputs.insert(id.clone(), output.clone());
                 }
             }
         }
@@ -605,35 +507,25 @@ impl Writer {
             }
             for id in &decision.skip {
                 let reason = chain.skip_reason(id);
-                if let Some(step) = chain.step_mut(id) {
-                    step.status = "skipped".into();
-                    step.reason = Some(reason);
-                    step.finished_at = Some(now);
-                }
+                chain.note(id, StepStatus::Skipped, reason, None, now);
             }
             let ctx = chain.context();
             for id in &decision.start {
                 let Some(def) = chain.shape.definition.step(id).cloned() else {
                     continue;
                 };
-                let job = self.step_job(chain, &def, &ctx, now, queues).await;
-                let Some(step) = chain.step_mut(id) else {
-                    continue;
-                };
-                match job {
+                match self.step_job(chain, &def, &ctx, now, queues).await {
                     Ok((job, unset)) => {
-                        step.status = "started".into();
-                        step.job_id = Some(job.id.clone());
-                        step.started_at = Some(now);
+                        if let Some(step) = chain.steps.get_mut(id) {
+                            step.status = StepStatus::Queued;
+                            step.job_id = Some(job.id.clone());
+                            step.started_at = Some(now);
+                        }
                         let queue = queues.get(&job.queue);
                         self.stage(&Arc::new(job), unset, queue, now, inserts);
                     }
                     Err((class, reason)) => {
-                        step.status = "failed".into();
-                        step.error_class = Some(class.as_str().into());
-                        step.reason = Some(reason);
-                        step.started_at = Some(now);
-                        step.finished_at = Some(now);
+                        chain.note(id, StepStatus::Failed, reason, Some(class), now);
                     }
                 }
             }

@@ -1,46 +1,36 @@
-//! Chains changed in the writer's transaction: new ones stored with their steps
-//! waiting (submitted, or started by a schedule's run), and running ones canceled
-//! or ended ones run again. How they move on as their steps end is
-//! `chain_moves.rs`.
+//! Chains changed in the writer's transaction: new ones stored (submitted, or
+//! started by a schedule's run), and running ones canceled or ended ones run
+//! again. How they move on as their steps end is `chain_moves.rs`.
 
+use super::chain_moves::steps_of;
 use super::*;
-use crate::store::{chain_steps, chains as chain_rows};
+use crate::chain::progress::{self, StepStatus};
+use crate::store::chains as chain_rows;
 
 impl Writer {
-    /// Stores new chains, every step waiting; the steps that depend on nothing
-    /// start as jobs when this turn moves its chains.
-    pub(super) async fn start_chains(
+    /// Stores new chains when this turn moves its chains (one statement for all
+    /// the turn's submits), which starts the steps that depend on nothing.
+    pub(super) fn start_chains(&mut self, new: Vec<NewChain>) {
+        for NewChain { chain, definition } in new {
+            self.chains_kept.keep_new(&chain, definition);
+            self.chain_moves.start(chain);
+        }
+    }
+
+    /// Stores new chains at once (a schedule's runs, which the turn's next
+    /// overlap check must see); this turn moves them as it moves the others.
+    pub(super) async fn start_chains_now(
         &mut self,
         txn: &DatabaseTransaction,
         new: Vec<NewChain>,
     ) -> Result<(), StoreError> {
         let mut rows = Vec::with_capacity(new.len());
-        let mut steps = Vec::new();
         for NewChain { chain, definition } in new {
-            steps.extend(
-                definition
-                    .steps
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| chain_steps::Model {
-                        chain_id: chain.id.clone(),
-                        step_id: s.id.clone(),
-                        position: i as i32,
-                        status: "waiting".into(),
-                        job_id: None,
-                        reason: None,
-                        error_class: None,
-                        output: None,
-                        started_at: None,
-                        finished_at: None,
-                    }),
-            );
-            self.chain_moves.add(&chain.id);
             self.chains_kept.keep_new(&chain, definition);
+            self.chain_moves.add(&chain.id);
             rows.push(chain);
         }
-        write::insert_chains(txn, rows).await?;
-        write::write_steps(txn, steps).await
+        write::insert_chains(txn, rows).await
     }
 
     /// Applies a change to a chain; the refusal when it does not apply.
@@ -53,13 +43,17 @@ impl Writer {
     ) -> Result<Result<ChainChanged, EngineError>, StoreError> {
         match change {
             ChainChange::Submit(new) => {
-                if let Some(key) = &new.chain.idempotency_key
-                    && let Some(existing) = write::chain_by_idempotency_key(txn, key).await?
-                {
-                    return Ok(Ok(ChainChanged {
-                        chain: existing,
-                        existing: true,
-                    }));
+                if let Some(key) = &new.chain.idempotency_key {
+                    let existing = match self.chain_moves.started_with_key(key) {
+                        Some(chain) => Some(chain.clone()),
+                        None => write::chain_by_idempotency_key(txn, key).await?,
+                    };
+                    if let Some(existing) = existing {
+                        return Ok(Ok(ChainChanged {
+                            chain: existing,
+                            existing: true,
+                        }));
+                    }
                 }
                 let mut chain = new.chain.clone();
                 chain.created_at = now;
@@ -69,7 +63,7 @@ impl Writer {
                     chain: chain.clone(),
                     definition: new.definition.clone(),
                 };
-                self.start_chains(txn, vec![start]).await?;
+                self.start_chains(vec![start]);
                 Ok(Ok(ChainChanged {
                     chain,
                     existing: false,
@@ -87,11 +81,22 @@ impl Writer {
                         expected: "running",
                     }));
                 }
-                let mut steps = write::steps_of_chains(txn, &[id]).await?;
-                for step in &mut steps {
-                    match step.status.as_str() {
-                        "waiting" => {}
-                        "started" => {
+                let order: Arc<[String]> = match serde_json::from_str::<
+                    crate::chain::definition::Definition,
+                >(&chain.definition)
+                {
+                    Ok(definition) => definition.order().into(),
+                    Err(_) => Arc::from(Vec::new()),
+                };
+                let steps = steps_of(txn, &[id], |_| Some(order.clone()))
+                    .await?
+                    .remove(id.as_str())
+                    .unwrap_or_default();
+                let mut notes = Vec::new();
+                for (position, mut step) in steps.into_iter().enumerate() {
+                    match step.status {
+                        StepStatus::Waiting => {}
+                        StepStatus::Queued | StepStatus::Running => {
                             if let Some(job) = match &step.job_id {
                                 Some(job_id) => write::cancel(txn, job_id, now).await?,
                                 None => None,
@@ -113,16 +118,26 @@ impl Writer {
                         }
                         _ => continue,
                     }
-                    step.status = "canceled".into();
+                    step.status = StepStatus::Canceled;
                     step.reason = Some("the chain was canceled".into());
                     step.finished_at = Some(now);
+                    notes.push(progress::note(id, position, &step));
                 }
-                write::save_steps(txn, steps).await?;
+                write::write_notes(txn, notes).await?;
                 chain.status = "canceled".into();
                 chain.finished_at = Some(now);
                 chain.expires_at = Some(now + chain.ttl_ms);
                 chain.updated_at = now;
-                write::save_chains(txn, vec![chain.clone()]).await?;
+                write::end_chains(
+                    txn,
+                    &[write::ChainEnd {
+                        id: chain.id.clone(),
+                        status: chain.status.clone(),
+                        at: now,
+                        expires_at: now + chain.ttl_ms,
+                    }],
+                )
+                .await?;
                 Ok(Ok(ChainChanged {
                     chain,
                     existing: false,
@@ -140,24 +155,11 @@ impl Writer {
                         expected: "failed or canceled",
                     }));
                 }
-                let mut steps = write::steps_of_chains(txn, &[id]).await?;
-                for step in &mut steps {
-                    if matches!(step.status.as_str(), "failed" | "canceled" | "skipped") {
-                        step.status = "waiting".into();
-                        step.job_id = None;
-                        step.reason = None;
-                        step.error_class = None;
-                        step.output = None;
-                        step.started_at = None;
-                        step.finished_at = None;
-                    }
-                }
-                write::save_steps(txn, steps).await?;
+                write::rerun_chain(txn, id, now).await?;
                 chain.status = "running".into();
                 chain.finished_at = None;
                 chain.expires_at = None;
                 chain.updated_at = now;
-                write::save_chains(txn, vec![chain.clone()]).await?;
                 self.chain_moves.add(&chain.id);
                 Ok(Ok(ChainChanged {
                     chain,

@@ -675,7 +675,7 @@ impl Writer {
         next_attempt_at: Option<i64>,
     ) {
         if status.is_terminal() {
-            self.note_step_end(job, status, status_code, error_class.clone());
+            self.note_step_end(job);
         }
         self.changes.push(Event {
             seq: 0,

@@ -89,7 +89,7 @@ impl Writer {
             };
             if !matches!(c.next, Next::Retry(_) | Next::Requeue) {
                 self.definitions.forget(&r.job_id);
-                self.note_step_left(&c.job, c.next, r);
+                self.note_step_left(&c.job, r);
             }
             match c.next {
                 Next::Succeeded => finishes.push(ended(Status::Succeeded)),

@@ -177,7 +177,7 @@ impl Writer {
                 _ => true,
             })
             .collect();
-        self.start_chains(txn, runs).await
+        self.start_chains_now(txn, runs).await
     }
 
     /// Applies a change to a schedule (a triggered run's job goes into `inserts`);
@@ -294,7 +294,7 @@ impl Writer {
                     Err(error) => return Ok(Err(invalid_timing(error))),
                 };
                 let chain = run.chain.clone();
-                self.start_chains(txn, vec![run]).await?;
+                self.start_chains_now(txn, vec![run]).await?;
                 write::advance_schedules(txn, &[triggered(&s)]).await?;
                 return Ok(Ok(ScheduleChanged::Run(Box::new(ScheduleRun::Chain(
                     Box::new(chain),

@@ -3,16 +3,16 @@
 //! two replicas ending two steps of one chain at once take turns and the second
 //! sees the first's outcome.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
     QuerySelect, Value,
 };
 
 use super::{SMALL_ROWS_PER_STATEMENT, backend, value_rows};
-use crate::store::{StoreError, chain_steps, chains};
+use crate::chain::progress::StepJob;
+use crate::store::{StoreError, attempts, chain_steps, chains};
 use crate::store::{placeholders, sql};
 
 pub async fn chain_by_idempotency_key(
@@ -113,75 +113,126 @@ pub async fn chains_by_id(
     Ok(found)
 }
 
-/// Where the steps of these chains stand, without their outputs (`output` is
-/// `None`): see [`step_outputs`].
-pub async fn step_states(
-    txn: &DatabaseTransaction,
+/// What says where these chains' steps stand, read in one statement: their
+/// steps' jobs as `(chain id, step job)` (a chain run again has detached the
+/// jobs of the steps it runs again), and their notes (see
+/// [`crate::chain::progress`]).
+pub async fn step_records<C: ConnectionTrait>(
+    db: &C,
     chain_ids: &[&str],
-) -> Result<Vec<chain_steps::Model>, StoreError> {
-    let mut found = Vec::new();
-    for chunk in chain_ids.chunks(SMALL_ROWS_PER_STATEMENT) {
+) -> Result<(Vec<(String, StepJob)>, Vec<chain_steps::Model>), StoreError> {
+    let backend = db.get_database_backend();
+    let mut jobs = Vec::new();
+    let mut notes = Vec::new();
+    for chunk in chain_ids.chunks(SMALL_ROWS_PER_STATEMENT / 2) {
+        let list = placeholders(chunk.len());
         let text = format!(
-            "SELECT chain_id, step_id, position, status, job_id, reason, error_class, \
-             started_at, finished_at FROM chain_steps WHERE chain_id IN ({})",
-            placeholders(chunk.len())
+            "SELECT 0 AS note, chain_id, step_id, id, status, created_at AS started_at, \
+             finished_at, last_status_code, last_error_class AS error_class, NULL AS reason, \
+             0 AS position FROM jobs WHERE chain_id IN ({list}) AND step_id IS NOT NULL \
+             UNION ALL \
+             SELECT 1, chain_id, step_id, job_id, status, started_at, finished_at, NULL, \
+             error_class, reason, position FROM chain_steps WHERE chain_id IN ({list})"
         );
-        let values = chunk.iter().map(|id| Value::from(*id)).collect();
-        for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
-            found.push(chain_steps::Model {
-                chain_id: row.try_get("", "chain_id")?,
-                step_id: row.try_get("", "step_id")?,
-                position: row.try_get("", "position")?,
-                status: row.try_get("", "status")?,
-                job_id: row.try_get("", "job_id")?,
-                reason: row.try_get("", "reason")?,
-                error_class: row.try_get("", "error_class")?,
-                output: None,
-                started_at: row.try_get("", "started_at")?,
-                finished_at: row.try_get("", "finished_at")?,
-            });
+        let values = chunk
+            .iter()
+            .chain(chunk.iter())
+            .map(|id| Value::from(*id))
+            .collect();
+        for row in db.query_all_raw(sql(backend, &text, values)).await? {
+            let chain_id: String = row.try_get("", "chain_id")?;
+            let step_id: String = row.try_get("", "step_id")?;
+            let status: String = row.try_get("", "status")?;
+            let finished_at: Option<i64> = row.try_get("", "finished_at")?;
+            let error_class: Option<String> = row.try_get("", "error_class")?;
+            if row.try_get::<i32>("", "note")? == 0 {
+                jobs.push((
+                    chain_id,
+                    StepJob {
+                        step_id,
+                        job_id: row.try_get("", "id")?,
+                        status,
+                        created_at: row.try_get("", "started_at")?,
+                        finished_at,
+                        last_status_code: row.try_get("", "last_status_code")?,
+                        last_error_class: error_class,
+                    },
+                ));
+            } else {
+                notes.push(chain_steps::Model {
+                    chain_id,
+                    step_id,
+                    position: row.try_get("", "position")?,
+                    status,
+                    job_id: row.try_get("", "id")?,
+                    reason: row.try_get("", "reason")?,
+                    error_class,
+                    started_at: row.try_get("", "started_at")?,
+                    finished_at,
+                });
+            }
         }
     }
-    Ok(found)
+    Ok((jobs, notes))
 }
 
-/// The stored outputs of steps whose calls these jobs made: `(job id, output)`.
-pub async fn step_outputs(
+/// The chains these jobs belong to.
+pub async fn chains_of_jobs(
     txn: &DatabaseTransaction,
     job_ids: &[&str],
-) -> Result<Vec<(String, String)>, StoreError> {
+) -> Result<Vec<String>, StoreError> {
     let mut found = Vec::new();
     for chunk in job_ids.chunks(SMALL_ROWS_PER_STATEMENT) {
         let text = format!(
-            "SELECT job_id, output FROM chain_steps WHERE job_id IN ({}) AND output IS NOT NULL",
+            "SELECT DISTINCT chain_id FROM jobs WHERE id IN ({}) AND chain_id IS NOT NULL",
             placeholders(chunk.len())
         );
         let values = chunk.iter().map(|id| Value::from(*id)).collect();
         for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
-            found.push((row.try_get("", "job_id")?, row.try_get("", "output")?));
+            found.push(row.try_get("", "chain_id")?);
         }
     }
     Ok(found)
 }
 
-/// Writes steps: new ones inserted, known ones changed. A step read by
-/// [`step_states`] carries no output: `None` keeps the one stored.
-pub async fn write_steps(
+/// The last attempt of each of these jobs.
+pub async fn last_attempts(
     txn: &DatabaseTransaction,
-    steps: Vec<chain_steps::Model>,
+    job_ids: &[&str],
+) -> Result<Vec<attempts::Model>, StoreError> {
+    let mut last: HashMap<String, attempts::Model> = HashMap::new();
+    for chunk in job_ids.chunks(SMALL_ROWS_PER_STATEMENT) {
+        for attempt in attempts::Entity::find()
+            .filter(attempts::Column::JobId.is_in(chunk.iter().copied()))
+            .all(txn)
+            .await?
+        {
+            match last.get(&attempt.job_id) {
+                Some(known) if known.number > attempt.number => {}
+                _ => {
+                    last.insert(attempt.job_id.clone(), attempt);
+                }
+            }
+        }
+    }
+    Ok(last.into_values().collect())
+}
+
+/// Writes step notes: new ones inserted, known ones replaced.
+pub async fn write_notes(
+    txn: &DatabaseTransaction,
+    notes: Vec<chain_steps::Model>,
 ) -> Result<(), StoreError> {
-    const COLUMNS: usize = 10;
-    for chunk in steps.chunks(SMALL_ROWS_PER_STATEMENT / COLUMNS) {
-        let row = format!("({})", placeholders(COLUMNS));
+    const COLUMNS: usize = 9;
+    for chunk in notes.chunks(SMALL_ROWS_PER_STATEMENT / COLUMNS) {
         let text = format!(
             "INSERT INTO chain_steps (chain_id, step_id, position, status, job_id, reason, \
-             error_class, output, started_at, finished_at) VALUES {} \
+             error_class, started_at, finished_at) VALUES {} \
              ON CONFLICT (chain_id, step_id) DO UPDATE SET status = excluded.status, \
              job_id = excluded.job_id, reason = excluded.reason, \
-             error_class = excluded.error_class, \
-             output = COALESCE(excluded.output, chain_steps.output), \
-             started_at = excluded.started_at, finished_at = excluded.finished_at",
-            vec![row; chunk.len()].join(", ")
+             error_class = excluded.error_class, started_at = excluded.started_at, \
+             finished_at = excluded.finished_at",
+            value_rows(COLUMNS, chunk.len())
         );
         let mut values = Vec::with_capacity(chunk.len() * COLUMNS);
         for s in chunk {
@@ -193,7 +244,6 @@ pub async fn write_steps(
                 Value::from(s.job_id.clone()),
                 Value::from(s.reason.clone()),
                 Value::from(s.error_class.clone()),
-                Value::from(s.output.clone()),
                 Value::from(s.started_at),
                 Value::from(s.finished_at),
             ]);
@@ -251,115 +301,58 @@ pub struct ChainEnd {
 
 /// Records chains' ends.
 pub async fn end_chains(txn: &DatabaseTransaction, ends: &[ChainEnd]) -> Result<(), StoreError> {
-    for end in ends {
-        txn.execute_raw(sql(
-            backend(txn),
-            "UPDATE chains SET status = ?, updated_at = ?, finished_at = ?, expires_at = ? \
-             WHERE id = ?",
-            vec![
-                end.status.as_str().into(),
-                end.at.into(),
-                end.at.into(),
-                end.expires_at.into(),
-                end.id.as_str().into(),
-            ],
-        ))
-        .await?;
-    }
-    Ok(())
-}
-
-/// The steps of these chains.
-pub async fn steps_of_chains(
-    txn: &DatabaseTransaction,
-    ids: &[&str],
-) -> Result<Vec<chain_steps::Model>, StoreError> {
-    steps_where(txn, chain_steps::Column::ChainId, ids).await
-}
-
-/// The steps whose call these jobs make.
-pub async fn steps_of_jobs(
-    txn: &DatabaseTransaction,
-    job_ids: &[&str],
-) -> Result<Vec<chain_steps::Model>, StoreError> {
-    steps_where(txn, chain_steps::Column::JobId, job_ids).await
-}
-
-async fn steps_where(
-    txn: &DatabaseTransaction,
-    column: chain_steps::Column,
-    values: &[&str],
-) -> Result<Vec<chain_steps::Model>, StoreError> {
-    let mut found = Vec::new();
-    for chunk in values.chunks(SMALL_ROWS_PER_STATEMENT) {
-        found.extend(
-            chain_steps::Entity::find()
-                .filter(column.is_in(chunk.iter().copied()))
-                .all(txn)
-                .await?,
+    const COLUMNS: usize = 4;
+    for chunk in ends.chunks(SMALL_ROWS_PER_STATEMENT / COLUMNS) {
+        let text = format!(
+            "WITH v(vid, vstatus, vat, vexpires_at) AS (VALUES {}) \
+             UPDATE chains SET status = v.vstatus, updated_at = v.vat, finished_at = v.vat, \
+             expires_at = v.vexpires_at FROM v WHERE chains.id = v.vid",
+            value_rows(COLUMNS, chunk.len())
         );
-    }
-    Ok(found)
-}
-
-/// Writes chains whole: new ones inserted, known ones replaced.
-pub async fn save_chains(
-    txn: &DatabaseTransaction,
-    rows: Vec<chains::Model>,
-) -> Result<(), StoreError> {
-    use chains::Column as C;
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk = rows
-            .by_ref()
-            .take(SMALL_ROWS_PER_STATEMENT / 16)
-            .map(chains::ActiveModel::from);
-        chains::Entity::insert_many(chunk)
-            .on_conflict(
-                OnConflict::column(C::Id)
-                    .update_columns([C::Status, C::UpdatedAt, C::FinishedAt, C::ExpiresAt])
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
+        let mut values = Vec::with_capacity(chunk.len() * COLUMNS);
+        for end in chunk {
+            values.extend([
+                Value::from(end.id.as_str()),
+                Value::from(end.status.as_str()),
+                Value::from(end.at),
+                Value::from(end.expires_at),
+            ]);
+        }
+        txn.execute_raw(sql(backend(txn), &text, values)).await?;
     }
     Ok(())
 }
 
-/// Writes steps whole: new ones inserted, known ones replaced.
-pub async fn save_steps(
-    txn: &DatabaseTransaction,
-    rows: Vec<chain_steps::Model>,
-) -> Result<(), StoreError> {
-    use chain_steps::Column as C;
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk = rows
-            .by_ref()
-            .take(SMALL_ROWS_PER_STATEMENT / 16)
-            .map(chain_steps::ActiveModel::from);
-        chain_steps::Entity::insert_many(chunk)
-            .on_conflict(
-                OnConflict::columns([C::ChainId, C::StepId])
-                    .update_columns([
-                        C::Status,
-                        C::JobId,
-                        C::Reason,
-                        C::ErrorClass,
-                        C::Output,
-                        C::StartedAt,
-                        C::FinishedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
-    }
+/// Runs an ended chain again: its failed and canceled steps' jobs detached from
+/// their steps (they stay the chain's), its notes dropped, the chain running.
+pub async fn rerun_chain(txn: &DatabaseTransaction, id: &str, now: i64) -> Result<(), StoreError> {
+    let b = backend(txn);
+    txn.execute_raw(sql(
+        b,
+        "UPDATE jobs SET step_id = NULL WHERE chain_id = ? AND step_id IS NOT NULL \
+         AND status IN ('failed', 'canceled')",
+        vec![id.into()],
+    ))
+    .await?;
+    txn.execute_raw(sql(
+        b,
+        "DELETE FROM chain_steps WHERE chain_id = ?",
+        vec![id.into()],
+    ))
+    .await?;
+    txn.execute_raw(sql(
+        b,
+        "UPDATE chains SET status = 'running', updated_at = ?, finished_at = NULL, \
+         expires_at = NULL WHERE id = ?",
+        vec![now.into(), id.into()],
+    ))
+    .await?;
     Ok(())
 }
 
 /// Removes up to `limit` chains that ended and whose ttl ran out, with their
-/// steps (their jobs expire on their own); how many went.
+/// notes and their jobs (a step's job is kept as long as its chain); how many
+/// went.
 pub async fn remove_expired_chains(
     txn: &DatabaseTransaction,
     now: i64,
@@ -380,6 +373,8 @@ pub async fn remove_expired_chains(
         .filter(chain_steps::Column::ChainId.is_in(ids.iter().map(String::as_str)))
         .exec(txn)
         .await?;
+    let chain_ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    super::remove_jobs_of_chains(txn, &chain_ids).await?;
     let removed = chains::Entity::delete_many()
         .filter(chains::Column::Id.is_in(ids.iter().map(String::as_str)))
         .exec(txn)

@@ -321,24 +321,57 @@ fn delete_tags(backend: DbBackend, condition: &str) -> String {
 }
 
 /// Removes up to `limit` finished jobs whose ttl ran out, with their attempts and
-/// tags; returns how many.
+/// tags; returns how many. A chain's jobs are kept as long as their chain (see
+/// [`remove_jobs_of_chains`]).
 pub async fn remove_expired(
     txn: &DatabaseTransaction,
     now: i64,
     limit: usize,
 ) -> Result<u64, StoreError> {
-    let expired = "SELECT id FROM jobs WHERE expires_at <= ? ORDER BY expires_at LIMIT ?";
-    let values = || vec![Value::from(now), Value::from(limit as i64)];
+    let expired = "SELECT id FROM jobs WHERE expires_at <= ? AND chain_id IS NULL \
+                   ORDER BY expires_at LIMIT ?";
+    remove_jobs(txn, expired, || {
+        vec![Value::from(now), Value::from(limit as i64)]
+    })
+    .await
+}
+
+/// Removes the jobs of these chains, with their attempts and tags.
+pub async fn remove_jobs_of_chains(
+    txn: &DatabaseTransaction,
+    chain_ids: &[&str],
+) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    for chunk in chain_ids.chunks(SMALL_ROWS_PER_STATEMENT) {
+        let picked = format!(
+            "SELECT id FROM jobs WHERE chain_id IN ({})",
+            placeholders(chunk.len())
+        );
+        removed += remove_jobs(txn, &picked, || {
+            chunk.iter().map(|id| Value::from(*id)).collect()
+        })
+        .await?;
+    }
+    Ok(removed)
+}
+
+/// Removes the jobs `picked` selects (by id, with `values` for its
+/// placeholders), their tags and attempts first.
+async fn remove_jobs(
+    txn: &DatabaseTransaction,
+    picked: &str,
+    values: impl Fn() -> Vec<Value>,
+) -> Result<u64, StoreError> {
     for text in [
-        delete_tags(backend(txn), &format!("jobs.id IN ({expired})")),
-        format!("DELETE FROM attempts WHERE job_id IN ({expired})"),
+        delete_tags(backend(txn), &format!("jobs.id IN ({picked})")),
+        format!("DELETE FROM attempts WHERE job_id IN ({picked})"),
     ] {
         txn.execute_raw(sql(backend(txn), &text, values())).await?;
     }
     let removed = txn
         .execute_raw(sql(
             backend(txn),
-            &format!("DELETE FROM jobs WHERE id IN ({expired})"),
+            &format!("DELETE FROM jobs WHERE id IN ({picked})"),
             values(),
         ))
         .await?
