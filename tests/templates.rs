@@ -512,7 +512,10 @@ async fn a_schedule_runs_the_call_its_template_made() {
         &mut client,
         template(
             "place-order",
-            target.url("/nightly/{{ input.customer.id }}"),
+            target.url(&format!(
+                "/nightly/{{{{ input.customer.id }}}}?json={}",
+                testkit::percent_encoded(&json!({"ok": true}).to_string())
+            )),
             json!({"id": "{{ input.customer.id }}"}),
         ),
     )
@@ -537,7 +540,7 @@ async fn a_schedule_runs_the_call_its_template_made() {
         .into_inner();
     let job = created.job.unwrap();
     assert!(job.template.is_none(), "stored as the call it made");
-    assert!(job.request.unwrap().url.ends_with("/nightly/3"));
+    assert!(job.request.unwrap().url.contains("/nightly/3?json="));
     // Input that breaks the template's contract is refused.
     let refused = schedules
         .create_schedule(proto::CreateScheduleRequest {
@@ -557,17 +560,75 @@ async fn a_schedule_runs_the_call_its_template_made() {
             .all(|f| f.starts_with("schedule.job.template.input")),
         "{refused:?}"
     );
-    schedules
+    let run = schedules
         .trigger_schedule(proto::TriggerScheduleRequest {
             id: "nightly-order".into(),
         })
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
     assert!(target.wait_for(1, Duration::from_secs(10)).await);
     let seen = &target.received_on("/nightly/3")[0];
     assert_eq!(
         serde_json::from_slice::<Value>(&seen.body).unwrap(),
         json!({"id": 3})
+    );
+    let mut jobs = server.client.clone();
+    wait_status(
+        &mut jobs,
+        &run.job_id,
+        JobStatus::Succeeded,
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Each run's response is held to the template's output contract, as a
+    // submitted job's is.
+    create(
+        &mut client,
+        template(
+            "bad-answer",
+            target.url(&format!(
+                "/nightly-bad?json={}",
+                testkit::percent_encoded(&json!({"ok": "yes"}).to_string())
+            )),
+            json!({}),
+        ),
+    )
+    .await
+    .unwrap();
+    schedules
+        .create_schedule(proto::CreateScheduleRequest {
+            schedule_id: "nightly-bad".into(),
+            schedule: Some(proto::Schedule {
+                timetable: Some(proto::schedule::Timetable::Cron("0 3 * * *".into())),
+                job: Some(from_template(
+                    "bad-answer",
+                    1,
+                    json!({"customer": {"id": 4, "name": "Bo"}}),
+                )),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let run = schedules
+        .trigger_schedule(proto::TriggerScheduleRequest {
+            id: "nightly-bad".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let job = wait_status(
+        &mut jobs,
+        &run.job_id,
+        JobStatus::Failed,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        job.last_error_class,
+        proto::ErrorClass::ContractViolation as i32
     );
     server.stop().await;
 }

@@ -16,6 +16,7 @@ mod m20261206_000009_templates;
 mod m20261207_000010_scheduled_chains;
 mod m20261207_000011_api_keys;
 mod m20261208_000012_steps_from_jobs;
+mod m20261208_000013_schedule_contract;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000010_scheduled_chains::Migration),
             Box::new(m20261207_000011_api_keys::Migration),
             Box::new(m20261208_000012_steps_from_jobs::Migration),
+            Box::new(m20261208_000013_schedule_contract::Migration),
         ]
     }
 }

@@ -31,6 +31,15 @@ pub struct ScheduleApi {
     limits: Limits,
 }
 
+/// A schedule as written, made ready: see [`ScheduleApi::prepared`].
+#[derive(Default)]
+struct Prepared {
+    schedule: Option<proto::Schedule>,
+    chain: Option<ScheduledChain>,
+    /// The contract a template's job keeps, `name/version`.
+    contract: Option<String>,
+}
+
 impl ScheduleApi {
     pub fn new(engine: Engine, limits: Limits) -> Self {
         ScheduleApi { engine, limits }
@@ -38,14 +47,11 @@ impl ScheduleApi {
 
     /// A schedule as written, with what needs the registries done: a job that
     /// names a template made from it (each run makes the call the template made
-    /// when the schedule was written), and a chain checked and pinned (taken out
-    /// of the schedule).
-    async fn prepared(
-        &self,
-        schedule: Option<proto::Schedule>,
-    ) -> Result<(Option<proto::Schedule>, Option<ScheduledChain>), Status> {
+    /// when the schedule was written, and keeps the contract it promises), and a
+    /// chain checked and pinned (taken out of the schedule).
+    async fn prepared(&self, schedule: Option<proto::Schedule>) -> Result<Prepared, Status> {
         let Some(mut schedule) = schedule else {
-            return Ok((None, None));
+            return Ok(Prepared::default());
         };
         let chain = match schedule.chain.take() {
             Some(spec) => Some(
@@ -59,8 +65,9 @@ impl ScheduleApi {
             ),
             None => None,
         };
+        let mut contract = None;
         if let Some(job) = schedule.job.take() {
-            let (job, _) = super::templates::expand(
+            let (job, kept) = super::templates::expand(
                 job,
                 "schedule.job",
                 self.engine.store(),
@@ -69,8 +76,13 @@ impl ScheduleApi {
             )
             .await?;
             schedule.job = Some(job);
+            contract = kept;
         }
-        Ok((Some(schedule), chain))
+        Ok(Prepared {
+            schedule: Some(schedule),
+            chain,
+            contract,
+        })
     }
 
     async fn change(&self, change: ScheduleChange) -> Result<schedules::Model, Status> {
@@ -338,6 +350,8 @@ fn schedule_row(
         trace_context: None,
         chain_spec: chain.as_ref().map(|c| c.spec.clone()),
         chain: chain.map(|c| c.start),
+        // Set by the service from the template the job names, if any.
+        contract: None,
     })
 }
 
@@ -587,7 +601,11 @@ impl ScheduleService for ScheduleApi {
             schedule_id,
             schedule,
         } = request.into_inner();
-        let (schedule, chain) = self.prepared(schedule).await?;
+        let Prepared {
+            schedule,
+            chain,
+            contract,
+        } = self.prepared(schedule).await?;
         let mut v = Violations::default();
         let id = if schedule_id.is_empty() {
             format!("s_{}", ulid::Ulid::new().to_string().to_lowercase())
@@ -610,6 +628,7 @@ impl ScheduleService for ScheduleApi {
             .into_result(row)?
             .ok_or_else(|| Status::internal("schedule not built"))?;
         row.trace_context = trace_context;
+        row.contract = contract;
         let created = self.change(ScheduleChange::Create(Box::new(row))).await?;
         // Due at once (by the writer's clock, which stamped it), it fired in the same
         // commit: show it as it stands, with its run. Otherwise it has no runs yet.
@@ -675,7 +694,11 @@ impl ScheduleService for ScheduleApi {
             schedule,
             update_mask,
         } = request.into_inner();
-        let (schedule, chain) = self.prepared(schedule).await?;
+        let Prepared {
+            schedule,
+            chain,
+            contract,
+        } = self.prepared(schedule).await?;
         let mut v = Violations::default();
         let fields = fields_of(update_mask, &mut v);
         let id = schedule.as_ref().map(|s| s.id.clone()).unwrap_or_default();
@@ -685,9 +708,10 @@ impl ScheduleService for ScheduleApi {
             v.add("schedule.id", status.message());
         }
         let row = schedule_row(id, schedule, chain, fields, &self.limits, now_ms(), &mut v);
-        let row = v
+        let mut row = v
             .into_result(row)?
             .ok_or_else(|| Status::internal("schedule not built"))?;
+        row.contract = contract;
         let updated = self
             .change(ScheduleChange::Update(Box::new(row), fields))
             .await?;

@@ -177,7 +177,7 @@ pub fn run(s: &schedules::Model, id: String, due: Option<i64>, now: i64) -> (job
         trace_context: s.trace_context.clone(),
         chain_id: None,
         step_id: None,
-        contract: None,
+        contract: s.contract.clone(),
     };
     (job, Unset::from_bits(s.inherit))
 }

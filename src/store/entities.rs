@@ -206,6 +206,9 @@ pub mod schedules {
         pub chain_spec: Option<Vec<u8>>,
         /// ...and the chain each run starts: JSON, see `crate::chain::Scheduled`.
         pub chain: Option<String>,
+        /// A job a template made: the contract (`name/version`) each run's job
+        /// holds its response to, as a submitted job made from it does.
+        pub contract: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

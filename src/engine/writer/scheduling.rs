@@ -399,6 +399,7 @@ pub(super) fn merged(
         s.inherit = n.inherit;
         s.chain_spec = n.chain_spec;
         s.chain = n.chain;
+        s.contract = n.contract;
     }
     s
 }
