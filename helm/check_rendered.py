@@ -292,6 +292,21 @@ def cmd_check(args):
             ("metrics" in ports) == metrics,
             f"{n}: metrics port present={('metrics' in ports)}, metrics.enabled={metrics}",
         )
+        # With TLS the probes, which speak plaintext, go to the port of health alone.
+        tls = values["tls"]
+        probe_port = ports.get("grpc")
+        if tls["secret"]:
+            probe_port = ports.get("health")
+            c.expect(
+                probe_port == tls["healthPort"],
+                f"{n}: no container port 'health' = {tls['healthPort']}",
+            )
+            c.expect(
+                env.get("JOBQUEUE_HEALTH_ADDR", {}).get("value") == f"0.0.0.0:{tls['healthPort']}",
+                f"{n}: JOBQUEUE_HEALTH_ADDR does not serve health on {tls['healthPort']}",
+            )
+        else:
+            c.expect("health" not in ports, f"{n}: a health port without TLS")
         for probe, service in (
             ("startupProbe", "liveness"),
             ("livenessProbe", "liveness"),
@@ -301,8 +316,8 @@ def cmd_check(args):
             if not c.expect(p and "grpc" in p, f"{n}: {probe} is not a gRPC probe: {p}"):
                 continue
             c.expect(
-                type(p["grpc"].get("port")) is int and p["grpc"]["port"] == ports.get("grpc"),
-                f"{n}: {probe}.grpc.port is {p['grpc'].get('port')!r}, want the integer {ports.get('grpc')}",
+                type(p["grpc"].get("port")) is int and p["grpc"]["port"] == probe_port,
+                f"{n}: {probe}.grpc.port is {p['grpc'].get('port')!r}, want the integer {probe_port}",
             )
             c.expect(
                 p["grpc"].get("service") == service,
@@ -379,6 +394,35 @@ def cmd_check(args):
                 config.get("JOBQUEUE_INSECURE_OPEN") == "true",
                 f"{n}: no keys and not open: the pod would refuse to start",
             )
+        # TLS: the certificate from its Secret, read-only, whole (a subPath mount would
+        # never see a renewal); client CAs likewise.
+        for secret_name, folder, items, variables in (
+            (tls["secret"], "/etc/jobqueue/tls", ["tls.crt", "tls.key"],
+             {"JOBQUEUE_TLS_CERT": "tls.crt", "JOBQUEUE_TLS_KEY": "tls.key"}),
+            (tls["clientCaSecret"], "/etc/jobqueue/client-ca", ["ca.crt"],
+             {"JOBQUEUE_TLS_CLIENT_CA": "ca.crt"}),
+        ):
+            placed = [m for m in ct.get("volumeMounts", []) if m["mountPath"] == folder]
+            if not secret_name:
+                c.expect(not placed, f"{n}: {folder} mounted without its Secret")
+                for var in variables:
+                    c.expect(var not in env, f"{n}: {var} set without its Secret")
+                continue
+            secret = volumes.get(mounts.get(folder), {}).get("secret", {})
+            c.expect(
+                secret.get("secretName") == secret_name
+                and [i["key"] for i in secret.get("items", [])] == items,
+                f"{n}: {folder} is not the Secret {secret_name} with {items}",
+            )
+            c.expect(
+                [m.get("readOnly") for m in placed] == [True] and not placed[0].get("subPath"),
+                f"{n}: {folder} is not mounted read-only and whole",
+            )
+            for var, item in variables.items():
+                c.expect(
+                    env.get(var, {}).get("value") == f"{folder}/{item}",
+                    f"{n}: {var} is {env.get(var, {}).get('value')!r}",
+                )
         if sqlite:
             path = re.sub(r"^sqlite://", "", config.get("JOBQUEUE_DB_URL", "")).split("?")[0]
             folder = str(pathlib.PurePosixPath(path).parent)

@@ -171,6 +171,10 @@ refused "SQLite with an autoscaler (template)" "$why" --set autoscaling.enabled=
 refused "SQLite with api/worker split (template)" "$why" --set split.enabled=true --skip-schema-validation
 refused "open without keys, and not allowed to be" "settings.insecureOpen=false without auth.keysSecret" \
   --set settings.insecureOpen=false
+refused "client certificates without TLS" "tls.clientCaSecret without tls.secret" \
+  --set tls.clientCaSecret=ca
+refused "the health port on the gRPC port" "tls.healthPort 50051 is already taken" \
+  --set tls.secret=tls --set tls.healthPort=50051
 refused "unknown top-level key" "additional properties 'replicas' not allowed" --set replicas=3
 refused "unknown nested key" "additional properties 'shutdownGrace' not allowed" --set settings.shutdownGrace=30
 refused "negative shutdown grace" "/settings/shutdownGraceSeconds': minimum: got -1" --set settings.shutdownGraceSeconds=-1

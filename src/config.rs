@@ -178,6 +178,32 @@ pub struct Config {
           value_parser = parse_bool("JOBQUEUE_INSECURE_OPEN"), action = clap::ArgAction::Set)]
     pub insecure_open: bool,
 
+    /// PEM certificate chain for TLS on the gRPC port (with JOBQUEUE_TLS_KEY).
+    /// The files are read again when they change, so a renewal needs no restart.
+    #[arg(long, env = "JOBQUEUE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of JOBQUEUE_TLS_CERT.
+    #[arg(long, env = "JOBQUEUE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// PEM CA certificates: with it, every client presents a certificate one of
+    /// them signed (mTLS). Needs JOBQUEUE_TLS_CERT.
+    #[arg(long, env = "JOBQUEUE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+
+    /// How often the TLS files are looked at for a change.
+    #[arg(long, env = "JOBQUEUE_TLS_RELOAD_INTERVAL", default_value = "10s",
+          value_parser = parse_duration("JOBQUEUE_TLS_RELOAD_INTERVAL"))]
+    pub tls_reload_interval: Duration,
+
+    /// Where to serve gRPC health alone, in plaintext and without keys, for
+    /// probes that cannot speak TLS or present a key (Kubernetes' `grpc:`
+    /// probes); unset serves health on the API port only.
+    #[arg(long, env = "JOBQUEUE_HEALTH_ADDR",
+          value_parser = parse_addr("JOBQUEUE_HEALTH_ADDR"))]
+    pub health_addr: Option<SocketAddr>,
+
     /// Most gRPC calls this process serves at once (watch streams aside); past it a
     /// call is refused with RESOURCE_EXHAUSTED and a retry hint, not queued.
     #[arg(long, env = "JOBQUEUE_MAX_IN_FLIGHT", default_value = "4096",
@@ -192,6 +218,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// Where the TLS files are, when TLS is on.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
     /// The settings with every default, for a database URL: what tests and the
     /// benchmark start from.
     pub fn with_db_url(db_url: impl Into<String>) -> Self {

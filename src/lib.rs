@@ -37,6 +37,7 @@ pub mod overload;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 /// Code generated from `proto/jobqueue/v1/jobs.proto`.
 pub mod proto {

@@ -5,6 +5,8 @@
 
 use std::future::Future;
 
+use futures::future::Either;
+
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +33,7 @@ use crate::proto::queue_service_server::QueueServiceServer;
 use crate::proto::schedule_service_server::ScheduleServiceServer;
 use crate::proto::template_service_server::TemplateServiceServer;
 use crate::store::{Store, StoreError};
+use crate::tls::Tls;
 
 /// How much longer than the shutdown grace open calls may take to drain.
 const DRAIN_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
@@ -65,6 +68,13 @@ pub enum ServerError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("JOBQUEUE_HEALTH_ADDR: cannot listen on {addr}: {source}")]
+    HealthPort {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS (JOBQUEUE_TLS_CERT, JOBQUEUE_TLS_KEY, JOBQUEUE_TLS_CLIENT_CA): {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Serves on `listener` until `shutdown` resolves. Then it stops taking calls and
@@ -94,6 +104,18 @@ pub async fn run_then(
         );
     }
     let keys = gate_keys(&listener, &config)?;
+    let tls = match config.tls_files() {
+        Some(files) => Some(std::sync::Arc::new(Tls::load(files)?)),
+        None => None,
+    };
+    let health_listener = match config.health_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::HealthPort { addr, source })?,
+        ),
+        None => None,
+    };
     let store = Store::connect_with(&config.db_url, config.db_timeout)
         .await
         .map_err(|source| ServerError::Store {
@@ -224,10 +246,23 @@ pub async fn run_then(
                 (None, None, None, None, None, None, None)
             }
         };
+    if let Some(listener) = health_listener {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "serving health alone, in plaintext");
+        }
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health_service.clone())
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    stopping.clone().cancelled_owned(),
+                ),
+        );
+    }
     if let Ok(addr) = listener.local_addr() {
         ready(addr);
     }
-    let serving = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         // Pings keep idle watch streams open through proxies and find dead peers.
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
@@ -246,8 +281,24 @@ pub async fn run_then(
         .add_optional_service(contracts)
         .add_optional_service(chains)
         .add_optional_service(templates)
-        .add_optional_service(keys)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .add_optional_service(keys);
+    let serving = match tls {
+        Some(tls) => {
+            tracing::info!(
+                client_certificates = tls.asks_client_certificates(),
+                "TLS on the API port"
+            );
+            tokio::spawn(
+                tls.clone()
+                    .watch(config.tls_reload_interval, stopping.clone()),
+            );
+            let incoming = crate::tls::incoming(listener, tls, stopping.clone());
+            Either::Left(router.serve_with_incoming_shutdown(incoming, signal))
+        }
+        None => Either::Right(
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal),
+        ),
+    };
     // Draining waits for open calls; a client that never reads its stream must not
     // keep the process alive past the grace.
     let drain_deadline = async {

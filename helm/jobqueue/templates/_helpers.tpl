@@ -147,6 +147,12 @@ says why and what to do instead.
 {{- fail (printf "the %s autoscaler's minReplicas (%d) is above its maxReplicas (%d)." $c.role (int $c.autoscaling.minReplicas) (int $c.autoscaling.maxReplicas)) }}
 {{- end }}
 {{- end }}
+{{- if and $v.tls.clientCaSecret (not $v.tls.secret) }}
+{{- fail "tls.clientCaSecret without tls.secret: client certificates are asked for over TLS only. Set tls.secret to the kubernetes.io/tls Secret to serve." }}
+{{- end }}
+{{- if and $v.tls.secret (or (eq (int $v.tls.healthPort) (int $v.service.port)) (and $v.metrics.enabled (eq (int $v.tls.healthPort) (int $v.metrics.port)))) }}
+{{- fail (printf "tls.healthPort %d is already taken by the gRPC or metrics port; pick another." (int $v.tls.healthPort)) }}
+{{- end }}
 {{- if and (not $v.auth.keysSecret) (not $v.settings.insecureOpen) }}
 {{- fail "settings.insecureOpen=false without auth.keysSecret: the pods would refuse to start, having no keys and an address others can reach. Set auth.keysSecret to a Secret holding the keys file, or settings.insecureOpen=true." }}
 {{- end }}
