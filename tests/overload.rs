@@ -1,7 +1,8 @@
 //! Overload answered, not queued: past `JOBQUEUE_MAX_IN_FLIGHT` calls at once a
 //! call is refused with `RESOURCE_EXHAUSTED` and a retry hint while the accepted
 //! ones finish and are kept; past `JOBQUEUE_KEY_RATE` a key's calls are refused
-//! the same way, and another key's are not.
+//! the same way, and another key's are not; a client's deadline is answered at
+//! the deadline, and its retry with the same idempotency key makes one job.
 
 mod common;
 
@@ -173,5 +174,50 @@ async fn a_key_past_its_rate_is_refused_and_another_is_not() {
         .list_jobs(list(&keys[1]))
         .await
         .expect("another key has its own rate");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_deadline_is_honoured_and_a_retry_with_its_key_makes_one_job() {
+    let target = Target::start().await.unwrap();
+    let server = Server::start().await;
+    let held = hold_writes(&server.db.url).await;
+    let mut client = server.client.clone();
+    let job = || proto::JobSpec {
+        idempotency_key: "deadline-1".into(),
+        ..get(target.url("/once"))
+    };
+    let mut request = tonic::Request::new(proto::SubmitJobRequest { job: Some(job()) });
+    request.set_timeout(Duration::from_millis(300));
+    let sent = Instant::now();
+    let answer = client.submit_job(request).await;
+    let waited = sent.elapsed();
+    let status = answer.expect_err("answered while the database was held");
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "the deadline of 300 ms was answered after {waited:?}"
+    );
+    release(held).await;
+    // The client retries with its key: one job, whether or not the first landed.
+    let first = client
+        .submit_job(proto::SubmitJobRequest { job: Some(job()) })
+        .await
+        .expect("the retry is accepted")
+        .into_inner();
+    let again = client
+        .submit_job(proto::SubmitJobRequest { job: Some(job()) })
+        .await
+        .expect("and again")
+        .into_inner();
+    assert_eq!(first.id, again.id);
+    assert!(target.wait_for(1, Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(target.received_on("/once").len(), 1, "the job ran once");
+    let stored = all_jobs(&mut client).await;
+    assert_eq!(stored.len(), 1, "{stored:#?}");
     server.stop().await;
 }
