@@ -49,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         "proto/jobqueue/v1/chains.proto",
         "proto/jobqueue/v1/templates.proto",
         "proto/jobqueue/v1/keys.proto",
+        "proto/jobqueue/v1/audit.proto",
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");

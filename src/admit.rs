@@ -95,7 +95,16 @@ where
         Box::pin(async move {
             match admit.admit(&mut request).await {
                 Ok(pass) => {
-                    let answered = inner.call(request).await;
+                    // A call with an actor (the key gate names one) is handled as
+                    // that actor's, for the audit log.
+                    let actor = request
+                        .extensions()
+                        .get::<Arc<crate::audit::Actor>>()
+                        .cloned();
+                    let answered = match actor {
+                        Some(actor) => crate::audit::acting(actor, inner.call(request)).await,
+                        None => inner.call(request).await,
+                    };
                     drop(pass);
                     answered
                 }

@@ -154,6 +154,11 @@ pub struct Config {
           value_parser = parse_duration("JOBQUEUE_EVENT_RETENTION"))]
     pub event_retention: Duration,
 
+    /// How long audit log entries are kept (see `AuditService`).
+    #[arg(long, env = "JOBQUEUE_AUDIT_RETENTION", default_value = "90days",
+          value_parser = parse_duration("JOBQUEUE_AUDIT_RETENTION"))]
+    pub audit_retention: Duration,
+
     /// How often expired leases are rescued and expired jobs removed.
     #[arg(long, env = "JOBQUEUE_MAINTENANCE_INTERVAL", default_value = "1s",
           value_parser = parse_duration("JOBQUEUE_MAINTENANCE_INTERVAL"))]

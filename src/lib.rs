@@ -22,6 +22,7 @@
 
 pub mod admit;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod chain;
 pub mod config;

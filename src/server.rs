@@ -12,6 +12,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::admit::AdmitLayer;
+use crate::api::audit::AuditApi;
 use crate::api::chains::ChainApi;
 use crate::api::contracts::ContractApi;
 use crate::api::convert::Limits;
@@ -25,6 +26,7 @@ use crate::config::Config;
 use crate::engine::{Engine, EngineError, KeyChange};
 use crate::health::Health;
 use crate::overload;
+use crate::proto::audit_service_server::AuditServiceServer;
 use crate::proto::chain_service_server::ChainServiceServer;
 use crate::proto::contract_service_server::ContractServiceServer;
 use crate::proto::job_service_server::JobServiceServer;
@@ -174,6 +176,7 @@ pub async fn run_then(
             <ChainServiceServer<ChainApi> as tonic::server::NamedService>::NAME,
             <TemplateServiceServer<TemplateApi> as tonic::server::NamedService>::NAME,
             <KeyServiceServer<KeyApi> as tonic::server::NamedService>::NAME,
+            <AuditServiceServer<AuditApi> as tonic::server::NamedService>::NAME,
         ],
         false => Vec::new(),
     };
@@ -205,6 +208,7 @@ pub async fn run_then(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let keys = KeyServiceServer::new(KeyApi::new(engine.clone(), keys_on));
+    let audit = AuditServiceServer::new(AuditApi::new(engine.clone()));
     let observe = crate::observe::ObserveLayer::new(engine.metrics().clone());
     let jobs = JobServiceServer::new(JobApi::new(engine, Limits::from(&config)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -228,7 +232,7 @@ pub async fn run_then(
         }
     };
     // A worker serves health (for probes) and nothing a client could submit to.
-    let (jobs, queues, schedules, contracts, chains, templates, keys) =
+    let (jobs, queues, schedules, contracts, chains, templates, keys, audit) =
         match config.role.serves_api() {
             true => (
                 Some(jobs),
@@ -238,12 +242,15 @@ pub async fn run_then(
                 Some(chains),
                 Some(templates),
                 Some(keys),
+                Some(audit),
             ),
             false => {
                 // Dropped now, with their engine handles, or the writer would wait on
                 // them at shutdown.
-                drop((jobs, queues, schedules, contracts, chains, templates, keys));
-                (None, None, None, None, None, None, None)
+                drop((
+                    jobs, queues, schedules, contracts, chains, templates, keys, audit,
+                ));
+                (None, None, None, None, None, None, None, None)
             }
         };
     if let Some(listener) = health_listener {
@@ -281,7 +288,8 @@ pub async fn run_then(
         .add_optional_service(contracts)
         .add_optional_service(chains)
         .add_optional_service(templates)
-        .add_optional_service(keys);
+        .add_optional_service(keys)
+        .add_optional_service(audit);
     let serving = match tls {
         Some(tls) => {
             tracing::info!(

@@ -196,6 +196,14 @@ async fn the_readme_keys_session_makes_uses_and_revokes_a_key() {
         .secret
         .to_string();
     assert!(!stdout.contains(&secret), "{stdout}");
+    // The audit log names the revocation, by the admin's key, with its outcome.
+    let admin_id = jobqueue::auth::key::parse(&admin).unwrap().id.to_string();
+    assert!(
+        stdout.contains("\"action\": \"key.revoke\"")
+            && stdout.contains(&format!("\"keyId\": \"{admin_id}\""))
+            && stdout.contains("\"outcome\": \"OK\""),
+        "{stdout}"
+    );
     let seen = target.wait_for(1).await;
     assert_eq!(seen, vec!["POST /invoice key=- ".to_string()]);
     server.stop().await;

@@ -17,6 +17,7 @@ mod m20261207_000010_scheduled_chains;
 mod m20261207_000011_api_keys;
 mod m20261208_000012_steps_from_jobs;
 mod m20261208_000013_schedule_contract;
+mod m20261208_000014_audit_log;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000011_api_keys::Migration),
             Box::new(m20261208_000012_steps_from_jobs::Migration),
             Box::new(m20261208_000013_schedule_contract::Migration),
+            Box::new(m20261208_000014_audit_log::Migration),
         ]
     }
 }

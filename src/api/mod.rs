@@ -1,6 +1,7 @@
 //! The gRPC services: each handler validates, converts, delegates and `?`s. The one
 //! mapping from the engine's errors to gRPC statuses lives here.
 
+pub mod audit;
 pub mod chain_spec;
 pub mod chain_watch;
 pub mod chains;
@@ -78,26 +79,10 @@ pub fn invalid(field: impl Into<String>, expected: impl Into<String>) -> Status 
 impl From<EngineError> for Status {
     fn from(error: EngineError) -> Status {
         match error {
-            EngineError::NotFound(_)
-            | EngineError::QueueNotFound(_)
-            | EngineError::ScheduleNotFound(_)
-            | EngineError::ChainNotFound(_)
-            | EngineError::KeyNotFound(_)
-            | EngineError::VersionNotFound { .. } => Status::not_found(error.to_string()),
-            EngineError::VersionInactive { .. } => Status::failed_precondition(error.to_string()),
-            EngineError::VersionMoved { .. } => Status::aborted(error.to_string()),
-            EngineError::QueueExists(_) | EngineError::ScheduleExists(_) => {
-                Status::already_exists(error.to_string())
-            }
-            EngineError::WrongState { .. }
-            | EngineError::QueueState { .. }
-            | EngineError::ScheduleState { .. }
-            | EngineError::ChainState { .. } => Status::failed_precondition(error.to_string()),
             EngineError::Invalid { field, expected } => invalid(field, expected),
-            EngineError::ShuttingDown => Status::unavailable(error.to_string()),
             EngineError::Store(e) => e.into(),
             EngineError::Unwritten(unwritten) => unwritten.into(),
-            EngineError::Client(_) | EngineError::Writer(_) => Status::internal(error.to_string()),
+            other => Status::new(other.code(), other.to_string()),
         }
     }
 }

@@ -83,6 +83,13 @@ impl Admit for Gate {
             .map(str::to_string);
         let path = request.uri().path().to_string();
         let caller = self.check(&path, authorization.as_deref()).await?;
+        // Whom the audit log names for the changes this call asks for.
+        let actor = crate::audit::Actor {
+            key_id: caller.key_id.clone(),
+            namespace: caller.namespace.clone(),
+            peer: crate::audit::peer_of(request),
+        };
+        request.extensions_mut().insert(std::sync::Arc::new(actor));
         request.extensions_mut().insert(caller);
         Ok(())
     }

@@ -28,10 +28,12 @@ pub enum Scope {
     /// Contracts and templates.
     RegistryAdmin,
     KeysAdmin,
+    /// Read the audit log.
+    AuditRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Scope::Submit,
         Scope::Read,
         Scope::Manage,
@@ -39,6 +41,7 @@ impl Scope {
         Scope::SchedulesAdmin,
         Scope::RegistryAdmin,
         Scope::KeysAdmin,
+        Scope::AuditRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Scope {
             Scope::SchedulesAdmin => "schedules.admin",
             Scope::RegistryAdmin => "registry.admin",
             Scope::KeysAdmin => "keys.admin",
+            Scope::AuditRead => "audit.read",
         }
     }
 
@@ -127,6 +131,7 @@ pub fn needed(path: &str) -> Needed {
         ("jobqueue.v1.ChainService", "GetChain" | "ListChains" | "WatchChain") => Read,
         ("jobqueue.v1.ChainService", "CancelChain" | "RetryChain") => Manage,
         ("jobqueue.v1.KeyService", "CreateKey" | "ListKeys" | "RevokeKey") => KeysAdmin,
+        ("jobqueue.v1.AuditService", "ListAuditEntries") => AuditRead,
         _ => return Needed::Unknown,
     };
     Needed::Scope(scope)

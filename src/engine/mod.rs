@@ -114,6 +114,36 @@ pub enum EngineError {
     Writer(std::io::Error),
 }
 
+impl EngineError {
+    /// The gRPC code a caller is answered with (the API adds details to some:
+    /// the field of an invalid change, when to retry a full disk).
+    pub fn code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            EngineError::NotFound(_)
+            | EngineError::QueueNotFound(_)
+            | EngineError::ScheduleNotFound(_)
+            | EngineError::ChainNotFound(_)
+            | EngineError::KeyNotFound(_)
+            | EngineError::VersionNotFound { .. } => Code::NotFound,
+            EngineError::QueueExists(_) | EngineError::ScheduleExists(_) => Code::AlreadyExists,
+            EngineError::WrongState { .. }
+            | EngineError::QueueState { .. }
+            | EngineError::ScheduleState { .. }
+            | EngineError::ChainState { .. }
+            | EngineError::VersionInactive { .. } => Code::FailedPrecondition,
+            EngineError::VersionMoved { .. } => Code::Aborted,
+            EngineError::Invalid { .. } => Code::InvalidArgument,
+            EngineError::ShuttingDown => Code::Unavailable,
+            EngineError::Unwritten(outage::Unwritten::DiskFull { .. }) => Code::ResourceExhausted,
+            EngineError::Unwritten(_) => Code::Unavailable,
+            EngineError::Store(_) | EngineError::Client(_) | EngineError::Writer(_) => {
+                Code::Internal
+            }
+        }
+    }
+}
+
 /// The answer to one submitted job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submitted {
@@ -299,42 +329,62 @@ pub(crate) enum Op {
     Submit {
         jobs: Vec<(Arc<jobs::Model>, Unset)>,
         reply: Reply<Vec<Submitted>>,
+        /// Who asked, for the audit log; none for the service's own work.
+        actor: Option<Arc<crate::audit::Actor>>,
     },
     Queue {
         change: QueueChange,
         reply: Reply<QueueChanged>,
+        /// Who asked, for the audit log; none for the service's own work.
+        actor: Option<Arc<crate::audit::Actor>>,
     },
     Schedule {
         change: ScheduleChange,
         reply: Reply<ScheduleChanged>,
+        /// Who asked, for the audit log; none for the service's own work.
+        actor: Option<Arc<crate::audit::Actor>>,
     },
     Contract {
         change: ContractChange,
         reply: Reply<contracts::Model>,
+        /// Who asked, for the audit log; none for the service's own work.
+        actor: Option<Arc<crate::audit::Actor>>,
     },
     Chain {
         change: ChainChange,
         reply: Reply<ChainChanged>,
+        /// Who asked, for the audit log; none for the service's own work.
+        actor: Option<Arc<crate::audit::Actor>>,
     },
     Template {
         change: TemplateChange,
         reply: Reply<templates::Model>,
+        /// Who asked, for the audit log; none for the service's own work.
+        actor: Option<Arc<crate::audit::Actor>>,
     },
     Key {
         change: KeyChange,
         reply: Reply<Vec<api_keys::Model>>,
+        /// Who asked, for the audit log; none for the service's own work.
+        actor: Option<Arc<crate::audit::Actor>>,
     },
     Cancel {
         id: String,
         reply: Reply<jobs::Model>,
+        /// Who asked, for the audit log; none for the service's own work.
+        actor: Option<Arc<crate::audit::Actor>>,
     },
     Retry {
         id: String,
         reply: Reply<jobs::Model>,
+        /// Who asked, for the audit log; none for the service's own work.
+        actor: Option<Arc<crate::audit::Actor>>,
     },
     Delete {
         id: String,
         reply: Reply<()>,
+        /// Who asked, for the audit log; none for the service's own work.
+        actor: Option<Arc<crate::audit::Actor>>,
     },
     Complete(executor::Completion),
 }
@@ -351,6 +401,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub maintenance_interval: Duration,
     pub event_retention: Duration,
+    /// How long audit log entries are kept.
+    pub audit_retention: Duration,
     /// Whether a submit to a queue with no row creates it, or is refused.
     pub create_queues_on_use: bool,
     /// Whether this process claims and runs jobs (not in the `api` role).
@@ -376,6 +428,7 @@ impl From<&Config> for Settings {
             shutdown_grace: config.shutdown_grace,
             maintenance_interval: config.maintenance_interval,
             event_retention: config.event_retention,
+            audit_retention: config.audit_retention,
             create_queues_on_use: config.create_queues_on_use,
             runs_jobs: config.role.runs_jobs(),
             db_timeout: config.db_timeout,
@@ -560,11 +613,14 @@ impl Engine {
     /// this bound is for a writer held up beyond that. An op still waiting when it
     /// passes is not applied (the writer drops ops whose caller left), but one already
     /// in a transaction may land: hence "may or may not".
-    async fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, EngineError> {
+    async fn ask<T>(
+        &self,
+        op: impl FnOnce(Reply<T>, Option<Arc<crate::audit::Actor>>) -> Op,
+    ) -> Result<T, EngineError> {
         let (reply, answer) = oneshot::channel();
         let asked = async {
             self.ops
-                .send(op(reply))
+                .send(op(reply, crate::audit::current()))
                 .await
                 .map_err(|_| EngineError::ShuttingDown)?;
             answer.await.map_err(|_| EngineError::ShuttingDown)?
@@ -585,30 +641,44 @@ impl Engine {
             .into_iter()
             .map(|j| (Arc::new(j.job), j.unset))
             .collect();
-        self.ask(|reply| Op::Submit { jobs, reply }).await
+        self.ask(|reply, actor| Op::Submit { jobs, reply, actor })
+            .await
     }
 
     pub async fn cancel(&self, id: String) -> Result<jobs::Model, EngineError> {
-        self.ask(|reply| Op::Cancel { id, reply }).await
+        self.ask(|reply, actor| Op::Cancel { id, reply, actor })
+            .await
     }
 
     pub async fn retry(&self, id: String) -> Result<jobs::Model, EngineError> {
-        self.ask(|reply| Op::Retry { id, reply }).await
+        self.ask(|reply, actor| Op::Retry { id, reply, actor })
+            .await
     }
 
     pub async fn delete(&self, id: String) -> Result<(), EngineError> {
-        self.ask(|reply| Op::Delete { id, reply }).await
+        self.ask(|reply, actor| Op::Delete { id, reply, actor })
+            .await
     }
 
     pub async fn change_contract(
         &self,
         change: ContractChange,
     ) -> Result<contracts::Model, EngineError> {
-        self.ask(|reply| Op::Contract { change, reply }).await
+        self.ask(|reply, actor| Op::Contract {
+            change,
+            reply,
+            actor,
+        })
+        .await
     }
 
     pub async fn change_chain(&self, change: ChainChange) -> Result<ChainChanged, EngineError> {
-        self.ask(|reply| Op::Chain { change, reply }).await
+        self.ask(|reply, actor| Op::Chain {
+            change,
+            reply,
+            actor,
+        })
+        .await
     }
 
     /// Saves or revokes keys; answers the keys as stored.
@@ -616,24 +686,44 @@ impl Engine {
         &self,
         change: KeyChange,
     ) -> Result<Vec<api_keys::Model>, EngineError> {
-        self.ask(|reply| Op::Key { change, reply }).await
+        self.ask(|reply, actor| Op::Key {
+            change,
+            reply,
+            actor,
+        })
+        .await
     }
 
     pub async fn change_template(
         &self,
         change: TemplateChange,
     ) -> Result<templates::Model, EngineError> {
-        self.ask(|reply| Op::Template { change, reply }).await
+        self.ask(|reply, actor| Op::Template {
+            change,
+            reply,
+            actor,
+        })
+        .await
     }
 
     pub async fn change_queue(&self, change: QueueChange) -> Result<QueueChanged, EngineError> {
-        self.ask(|reply| Op::Queue { change, reply }).await
+        self.ask(|reply, actor| Op::Queue {
+            change,
+            reply,
+            actor,
+        })
+        .await
     }
 
     pub async fn change_schedule(
         &self,
         change: ScheduleChange,
     ) -> Result<ScheduleChanged, EngineError> {
-        self.ask(|reply| Op::Schedule { change, reply }).await
+        self.ask(|reply, actor| Op::Schedule {
+            change,
+            reply,
+            actor,
+        })
+        .await
     }
 }

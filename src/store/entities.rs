@@ -276,6 +276,33 @@ pub mod chains {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod audit_entries {
+    use sea_orm::entity::prelude::*;
+
+    /// One change a call asked of the service, and how it ended: see
+    /// `proto/jobqueue/v1/audit.proto`.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_entries")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub at: i64,
+        pub namespace: String,
+        pub key_id: Option<String>,
+        pub peer: Option<String>,
+        pub action: String,
+        pub object: String,
+        /// `OK`, or the gRPC code of the refusal.
+        pub outcome: String,
+        pub detail: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod chain_steps {
     use sea_orm::entity::prelude::*;
 

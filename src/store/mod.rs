@@ -8,6 +8,7 @@
 //! dialect of SQLite (3.35 and later) and PostgreSQL; [`sql`] adapts placeholders to
 //! the engine.
 
+mod audit_reads;
 mod chain_reads;
 mod contract_reads;
 mod depths;
@@ -30,11 +31,12 @@ use sea_orm::{
     TransactionTrait, Value,
 };
 
+pub use audit_reads::AuditFilter;
 pub use chain_reads::ChainRead;
 pub use depths::{QueueDepth, ScheduleCounts};
 pub use entities::{
-    api_keys, attempts, chain_steps, chains, contracts, job_tags, jobs, queues, schedules,
-    templates,
+    api_keys, attempts, audit_entries, chain_steps, chains, contracts, job_tags, jobs, queues,
+    schedules, templates,
 };
 pub use fault::Fault;
 pub use log::Event;

@@ -43,6 +43,7 @@ use crate::store::{
 };
 use crate::telemetry::TraceContext;
 
+mod audit;
 mod chain_moves;
 mod chains;
 mod claims;
@@ -147,6 +148,7 @@ pub(crate) struct Writer {
     check_cancels: bool,
     /// How long the event log keeps a change.
     event_retention_ms: i64,
+    audit_retention_ms: i64,
     /// Times at which queued jobs this writer knows of become due.
     due: BinaryHeap<Reverse<i64>>,
     /// Which queues a claim might find due jobs in.
@@ -286,6 +288,7 @@ impl Writer {
             check_cancels: false,
             changes: Vec::new(),
             event_retention_ms: settings.event_retention.as_millis() as i64,
+            audit_retention_ms: settings.audit_retention.as_millis() as i64,
             due,
             due_queues: DueQueues::everywhere(),
             rotation: 0,
@@ -601,6 +604,7 @@ impl Writer {
                 self.changes.extend(rescued);
             }
             log::prune(&txn, now - self.event_retention_ms, REMOVE_PER_PASS).await?;
+            write::prune_audit(&txn, now - self.audit_retention_ms, REMOVE_PER_PASS as u64).await?;
             write::prune_dispatches(&txn, now).await?;
             let removed = write::remove_expired(&txn, now, REMOVE_PER_PASS).await?;
             if removed > 0 {

@@ -149,6 +149,7 @@ impl Writer {
         if !inserts.is_empty() {
             write::insert_jobs(txn, inserts).await?;
         }
+        write::insert_audit_entries(txn, audit::entries(requests, &answers, now)).await?;
         Ok(answers)
     }
 

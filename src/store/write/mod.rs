@@ -12,6 +12,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 
 use super::placeholders;
 
+mod audit;
 mod chains;
 mod claims;
 mod contracts;
@@ -21,6 +22,7 @@ mod queues;
 mod replicas;
 mod schedules;
 
+pub use audit::*;
 pub use chains::*;
 pub use claims::*;
 pub use contracts::*;
