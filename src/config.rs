@@ -155,7 +155,7 @@ pub struct Config {
     pub event_retention: Duration,
 
     /// How long audit log entries are kept (see `AuditService`).
-    #[arg(long, env = "JOBQUEUE_AUDIT_RETENTION", default_value = "90days",
+    #[arg(long, env = "JOBQUEUE_AUDIT_RETENTION", default_value = "90d",
           value_parser = parse_duration("JOBQUEUE_AUDIT_RETENTION"))]
     pub audit_retention: Duration,
 
