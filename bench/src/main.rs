@@ -99,6 +99,11 @@ struct Args {
     #[arg(long)]
     chain_contracts: bool,
 
+    /// Starts the spawned server with a keys file and presents its key on every
+    /// call, to weigh the key check against a server that runs open.
+    #[arg(long)]
+    api_key: bool,
+
     /// Jobs per `SubmitJobs` call.
     #[arg(long, default_value_t = 500)]
     batch_size: usize,

@@ -16,7 +16,56 @@ use crate::Args;
 use crate::proc_stats::{read_cpu_ticks, read_peak_rss_kb};
 use crate::report::json_string;
 
-pub(crate) type Client = JobServiceClient<Channel>;
+pub(crate) type Client = JobServiceClient<Keyed>;
+
+/// A channel whose calls present the run's API key, if it has one.
+pub(crate) type Keyed = tonic::service::interceptor::InterceptedService<Channel, WithKey>;
+
+/// The key every call presents (`--api-key`), as the `authorization` value.
+static API_KEY: std::sync::OnceLock<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> =
+    std::sync::OnceLock::new();
+
+/// Adds the run's key to each call.
+#[derive(Clone, Copy)]
+pub(crate) struct WithKey;
+
+impl tonic::service::Interceptor for WithKey {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(key) = API_KEY.get() {
+            request.metadata_mut().insert("authorization", key.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// `channel`, its calls presenting the run's key.
+pub(crate) fn keyed(channel: Channel) -> Keyed {
+    tonic::service::interceptor::InterceptedService::new(channel, WithKey)
+}
+
+/// Writes a keys file holding one key with every scope into `dir` and makes it
+/// the run's key; the file's path.
+fn api_key_file(dir: &Path) -> anyhow::Result<PathBuf> {
+    let (_, key) = jobqueue::auth::key::generate();
+    let scopes: Vec<&str> = jobqueue::auth::Scope::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    let path = dir.join("keys.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({"keys": [{"key": key, "scopes": scopes}]}).to_string(),
+    )
+    .context("writing the keys file")?;
+    let value = format!("Bearer {key}")
+        .parse()
+        .context("the key as a header value")?;
+    let _ = API_KEY.set(value);
+    Ok(path)
+}
 
 /// A fresh directory for the database, removed when dropped.
 pub(crate) struct ScratchDir(PathBuf);
@@ -191,6 +240,10 @@ pub(crate) async fn start_server(
                     ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
                 ];
             }
+            if args.api_key {
+                let file = api_key_file(scratch.path())?;
+                env.push(("JOBQUEUE_KEYS_FILE", file.display().to_string()));
+            }
             spawn_server(binary, args.concurrency, scratch, metrics_addr, &env).await?
         }
         None => start_in_process(args.concurrency, scratch, metrics_addr).await?,
@@ -325,8 +378,11 @@ fn log_tail(path: &Path) -> String {
 pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Client> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match JobServiceClient::connect(format!("http://{addr}")).await {
-            Ok(client) => return Ok(client),
+        match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await
+        {
+            Ok(channel) => return Ok(JobServiceClient::new(keyed(channel))),
             Err(error) if Instant::now() > deadline => {
                 bail!("the server at {addr} never answered: {error}")
             }

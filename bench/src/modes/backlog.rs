@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use jobqueue::proto::{self, JobSpec, queue_service_client::QueueServiceClient};
 use tonic::Code;
-use tonic::transport::Channel;
 
 use super::batch::run_batch;
 use super::common::{
@@ -28,7 +27,7 @@ use crate::report::{ModeResult, json_string, ms};
 /// The queue the backlog waits in.
 const BACKLOG_QUEUE: &str = "bench-backlog";
 
-type Queues = QueueServiceClient<Channel>;
+type Queues = QueueServiceClient<crate::server::Keyed>;
 
 /// What filling the backlog came to.
 struct Fill {

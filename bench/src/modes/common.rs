@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail, ensure};
 use jobqueue::proto::{self, JobSpec, JobStatus};
 use testkit::Target;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::Args;
 use crate::proc_stats::clock_ticks_per_sec;
@@ -156,13 +156,14 @@ pub(crate) async fn set_up_run(bench: &Bench, mode: &str, jobs: usize) -> anyhow
 }
 
 /// A connection of its own to the server, for the services other than jobs.
-pub(crate) async fn channel(bench: &Bench) -> anyhow::Result<Channel> {
-    Endpoint::from_shared(format!("http://{}", bench.addr))
+pub(crate) async fn channel(bench: &Bench) -> anyhow::Result<crate::server::Keyed> {
+    let channel = Endpoint::from_shared(format!("http://{}", bench.addr))
         .context("the server's address as a URI")?
         .tcp_nodelay(true)
         .connect()
         .await
-        .context("connecting to the server")
+        .context("connecting to the server")?;
+    Ok(crate::server::keyed(channel))
 }
 
 pub(crate) async fn join_logs(

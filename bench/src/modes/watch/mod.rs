@@ -46,7 +46,7 @@ async fn open_watches(
             .connect()
             .await
             .context("connecting for the watchers")?;
-        channels.push(channel);
+        channels.push(crate::server::keyed(channel));
     }
     // Round-robin, so the busy `all` watchers land on different connections.
     let opens = (0..total).map(|k| {
