@@ -6,6 +6,35 @@
 use std::future::Future;
 use std::sync::Arc;
 
+/// Every action an entry records, as `AuditEntry.action` spells it: what
+/// `engine/writer/audit.rs` writes and what `ListAuditEntries` filters by.
+pub const ACTIONS: [&str; 24] = [
+    "job.submit",
+    "job.cancel",
+    "job.retry",
+    "job.delete",
+    "chain.submit",
+    "chain.cancel",
+    "chain.retry",
+    "queue.create",
+    "queue.update",
+    "queue.pause",
+    "queue.resume",
+    "queue.purge",
+    "schedule.create",
+    "schedule.update",
+    "schedule.pause",
+    "schedule.resume",
+    "schedule.trigger",
+    "schedule.delete",
+    "contract.create",
+    "contract.deactivate",
+    "template.create",
+    "template.deactivate",
+    "key.create",
+    "key.revoke",
+];
+
 /// Who asked for a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {

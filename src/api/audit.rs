@@ -4,6 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::Violations;
 use super::convert::{self, timestamp, timestamp_ms};
+use crate::audit::ACTIONS;
 use crate::auth::Caller;
 use crate::engine::Engine;
 use crate::proto::{self, audit_service_server::AuditService};
@@ -12,33 +13,6 @@ use crate::store::{AuditFilter, audit_entries};
 const DEFAULT_PAGE: i32 = 100;
 const MAX_PAGE: i32 = 1000;
 const PAGE_TOKEN_PREFIX: &str = "audit-before:";
-/// The actions entries record, as `AuditEntry.action` spells them.
-const ACTIONS: [&str; 24] = [
-    "job.submit",
-    "job.cancel",
-    "job.retry",
-    "job.delete",
-    "chain.submit",
-    "chain.cancel",
-    "chain.retry",
-    "queue.create",
-    "queue.update",
-    "queue.pause",
-    "queue.resume",
-    "queue.purge",
-    "schedule.create",
-    "schedule.update",
-    "schedule.pause",
-    "schedule.resume",
-    "schedule.trigger",
-    "schedule.delete",
-    "contract.create",
-    "contract.deactivate",
-    "template.create",
-    "template.deactivate",
-    "key.create",
-    "key.revoke",
-];
 
 pub struct AuditApi {
     engine: Engine,

@@ -147,6 +147,10 @@ pub(super) fn entries(requests: &[Op], answers: &[Answer], now: i64) -> Vec<audi
                 }
                 _ => ("OK".into(), None),
             };
+            debug_assert!(
+                crate::audit::ACTIONS.contains(&action),
+                "{action} is missing from audit::ACTIONS"
+            );
             Some(audit_entries::Model {
                 id: write::audit_entry_id(now),
                 at: now,
