@@ -32,6 +32,7 @@ pub mod health;
 pub mod http;
 pub mod job;
 pub mod metrics;
+pub mod namespace;
 pub mod observe;
 pub mod outbound;
 pub mod overload;

@@ -192,18 +192,18 @@ async fn sigterm_lets_running_calls_finish_requeues_the_rest_and_exits_0() {
     );
 
     let store = Store::connect(&db.url).await.unwrap();
-    let quick = store.job(&quick).await.unwrap().unwrap();
+    let quick = store.job("default", &quick).await.unwrap().unwrap();
     assert_eq!(
         quick.status, "succeeded",
         "a call that ends within the grace is finished and written"
     );
-    let long = store.job(&long).await.unwrap().unwrap();
+    let long = store.job("default", &long).await.unwrap().unwrap();
     assert_eq!(
         long.status, "queued",
         "a call still running at the end of the grace goes back to the queue"
     );
     assert_eq!(long.attempt, 0, "the interrupted attempt does not count");
-    let later = store.job(&later).await.unwrap().unwrap();
+    let later = store.job("default", &later).await.unwrap().unwrap();
     assert_eq!(later.status, "queued");
 }
 

@@ -18,6 +18,7 @@ mod m20261207_000011_api_keys;
 mod m20261208_000012_steps_from_jobs;
 mod m20261208_000013_schedule_contract;
 mod m20261208_000014_audit_log;
+mod m20261209_000015_namespaces;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000012_steps_from_jobs::Migration),
             Box::new(m20261208_000013_schedule_contract::Migration),
             Box::new(m20261208_000014_audit_log::Migration),
+            Box::new(m20261209_000015_namespaces::Migration),
         ]
     }
 }

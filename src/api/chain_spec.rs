@@ -22,6 +22,7 @@ use crate::contract::compat::Verdict;
 use crate::contract::library::{Library, LibraryError, Loaded};
 use crate::contract::registry::{Documents, Part};
 use crate::contract::validate::violations;
+use crate::namespace::{local, qualify};
 use crate::proto;
 use crate::store::Store;
 
@@ -132,6 +133,7 @@ fn verdict(v: Verdict) -> proto::WireVerdict {
 /// Checks a chain, which stands at the field `at` of its request; `Err` is the
 /// refusal for anything but its wiring.
 pub async fn check(
+    namespace: &str,
     spec: Option<proto::ChainSpec>,
     at: &str,
     limits: &Limits,
@@ -187,7 +189,8 @@ pub async fn check(
     for (i, step) in steps.iter().enumerate() {
         if let Some(named) = &step.template {
             let field = format!("{at}.steps[{i}].template");
-            used_templates.insert(i, super::templates::used(store, named, &field).await?);
+            let used = super::templates::used(store, namespace, named, &field).await?;
+            used_templates.insert(i, used);
         }
     }
     let mut defs = Vec::with_capacity(steps.len());
@@ -211,10 +214,15 @@ pub async fn check(
             },
         });
         named.push(match template {
-            Some(t) => t.contract.clone().map(|c| (c.name, Some(c.version))),
+            // As stored: named again as this namespace knows it.
+            Some(t) => t
+                .contract
+                .as_ref()
+                .map(|c| (local(&c.name).to_string(), Some(c.version))),
             None => pinned_name(step.contract.clone(), &format!("{path}.contract"), &mut v),
         });
-        if let Some(def) = step_def(step, &path, &queue, template, limits, &mut v) {
+        let chain_queue = (namespace, queue.as_str());
+        if let Some(def) = step_def(step, &path, chain_queue, template, limits, &mut v) {
             defs.push(def);
         }
     }
@@ -254,7 +262,8 @@ pub async fn check(
         async |name: &str, version: Option<i32>, field: &str| -> Result<Pinned, Status> {
             let key = (name.to_string(), version);
             if !loaded.contains_key(&key) {
-                let found = library.load(name, version).await.map_err(|e| match e {
+                let stored = qualify(namespace, name);
+                let found = library.load(&stored, version).await.map_err(|e| match e {
                     LibraryError::NotFound { .. } | LibraryError::NoActive { .. } => {
                         Status::not_found(format!("{field}: {e}"))
                     }
@@ -372,11 +381,12 @@ pub(super) fn pinned_name(
 /// One step's fields checked as a job's are, with each reference standing in
 /// for a value: a reference may stand in the URL's path and query but not in
 /// its scheme or host. A step naming a template takes its call, contract and
-/// settings (its own settings, when set, win); `template` is that template.
+/// settings (its own settings, when set, win); `template` is that template. The
+/// step's job is of `namespace`, in `chain_queue` unless it names its own.
 pub(super) fn step_def(
     step: proto::ChainStep,
     path: &str,
-    chain_queue: &str,
+    (namespace, chain_queue): (&str, &str),
     template: Option<&UsedTemplate>,
     limits: &Limits,
     v: &mut Violations,
@@ -443,7 +453,7 @@ pub(super) fn step_def(
             queue,
             ..Default::default()
         };
-        let job = convert::new_job(Some(probe), path, limits, String::new(), 0, v)?;
+        let job = convert::new_job(namespace, Some(probe), path, limits, String::new(), 0, v)?;
         let (mine, unset) = (job.job, job.unset);
         let job = StepJob {
             queue: mine.queue,
@@ -572,7 +582,7 @@ pub(super) fn step_def(
         },
         template: None,
     };
-    let job = convert::new_job(Some(probe), path, limits, String::new(), 0, v)?;
+    let job = convert::new_job(namespace, Some(probe), path, limits, String::new(), 0, v)?;
     let (job, unset) = (job.job, job.unset);
     Some(StepDef {
         id,

@@ -20,13 +20,15 @@ const BUFFERED: usize = 64;
 
 pub type ChainEvents = mpsc::Receiver<Result<proto::ChainEvent, Status>>;
 
-/// Starts following chain `id`; NOT_FOUND when there is none.
-pub async fn watch(engine: Engine, id: String) -> Result<ChainEvents, Status> {
+/// Starts following chain `id` of `namespace`; NOT_FOUND when there is none.
+pub async fn watch(engine: Engine, namespace: String, id: String) -> Result<ChainEvents, Status> {
     // Subscribed before the first read, so no move falls between the two.
-    let mut changes = engine
-        .watch(WatchFilter::default(), Start::Now, QUIET)
-        .await?;
-    let first = read(&engine, &id).await?;
+    let every_job = WatchFilter {
+        namespace: namespace.clone(),
+        ..WatchFilter::default()
+    };
+    let mut changes = engine.watch(every_job, Start::Now, QUIET).await?;
+    let first = read(&engine, &namespace, &id).await?;
     let (tx, rx) = mpsc::channel(BUFFERED);
     tokio::spawn(async move {
         let mut last = first;
@@ -64,7 +66,7 @@ pub async fn watch(engine: Engine, id: String) -> Result<ChainEvents, Status> {
                 continue;
             }
             read_at = tokio::time::Instant::now();
-            let now = match read(&engine, &id).await {
+            let now = match read(&engine, &namespace, &id).await {
                 Ok(chain) => chain,
                 Err(status) => {
                     let _ = tx.send(Err(status)).await;
@@ -93,8 +95,8 @@ pub async fn watch(engine: Engine, id: String) -> Result<ChainEvents, Status> {
     Ok(rx)
 }
 
-async fn read(engine: &Engine, id: &str) -> Result<proto::Chain, Status> {
-    match engine.store().chain(id).await? {
+async fn read(engine: &Engine, namespace: &str, id: &str) -> Result<proto::Chain, Status> {
+    match engine.store().chain(namespace, id).await? {
         Some(read) => Ok(chain_view(read)),
         None => Err(Status::not_found(format!("chain {id} not found"))),
     }

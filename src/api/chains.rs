@@ -6,9 +6,11 @@ use tonic::{Request, Response, Status};
 use super::chain_spec;
 use super::convert::{self, Limits, duration, timestamp, value_from_json};
 use super::{Violations, invalid};
+use crate::auth::Caller;
 use crate::chain::definition::{Definition, Pinned, RunIfName};
 use crate::chain::progress::{self, StepStatus};
 use crate::engine::{ChainChange, Engine, NewChain};
+use crate::namespace::local;
 use crate::proto::{self, chain_service_server::ChainService};
 use crate::store::{ChainRead, chains};
 use crate::{now_ms, telemetry};
@@ -27,8 +29,8 @@ impl ChainApi {
         ChainApi { engine, limits }
     }
 
-    async fn read(&self, id: &str) -> Result<proto::Chain, Status> {
-        match self.engine.store().chain(id).await? {
+    async fn read(&self, namespace: &str, id: &str) -> Result<proto::Chain, Status> {
+        match self.engine.store().chain(namespace, id).await? {
             Some(read) => Ok(chain_view(read)),
             None => Err(Status::not_found(format!("chain {id} not found"))),
         }
@@ -73,7 +75,7 @@ fn run_if(r: RunIfName) -> proto::RunIf {
 
 fn pinned(p: &Pinned) -> proto::ContractVersion {
     proto::ContractVersion {
-        name: p.name.clone(),
+        name: local(&p.name).to_string(),
         version: p.version as u32,
     }
 }
@@ -140,6 +142,7 @@ pub(super) fn chain_view(read: ChainRead) -> proto::Chain {
         .collect();
     let chains::Model {
         id,
+        namespace: _,
         status,
         input,
         definition: _,
@@ -170,7 +173,7 @@ pub(super) fn chain_view(read: ChainRead) -> proto::Chain {
         expire_time: expires_at.map(timestamp),
         ttl: Some(duration(ttl_ms)),
         existing: false,
-        schedule_id: schedule_id.unwrap_or_default(),
+        schedule_id: schedule_id.as_deref().map(local).unwrap_or_default().into(),
         fire_time: fire_at.map(timestamp),
     }
 }
@@ -184,9 +187,10 @@ impl ChainService for ChainApi {
         &self,
         request: Request<proto::WatchChainRequest>,
     ) -> Result<Response<Self::WatchChainStream>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::WatchChainRequest { id } = request.into_inner();
         let id = chain_id(&id)?.to_string();
-        let events = super::chain_watch::watch(self.engine.clone(), id).await?;
+        let events = super::chain_watch::watch(self.engine.clone(), namespace, id).await?;
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             events,
         )))
@@ -199,8 +203,10 @@ impl ChainService for ChainApi {
         // Each step's job runs in the trace of the call that submitted its chain.
         let trace = telemetry::rpc::rpc_context(&request)
             .and_then(|rpc| telemetry::TraceContext::store(&rpc.cx));
+        let namespace = Caller::of(&request).namespace;
         let proto::SubmitChainRequest { chain } = request.into_inner();
         let checked = chain_spec::check(
+            &namespace,
             chain,
             "chain",
             &self.limits,
@@ -214,6 +220,7 @@ impl ChainService for ChainApi {
         let now = now_ms();
         let row = chains::Model {
             id: crate::engine::scheduler::chain_id(),
+            namespace: namespace.clone(),
             status: "running".into(),
             input: checked.input.to_string(),
             definition: serde_json::to_string(&checked.definition)
@@ -236,7 +243,7 @@ impl ChainService for ChainApi {
                 definition: checked.definition,
             })))
             .await?;
-        let mut chain = self.read(&changed.chain.id).await?;
+        let mut chain = self.read(&namespace, &changed.chain.id).await?;
         chain.existing = changed.existing;
         Ok(Response::new(chain))
     }
@@ -245,8 +252,10 @@ impl ChainService for ChainApi {
         &self,
         request: Request<proto::CheckChainRequest>,
     ) -> Result<Response<proto::ChainCheck>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::CheckChainRequest { chain } = request.into_inner();
         let checked = chain_spec::check(
+            &namespace,
             chain,
             "chain",
             &self.limits,
@@ -261,14 +270,16 @@ impl ChainService for ChainApi {
         &self,
         request: Request<proto::GetChainRequest>,
     ) -> Result<Response<proto::Chain>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::GetChainRequest { id } = request.into_inner();
-        Ok(Response::new(self.read(chain_id(&id)?).await?))
+        Ok(Response::new(self.read(&namespace, chain_id(&id)?).await?))
     }
 
     async fn list_chains(
         &self,
         request: Request<proto::ListChainsRequest>,
     ) -> Result<Response<proto::ListChainsResponse>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::ListChainsRequest {
             page_size,
             page_token,
@@ -294,7 +305,7 @@ impl ChainService for ChainApi {
         let mut rows = self
             .engine
             .store()
-            .list_chains(&names, before.as_deref(), size as u64 + 1)
+            .list_chains(&namespace, &names, before.as_deref(), size as u64 + 1)
             .await?;
         let next_page_token =
             convert::page_end(&mut rows, size, PAGE_TOKEN_PREFIX, |r| r.chain.id.as_str());
@@ -309,23 +320,31 @@ impl ChainService for ChainApi {
         &self,
         request: Request<proto::CancelChainRequest>,
     ) -> Result<Response<proto::Chain>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::CancelChainRequest { id } = request.into_inner();
         let id = chain_id(&id)?.to_string();
         self.engine
-            .change_chain(ChainChange::Cancel(id.clone()))
+            .change_chain(ChainChange::Cancel {
+                namespace: namespace.clone(),
+                id: id.clone(),
+            })
             .await?;
-        Ok(Response::new(self.read(&id).await?))
+        Ok(Response::new(self.read(&namespace, &id).await?))
     }
 
     async fn retry_chain(
         &self,
         request: Request<proto::RetryChainRequest>,
     ) -> Result<Response<proto::Chain>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::RetryChainRequest { id } = request.into_inner();
         let id = chain_id(&id)?.to_string();
         self.engine
-            .change_chain(ChainChange::Retry(id.clone()))
+            .change_chain(ChainChange::Retry {
+                namespace: namespace.clone(),
+                id: id.clone(),
+            })
             .await?;
-        Ok(Response::new(self.read(&id).await?))
+        Ok(Response::new(self.read(&namespace, &id).await?))
     }
 }

@@ -9,9 +9,11 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::convert::{self, json_from_value, timestamp, value_from_json};
 use super::{Violations, invalid, versions};
+use crate::auth::Caller;
 use crate::contract::compat::{self, Verdict};
 use crate::contract::registry::{self, Documents, Part};
 use crate::engine::{ContractChange, Engine};
+use crate::namespace::{local, qualify};
 use crate::proto::{self, contract_service_server::ContractService};
 use crate::store::contracts;
 
@@ -33,7 +35,13 @@ impl ContractApi {
     /// version that does not exist is NOT_FOUND, to a schema the contract does not
     /// have INVALID_ARGUMENT, and so is one to an inactive version when `new`
     /// (what is already stored keeps the references it has), each naming `field`.
-    async fn documents(&self, schemas: &[(&str, &Value)], new: bool) -> Result<Documents, Status> {
+    /// References are to contracts of `namespace`.
+    async fn documents(
+        &self,
+        namespace: &str,
+        schemas: &[(&str, &Value)],
+        new: bool,
+    ) -> Result<Documents, Status> {
         let mut documents = Documents::default();
         for (field, schema) in schemas {
             let references = registry::references(schema)
@@ -42,7 +50,7 @@ impl ContractApi {
                 let found = self
                     .engine
                     .store()
-                    .contract(&reference.name, Some(reference.version))
+                    .contract(namespace, &reference.name, Some(reference.version))
                     .await?;
                 let Some(found) = found else {
                     return Err(Status::not_found(format!(
@@ -91,7 +99,7 @@ fn contract_proto(c: contracts::Model) -> proto::Contract {
             .map(value_from_json)
     };
     proto::Contract {
-        name: c.name,
+        name: local(&c.name).to_string(),
         version: c.version as u32,
         description: c.description,
         input_schema: schema(c.input_schema),
@@ -145,6 +153,7 @@ impl ContractService for ContractApi {
         &self,
         request: Request<proto::CreateContractRequest>,
     ) -> Result<Response<proto::Contract>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::CreateContractRequest {
             contract,
             allow_breaking,
@@ -184,7 +193,7 @@ impl ContractService for ContractApi {
         }
         v.into_result(())?;
         let refs: Vec<(&str, &Value)> = schemas.iter().map(|(f, s)| (*f, s)).collect();
-        let documents = self.documents(&refs, true).await?;
+        let documents = self.documents(&namespace, &refs, true).await?;
         let mut v = Violations::default();
         for (field, schema) in &schemas {
             if let Err(problem) = registry::check(schema, &documents) {
@@ -204,7 +213,11 @@ impl ContractService for ContractApi {
         // Against the latest version: the input may only accept more, the output
         // may only promise more. A schema left unset says nothing: it takes or
         // promises anything.
-        let latest = self.engine.store().contract(&contract.name, None).await?;
+        let latest = self
+            .engine
+            .store()
+            .contract(&namespace, &contract.name, None)
+            .await?;
         if let Some(latest) = &latest
             && !allow_breaking
         {
@@ -220,6 +233,7 @@ impl ContractService for ContractApi {
             );
             let both = self
                 .documents(
+                    &namespace,
                     &[
                         ("contract.input_schema", &old_in),
                         ("contract.output_schema", &old_out),
@@ -250,8 +264,9 @@ impl ContractService for ContractApi {
             }
         }
         let row = contracts::Model {
-            name: contract.name,
+            name: qualify(&namespace, &contract.name),
             version: 0,
+            namespace,
             description: contract.description,
             input_schema: input.map(|s| s.to_string()),
             output_schema: output.map(|s| s.to_string()),
@@ -273,9 +288,15 @@ impl ContractService for ContractApi {
         &self,
         request: Request<proto::GetContractRequest>,
     ) -> Result<Response<proto::Contract>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::GetContractRequest { name, version } = request.into_inner();
         let version = versions::version_asked(&name, version)?;
-        match self.engine.store().contract(&name, version).await? {
+        match self
+            .engine
+            .store()
+            .contract(&namespace, &name, version)
+            .await?
+        {
             Some(found) => Ok(Response::new(contract_proto(found))),
             None => Err(versions::not_found("contract", &name, version)),
         }
@@ -285,6 +306,7 @@ impl ContractService for ContractApi {
         &self,
         request: Request<proto::ListContractsRequest>,
     ) -> Result<Response<proto::ListContractsResponse>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::ListContractsRequest {
             name,
             page_size,
@@ -301,6 +323,7 @@ impl ContractService for ContractApi {
             .engine
             .store()
             .list_contracts(
+                &namespace,
                 asked.only.as_deref(),
                 asked.after.as_ref().map(|(n, v)| (n.as_str(), *v)),
                 asked.size as u64 + 1,
@@ -308,7 +331,7 @@ impl ContractService for ContractApi {
             .await?;
         let next_page_token =
             convert::versions_page_end(&mut page, asked.size, PAGE_TOKEN_PREFIX, |r| {
-                (r.name.as_str(), r.version)
+                (local(&r.name), r.version)
             });
         Ok(Response::new(proto::ListContractsResponse {
             contracts: page.into_iter().map(contract_proto).collect(),
@@ -320,8 +343,10 @@ impl ContractService for ContractApi {
         &self,
         request: Request<proto::DeactivateContractRequest>,
     ) -> Result<Response<proto::Contract>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::DeactivateContractRequest { name, version } = request.into_inner();
         let version = versions::deactivation_asked(&name, version)?;
+        let name = qualify(&namespace, &name);
         let deactivated = self
             .engine
             .change_contract(ContractChange::Deactivate { name, version })

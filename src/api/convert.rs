@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::engine::events::{Event, Watched};
 use crate::engine::{NewJob, Unset};
 use crate::job::{Backoff, BackoffStrategy, ErrorClass, Status};
+use crate::namespace::local;
 use crate::proto;
 use crate::store::{attempts, jobs};
 
@@ -42,8 +43,10 @@ impl From<&Config> for Limits {
     }
 }
 
-/// Checks a submitted job and builds its row, noting every bad field under `path`.
+/// Checks a submitted job and builds its row, of `namespace` (its queue named as
+/// stored), noting every bad field under `path`.
 pub fn new_job(
+    namespace: &str,
     spec: Option<proto::JobSpec>,
     path: &str,
     limits: &Limits,
@@ -135,7 +138,8 @@ pub fn new_job(
     let (method, url, headers, params, body_kind, body) = request?;
     let job = jobs::Model {
         id,
-        queue,
+        namespace: namespace.to_string(),
+        queue: crate::namespace::qualify(namespace, &queue),
         status: Status::Queued.as_str().into(),
         priority,
         attempt: 0,
@@ -562,6 +566,7 @@ fn map_of(json: &str) -> std::collections::HashMap<String, String> {
 pub fn job(m: jobs::Model) -> proto::Job {
     let jobs::Model {
         id,
+        namespace: _,
         queue,
         status: job_status,
         priority,
@@ -611,7 +616,7 @@ pub fn job(m: jobs::Model) -> proto::Job {
     let strategy = backoff_strategy_of(&backoff_strategy);
     proto::Job {
         id,
-        queue,
+        queue: local(&queue).to_string(),
         status: status as i32,
         attempt,
         max_attempts: retry_base + max_attempts,
@@ -640,7 +645,11 @@ pub fn job(m: jobs::Model) -> proto::Job {
         idempotency_key: idempotency_key.unwrap_or_default(),
         last_status_code: last_status_code.unwrap_or(0),
         last_error_class: error_class(last_error_class.as_deref()) as i32,
-        schedule_id: schedule_id.unwrap_or_default(),
+        schedule_id: schedule_id
+            .as_deref()
+            .map(local)
+            .unwrap_or_default()
+            .to_string(),
         chain_id: chain_id.unwrap_or_default(),
         step_id: step_id.unwrap_or_default(),
     }
@@ -712,8 +721,13 @@ pub fn watched(item: Watched) -> proto::JobEvent {
                 error_class: error_class(job.last_error_class.as_deref()) as i32,
                 next_attempt_time: queued.then(|| timestamp(job.run_at)),
                 job_id: job.id,
-                queue: job.queue,
-                schedule_id: job.schedule_id.unwrap_or_default(),
+                queue: local(&job.queue).to_string(),
+                schedule_id: job
+                    .schedule_id
+                    .as_deref()
+                    .map(local)
+                    .unwrap_or_default()
+                    .into(),
             }
         }
         Watched::Change(e) => {
@@ -737,12 +751,12 @@ pub fn watched(item: Watched) -> proto::JobEvent {
                 status: status(changed_to.as_str()) as i32,
                 attempt,
                 time: Some(timestamp(at)),
-                queue,
+                queue: local(&queue).to_string(),
                 tags,
                 status_code: status_code.unwrap_or(0),
                 error_class: error_class(class.as_deref()) as i32,
                 next_attempt_time: next_attempt_at.map(timestamp),
-                schedule_id: schedule_id.unwrap_or_default(),
+                schedule_id: schedule_id.as_deref().map(local).unwrap_or_default().into(),
             }
         }
         Watched::Heartbeat { cursor } => proto::JobEvent {

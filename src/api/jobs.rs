@@ -9,8 +9,10 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, Limits};
 use super::{Violations, invalid};
+use crate::auth::Caller;
 use crate::engine::events::{Start, WatchFilter};
 use crate::engine::{Engine, Submitted};
+use crate::namespace::qualify;
 use crate::now_ms;
 use crate::proto::{self, job_service_server::JobService};
 use crate::store::JobFilter;
@@ -40,6 +42,7 @@ impl JobApi {
     /// [`super::templates::expand`].
     async fn expanded(
         &self,
+        namespace: &str,
         job: proto::JobSpec,
         path: &str,
         templates: &mut std::collections::HashMap<(String, u32), super::templates::UsedTemplate>,
@@ -48,6 +51,7 @@ impl JobApi {
             return Ok((job, None));
         }
         super::templates::expand(
+            namespace,
             job,
             path,
             self.engine.store(),
@@ -123,8 +127,13 @@ type JobEventStream = Pin<Box<dyn Stream<Item = Result<proto::JobEvent, Status>>
 
 /// FAILED_PRECONDITION for a job a chain made: where its chain stands rests on
 /// it, so it is the chain that runs again, and the chain it goes with.
-async fn refuse_chain_job(engine: &Engine, id: &str, instead: &str) -> Result<(), Status> {
-    if let Some(job) = engine.store().job(id).await?
+async fn refuse_chain_job(
+    engine: &Engine,
+    namespace: &str,
+    id: &str,
+    instead: &str,
+) -> Result<(), Status> {
+    if let Some(job) = engine.store().job(namespace, id).await?
         && let Some(chain) = job.chain_id
     {
         let what = match job.step_id {
@@ -146,6 +155,7 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::WatchJobsRequest>,
     ) -> Result<Response<Self::WatchJobsStream>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::WatchJobsRequest {
             ids,
             tags,
@@ -159,6 +169,7 @@ impl JobService for JobApi {
         } = request.into_inner();
         let mut v = Violations::default();
         let mut filter = WatchFilter::default();
+        let qualified = |name: String| qualify(&namespace, &name);
         if ids.len() > MAX_WATCH_IDS {
             v.add("ids", format!("at most {MAX_WATCH_IDS} ids per watch"));
         }
@@ -175,8 +186,8 @@ impl JobService for JobApi {
         filter.ids.dedup();
         filter.tags = tags;
         filter.statuses = convert::statuses(statuses, &mut v);
-        filter.queue = convert::queue_filter(queue, &mut v);
-        filter.schedule = convert::schedule_filter(schedule_id, &mut v);
+        filter.queue = convert::queue_filter(queue, &mut v).map(qualified);
+        filter.schedule = convert::schedule_filter(schedule_id, &mut v).map(qualified);
         let narrowed = !filter.ids.is_empty()
             || !filter.tags.is_empty()
             || !filter.statuses.is_empty()
@@ -226,6 +237,7 @@ impl JobService for JobApi {
             },
         };
         v.into_result(())?;
+        filter.namespace = namespace;
         let items = self.engine.watch(filter, start, heartbeat).await?;
         let stream =
             ReceiverStream::new(items).map(|item| item.map(convert::watched).map_err(Status::from));
@@ -237,16 +249,20 @@ impl JobService for JobApi {
         request: Request<proto::SubmitJobRequest>,
     ) -> Result<Response<proto::SubmitJobResponse>, Status> {
         let rpc = telemetry::rpc::rpc_context(&request).cloned();
+        let namespace = Caller::of(&request).namespace;
         let proto::SubmitJobRequest { job } = request.into_inner();
         let (job, contract) = match job {
             Some(job) => {
-                let (job, contract) = self.expanded(job, "job", &mut Default::default()).await?;
+                let (job, contract) = self
+                    .expanded(&namespace, job, "job", &mut Default::default())
+                    .await?;
                 (Some(job), contract)
             }
             None => (None, None),
         };
         let mut v = Violations::default();
-        let row = convert::new_job(job, "job", &self.limits, self.new_id(), now_ms(), &mut v);
+        let (id, now) = (self.new_id(), now_ms());
+        let row = convert::new_job(&namespace, job, "job", &self.limits, id, now, &mut v);
         let mut row = v
             .into_result(row)?
             .ok_or_else(|| Status::internal("job not built"))?;
@@ -266,6 +282,7 @@ impl JobService for JobApi {
         request: Request<proto::SubmitJobsRequest>,
     ) -> Result<Response<proto::SubmitJobsResponse>, Status> {
         let rpc = telemetry::rpc::rpc_context(&request).cloned();
+        let namespace = Caller::of(&request).namespace;
         let proto::SubmitJobsRequest { jobs } = request.into_inner();
         if jobs.is_empty() {
             return Err(invalid("jobs", "at least one job"));
@@ -281,7 +298,7 @@ impl JobService for JobApi {
         let mut expanded = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.into_iter().enumerate() {
             expanded.push(
-                self.expanded(job, &format!("jobs[{i}]"), &mut templates)
+                self.expanded(&namespace, job, &format!("jobs[{i}]"), &mut templates)
                     .await?,
             );
         }
@@ -291,6 +308,7 @@ impl JobService for JobApi {
             .enumerate()
             .filter_map(|(i, (job, contract))| {
                 let mut row = convert::new_job(
+                    &namespace,
                     Some(job),
                     &format!("jobs[{i}]"),
                     &self.limits,
@@ -316,12 +334,13 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::GetJobRequest>,
     ) -> Result<Response<proto::Job>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::GetJobRequest { id } = request.into_inner();
         let id = job_id(id, "id")?;
         let job = self
             .engine
             .store()
-            .job(&id)
+            .job(&namespace, &id)
             .await?
             .ok_or_else(|| Status::not_found(format!("job {id} not found")))?;
         Ok(Response::new(convert::job(job)))
@@ -331,11 +350,12 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::GetJobResultRequest>,
     ) -> Result<Response<proto::JobResult>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::GetJobResultRequest { id } = request.into_inner();
         let id = job_id(id, "id")?;
         let store = self.engine.store();
         let job = store
-            .job(&id)
+            .job(&namespace, &id)
             .await?
             .ok_or_else(|| Status::not_found(format!("job {id} not found")))?;
         let attempts: Vec<proto::Attempt> = store
@@ -356,8 +376,9 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::CancelJobRequest>,
     ) -> Result<Response<proto::Job>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::CancelJobRequest { id } = request.into_inner();
-        let job = self.engine.cancel(job_id(id, "id")?).await?;
+        let job = self.engine.cancel(namespace, job_id(id, "id")?).await?;
         Ok(Response::new(convert::job(job)))
     }
 
@@ -365,12 +386,14 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::RetryJobRequest>,
     ) -> Result<Response<proto::Job>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::RetryJobRequest { id } = request.into_inner();
         let id = job_id(id, "id")?;
         // A step's job belongs to its chain, which has moved on from its failure:
         // the chain is what runs again.
-        refuse_chain_job(&self.engine, &id, "run the chain again with RetryChain").await?;
-        let job = self.engine.retry(id).await?;
+        let instead = "run the chain again with RetryChain";
+        refuse_chain_job(&self.engine, &namespace, &id, instead).await?;
+        let job = self.engine.retry(namespace, id).await?;
         Ok(Response::new(convert::job(job)))
     }
 
@@ -378,15 +401,12 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::DeleteJobRequest>,
     ) -> Result<Response<()>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::DeleteJobRequest { id } = request.into_inner();
         let id = job_id(id, "id")?;
-        refuse_chain_job(
-            &self.engine,
-            &id,
-            "it is kept as long as its chain and goes with it",
-        )
-        .await?;
-        self.engine.delete(id).await?;
+        let instead = "it is kept as long as its chain and goes with it";
+        refuse_chain_job(&self.engine, &namespace, &id, instead).await?;
+        self.engine.delete(namespace, id).await?;
         Ok(Response::new(()))
     }
 
@@ -394,6 +414,7 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::ListJobsRequest>,
     ) -> Result<Response<proto::ListJobsResponse>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::ListJobsRequest {
             page_size,
             page_token,
@@ -407,6 +428,7 @@ impl JobService for JobApi {
         let mut v = Violations::default();
         let page_size = convert::page_size(page_size, DEFAULT_PAGE, MAX_PAGE, &mut v);
         let mut filter = JobFilter {
+            namespace,
             statuses: convert::statuses(statuses, &mut v),
             tags,
             queue: convert::queue_filter(queue, &mut v),

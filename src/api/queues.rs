@@ -4,7 +4,9 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, Limits};
 use super::{Violations, invalid};
+use crate::auth::Caller;
 use crate::engine::{Engine, QueueChange, QueueChanged, QueueFields};
+use crate::namespace::{local, qualify};
 use crate::now_ms;
 use crate::proto::{self, queue_service_server::QueueService};
 use crate::store::{QueueStats, queues};
@@ -32,27 +34,33 @@ impl QueueApi {
 
     async fn state(&self, queue: queues::Model) -> Result<proto::QueueState, Status> {
         let now = now_ms();
-        let stats = self.engine.store().queue_stats(&queue.name, now).await?;
+        let (namespace, name) = (&queue.namespace, local(&queue.name));
+        let stats = self
+            .engine
+            .store()
+            .queue_stats(namespace, name, now)
+            .await?;
         Ok(proto::QueueState {
             queue: Some(queue_proto(queue)),
             stats: Some(stats_proto(stats, now)),
         })
     }
 
-    /// Pauses or resumes the queue `name`.
+    /// Pauses or resumes the queue `name` of `namespace`.
     async fn switch(
         &self,
+        namespace: &str,
         name: String,
         change: fn(String) -> QueueChange,
     ) -> Result<Response<proto::Queue>, Status> {
         let name = queue_name(name, "name")?;
-        let queue = self.change(change(name)).await?;
+        let queue = self.change(change(qualify(namespace, &name))).await?;
         Ok(Response::new(queue_proto(queue)))
     }
 
     async fn change(&self, change: QueueChange) -> Result<queues::Model, Status> {
         match self.engine.change_queue(change).await? {
-            QueueChanged::Queue(queue) => Ok(queue),
+            QueueChanged::Queue(queue) => Ok(*queue),
             QueueChanged::Purged(_) => Err(Status::internal("a purge answered a queue change")),
         }
     }
@@ -70,7 +78,10 @@ fn queue_name(name: String, field: &str) -> Result<String, Status> {
 }
 
 /// Checks a queue's settings and builds its row (not paused, bucket full).
+/// A queue of `namespace` as asked for (its name as stored), or `None` with what
+/// is wrong in `v`.
 fn queue_row(
+    namespace: &str,
     queue: Option<proto::Queue>,
     limits: &Limits,
     now: i64,
@@ -117,7 +128,8 @@ fn queue_row(
         }
     };
     let mut row = queues::Model {
-        name,
+        name: qualify(namespace, &name),
+        namespace: namespace.to_string(),
         paused,
         max_concurrency,
         rate_per_second,
@@ -215,6 +227,7 @@ fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> QueueF
 fn queue_proto(q: queues::Model) -> proto::Queue {
     let queues::Model {
         name,
+        namespace: _,
         paused,
         max_concurrency,
         rate_per_second,
@@ -242,7 +255,7 @@ fn queue_proto(q: queues::Model) -> proto::Queue {
     };
     let any_default = defaults != proto::JobDefaults::default();
     proto::Queue {
-        name,
+        name: local(&name).to_string(),
         paused,
         max_concurrency,
         rate_limit: rate_per_second.map(|per_second| proto::RateLimit {
@@ -287,9 +300,10 @@ impl QueueService for QueueApi {
         &self,
         request: Request<proto::CreateQueueRequest>,
     ) -> Result<Response<proto::Queue>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::CreateQueueRequest { queue } = request.into_inner();
         let mut v = Violations::default();
-        let row = queue_row(queue, &self.limits, now_ms(), &mut v);
+        let row = queue_row(&namespace, queue, &self.limits, now_ms(), &mut v);
         let row = v
             .into_result(row)?
             .ok_or_else(|| Status::internal("queue not built"))?;
@@ -301,12 +315,13 @@ impl QueueService for QueueApi {
         &self,
         request: Request<proto::GetQueueRequest>,
     ) -> Result<Response<proto::QueueState>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::GetQueueRequest { name } = request.into_inner();
         let name = queue_name(name, "name")?;
         let queue = self
             .engine
             .store()
-            .queue(&name)
+            .queue(&namespace, &name)
             .await?
             .ok_or_else(|| Status::not_found(format!("queue {name} not found")))?;
         Ok(Response::new(self.state(queue).await?))
@@ -316,6 +331,7 @@ impl QueueService for QueueApi {
         &self,
         request: Request<proto::ListQueuesRequest>,
     ) -> Result<Response<proto::ListQueuesResponse>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::ListQueuesRequest {
             page_size,
             page_token,
@@ -327,10 +343,10 @@ impl QueueService for QueueApi {
         let mut page = self
             .engine
             .store()
-            .list_queues(after.as_deref(), page_size as u64 + 1)
+            .list_queues(&namespace, after.as_deref(), page_size as u64 + 1)
             .await?;
         let next_page_token =
-            convert::page_end(&mut page, page_size, PAGE_TOKEN_PREFIX, |q| &q.name);
+            convert::page_end(&mut page, page_size, PAGE_TOKEN_PREFIX, |q| local(&q.name));
         let mut queues = Vec::with_capacity(page.len());
         for queue in page {
             queues.push(self.state(queue).await?);
@@ -345,10 +361,11 @@ impl QueueService for QueueApi {
         &self,
         request: Request<proto::UpdateQueueRequest>,
     ) -> Result<Response<proto::Queue>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::UpdateQueueRequest { queue, update_mask } = request.into_inner();
         let mut v = Violations::default();
         let fields = fields_of(update_mask, &mut v);
-        let row = queue_row(queue, &self.limits, now_ms(), &mut v);
+        let row = queue_row(&namespace, queue, &self.limits, now_ms(), &mut v);
         let row = v
             .into_result(row)?
             .ok_or_else(|| Status::internal("queue not built"))?;
@@ -360,24 +377,27 @@ impl QueueService for QueueApi {
         &self,
         request: Request<proto::PauseQueueRequest>,
     ) -> Result<Response<proto::Queue>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::PauseQueueRequest { name } = request.into_inner();
-        self.switch(name, QueueChange::Pause).await
+        self.switch(&namespace, name, QueueChange::Pause).await
     }
 
     async fn resume_queue(
         &self,
         request: Request<proto::ResumeQueueRequest>,
     ) -> Result<Response<proto::Queue>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::ResumeQueueRequest { name } = request.into_inner();
-        self.switch(name, QueueChange::Resume).await
+        self.switch(&namespace, name, QueueChange::Resume).await
     }
 
     async fn purge_queue(
         &self,
         request: Request<proto::PurgeQueueRequest>,
     ) -> Result<Response<proto::PurgeQueueResponse>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::PurgeQueueRequest { name } = request.into_inner();
-        let name = queue_name(name, "name")?;
+        let name = qualify(&namespace, &queue_name(name, "name")?);
         match self.engine.change_queue(QueueChange::Purge(name)).await? {
             QueueChanged::Purged(canceled) => Ok(Response::new(proto::PurgeQueueResponse {
                 canceled: canceled as i64,

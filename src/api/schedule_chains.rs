@@ -29,8 +29,10 @@ pub struct ScheduledChain {
     pub ttl_ms: i64,
 }
 
-/// Checks the chain a schedule is to fire; the refusal names `schedule.chain`.
+/// Checks the chain a schedule of `namespace` is to fire; the refusal names
+/// `schedule.chain`.
 pub async fn checked(
+    namespace: &str,
     spec: proto::ChainSpec,
     limits: &Limits,
     store: &Store,
@@ -43,16 +45,17 @@ pub async fn checked(
         ));
     }
     let mut shown = spec.clone();
-    let checked = chain_spec::check(Some(spec), AT, limits, store, library).await?;
+    let checked = chain_spec::check(namespace, Some(spec), AT, limits, store, library).await?;
     if !checked.accepted() {
         return Err(checked.refusal());
     }
     pin(&mut shown, &checked.definition);
     let queue = if shown.queue.is_empty() {
-        "default".to_string()
+        "default"
     } else {
-        shown.queue.clone()
+        shown.queue.as_str()
     };
+    let queue = crate::namespace::qualify(namespace, queue);
     let start = serde_json::to_string(&Scheduled {
         input: checked.input,
         definition: checked.definition,

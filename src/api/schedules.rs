@@ -5,9 +5,11 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, Limits};
 use super::schedule_chains::{self, ScheduledChain};
 use super::{Violations, invalid};
+use crate::auth::Caller;
 use crate::engine::scheduler::{self, CRON, INTERVAL, ONCE};
 use crate::engine::{Engine, ScheduleChange, ScheduleChanged, ScheduleFields};
 use crate::job::schedule::{self, Timetable, Timing};
+use crate::namespace::{local, qualify};
 use crate::now_ms;
 use crate::proto::{self, schedule_service_server::ScheduleService};
 use crate::store::{ScheduleRun, chains, jobs, schedules};
@@ -49,13 +51,18 @@ impl ScheduleApi {
     /// names a template made from it (each run makes the call the template made
     /// when the schedule was written, and keeps the contract it promises), and a
     /// chain checked and pinned (taken out of the schedule).
-    async fn prepared(&self, schedule: Option<proto::Schedule>) -> Result<Prepared, Status> {
+    async fn prepared(
+        &self,
+        namespace: &str,
+        schedule: Option<proto::Schedule>,
+    ) -> Result<Prepared, Status> {
         let Some(mut schedule) = schedule else {
             return Ok(Prepared::default());
         };
         let chain = match schedule.chain.take() {
             Some(spec) => Some(
                 schedule_chains::checked(
+                    namespace,
                     spec,
                     &self.limits,
                     self.engine.store(),
@@ -68,6 +75,7 @@ impl ScheduleApi {
         let mut contract = None;
         if let Some(job) = schedule.job.take() {
             let (job, kept) = super::templates::expand(
+                namespace,
                 job,
                 "schedule.job",
                 self.engine.store(),
@@ -94,13 +102,14 @@ impl ScheduleApi {
         }
     }
 
-    /// Pauses or resumes the schedule `id`.
+    /// Pauses or resumes the schedule `id` of `namespace`.
     async fn switch(
         &self,
+        namespace: &str,
         id: String,
         change: fn(String) -> ScheduleChange,
     ) -> Result<Response<proto::Schedule>, Status> {
-        let id = schedule_id(id, "id")?;
+        let id = qualify(namespace, &schedule_id(id, "id")?);
         let changed = self.change(change(id)).await?;
         Ok(Response::new(self.shown(changed, true).await?))
     }
@@ -110,7 +119,7 @@ impl ScheduleApi {
         let recent = if with_runs {
             self.engine
                 .store()
-                .schedule_runs(Some(&s.id), None, SHOWN as u64)
+                .schedule_runs(&s.namespace, Some(local(&s.id)), None, SHOWN as u64)
                 .await?
         } else {
             Vec::new()
@@ -130,8 +139,9 @@ fn schedule_id(id: String, field: &str) -> Result<String, Status> {
     Ok(id)
 }
 
-/// Checks the parts of a schedule that `fields` names and builds its row; the
-/// other parts keep neutral values (an update takes only what it names).
+/// Checks the parts of a schedule that `fields` names and builds its row, `id`
+/// as stored (which says whose it is); the other parts keep neutral values (an
+/// update takes only what it names).
 fn schedule_row(
     id: String,
     schedule: Option<proto::Schedule>,
@@ -277,8 +287,9 @@ fn schedule_row(
             scheduler::ALLOW
         }
     };
+    let namespace = crate::namespace::of(&id).to_string();
     let runs = if fields.job {
-        runs_of(job, chain, limits, now, v)
+        runs_of(&namespace, job, chain, limits, now, v)
     } else {
         None
     };
@@ -309,6 +320,7 @@ fn schedule_row(
     };
     Some(schedules::Model {
         id,
+        namespace,
         description,
         kind,
         cron,
@@ -363,6 +375,7 @@ enum Runs {
 
 /// Checks that a schedule names exactly one of a job and a chain.
 fn runs_of(
+    namespace: &str,
     job: Option<proto::JobSpec>,
     chain: Option<ScheduledChain>,
     limits: &Limits,
@@ -385,12 +398,15 @@ fn runs_of(
             );
             None
         }
-        (job, None) => template_of(job, limits, now, v).map(|job| Runs::Job(Box::new(job))),
+        (job, None) => {
+            template_of(namespace, job, limits, now, v).map(|job| Runs::Job(Box::new(job)))
+        }
     }
 }
 
 /// Checks a schedule's job: a job spec, without the two fields a run sets itself.
 fn template_of(
+    namespace: &str,
     job: Option<proto::JobSpec>,
     limits: &Limits,
     now: i64,
@@ -410,7 +426,15 @@ fn template_of(
             );
         }
     }
-    convert::new_job(job, "schedule.job", limits, String::new(), now, v)
+    convert::new_job(
+        namespace,
+        job,
+        "schedule.job",
+        limits,
+        String::new(),
+        now,
+        v,
+    )
 }
 
 /// What an update mask names; an empty mask names everything settable.
@@ -490,7 +514,7 @@ fn schedule_proto(s: schedules::Model, recent: Vec<ScheduleRun>) -> proto::Sched
         _ => None,
     };
     proto::Schedule {
-        id,
+        id: local(&id).to_string(),
         description,
         time_zone: if kind == CRON {
             time_zone
@@ -556,7 +580,12 @@ fn trigger_of(fire_at: Option<i64>) -> proto::RunTrigger {
 
 fn chain_run(chain: chains::Model) -> proto::ScheduleRun {
     proto::ScheduleRun {
-        schedule_id: chain.schedule_id.unwrap_or_default(),
+        schedule_id: chain
+            .schedule_id
+            .as_deref()
+            .map(local)
+            .unwrap_or_default()
+            .into(),
         fire_time: Some(convert::timestamp(
             chain.fire_at.unwrap_or(chain.created_at),
         )),
@@ -572,7 +601,12 @@ fn chain_run(chain: chains::Model) -> proto::ScheduleRun {
 fn job_run(job: jobs::Model) -> proto::ScheduleRun {
     let trigger = trigger_of(job.fire_at);
     proto::ScheduleRun {
-        schedule_id: job.schedule_id.clone().unwrap_or_default(),
+        schedule_id: job
+            .schedule_id
+            .as_deref()
+            .map(local)
+            .unwrap_or_default()
+            .into(),
         fire_time: Some(convert::timestamp(job.fire_at.unwrap_or(job.created_at))),
         trigger: trigger as i32,
         job_id: job.id,
@@ -597,6 +631,7 @@ impl ScheduleService for ScheduleApi {
         let trace_context = telemetry::rpc::rpc_context(&request)
             .filter(|rpc| rpc.carried())
             .and_then(|rpc| TraceContext::store(&rpc.cx));
+        let namespace = Caller::of(&request).namespace;
         let proto::CreateScheduleRequest {
             schedule_id,
             schedule,
@@ -605,7 +640,7 @@ impl ScheduleService for ScheduleApi {
             schedule,
             chain,
             contract,
-        } = self.prepared(schedule).await?;
+        } = self.prepared(&namespace, schedule).await?;
         let mut v = Violations::default();
         let id = if schedule_id.is_empty() {
             format!("s_{}", ulid::Ulid::new().to_string().to_lowercase())
@@ -616,7 +651,7 @@ impl ScheduleService for ScheduleApi {
             schedule_id
         };
         let row = schedule_row(
-            id,
+            qualify(&namespace, &id),
             schedule,
             chain,
             ScheduleFields::ALL,
@@ -638,7 +673,11 @@ impl ScheduleService for ScheduleApi {
         {
             return Ok(Response::new(self.shown(created, false).await?));
         }
-        let current = self.engine.store().schedule(&created.id).await?;
+        let current = self
+            .engine
+            .store()
+            .schedule(&namespace, local(&created.id))
+            .await?;
         Ok(Response::new(
             self.shown(current.unwrap_or(created), true).await?,
         ))
@@ -648,12 +687,13 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::GetScheduleRequest>,
     ) -> Result<Response<proto::Schedule>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::GetScheduleRequest { id } = request.into_inner();
         let id = schedule_id(id, "id")?;
         let s = self
             .engine
             .store()
-            .schedule(&id)
+            .schedule(&namespace, &id)
             .await?
             .ok_or_else(|| Status::not_found(format!("schedule {id} not found")))?;
         Ok(Response::new(self.shown(s, true).await?))
@@ -663,6 +703,7 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::ListSchedulesRequest>,
     ) -> Result<Response<proto::ListSchedulesResponse>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::ListSchedulesRequest {
             page_size,
             page_token,
@@ -674,9 +715,10 @@ impl ScheduleService for ScheduleApi {
         let mut rows = self
             .engine
             .store()
-            .list_schedules(after.as_deref(), page_size as u64 + 1)
+            .list_schedules(&namespace, after.as_deref(), page_size as u64 + 1)
             .await?;
-        let next_page_token = convert::page_end(&mut rows, page_size, PAGE_TOKEN_PREFIX, |s| &s.id);
+        let next_page_token =
+            convert::page_end(&mut rows, page_size, PAGE_TOKEN_PREFIX, |s| local(&s.id));
         Ok(Response::new(proto::ListSchedulesResponse {
             schedules: rows
                 .into_iter()
@@ -690,6 +732,7 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::UpdateScheduleRequest>,
     ) -> Result<Response<proto::Schedule>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::UpdateScheduleRequest {
             schedule,
             update_mask,
@@ -698,7 +741,7 @@ impl ScheduleService for ScheduleApi {
             schedule,
             chain,
             contract,
-        } = self.prepared(schedule).await?;
+        } = self.prepared(&namespace, schedule).await?;
         let mut v = Violations::default();
         let fields = fields_of(update_mask, &mut v);
         let id = schedule.as_ref().map(|s| s.id.clone()).unwrap_or_default();
@@ -707,6 +750,7 @@ impl ScheduleService for ScheduleApi {
         {
             v.add("schedule.id", status.message());
         }
+        let id = qualify(&namespace, &id);
         let row = schedule_row(id, schedule, chain, fields, &self.limits, now_ms(), &mut v);
         let mut row = v
             .into_result(row)?
@@ -722,24 +766,27 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::PauseScheduleRequest>,
     ) -> Result<Response<proto::Schedule>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::PauseScheduleRequest { id } = request.into_inner();
-        self.switch(id, ScheduleChange::Pause).await
+        self.switch(&namespace, id, ScheduleChange::Pause).await
     }
 
     async fn resume_schedule(
         &self,
         request: Request<proto::ResumeScheduleRequest>,
     ) -> Result<Response<proto::Schedule>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::ResumeScheduleRequest { id } = request.into_inner();
-        self.switch(id, ScheduleChange::Resume).await
+        self.switch(&namespace, id, ScheduleChange::Resume).await
     }
 
     async fn trigger_schedule(
         &self,
         request: Request<proto::TriggerScheduleRequest>,
     ) -> Result<Response<proto::ScheduleRun>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::TriggerScheduleRequest { id } = request.into_inner();
-        let id = schedule_id(id, "id")?;
+        let id = qualify(&namespace, &schedule_id(id, "id")?);
         match self
             .engine
             .change_schedule(ScheduleChange::Trigger(id))
@@ -754,8 +801,9 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::DeleteScheduleRequest>,
     ) -> Result<Response<()>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::DeleteScheduleRequest { id } = request.into_inner();
-        let id = schedule_id(id, "id")?;
+        let id = qualify(&namespace, &schedule_id(id, "id")?);
         self.engine
             .change_schedule(ScheduleChange::Delete(id))
             .await?;
@@ -766,6 +814,7 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::ListScheduleRunsRequest>,
     ) -> Result<Response<proto::ListScheduleRunsResponse>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::ListScheduleRunsRequest {
             schedule_id,
             page_size,
@@ -780,7 +829,12 @@ impl ScheduleService for ScheduleApi {
         let mut runs = self
             .engine
             .store()
-            .schedule_runs(schedule.as_deref(), before.as_deref(), page_size as u64 + 1)
+            .schedule_runs(
+                &namespace,
+                schedule.as_deref(),
+                before.as_deref(),
+                page_size as u64 + 1,
+            )
             .await?;
         let next_page_token =
             convert::page_end(&mut runs, page_size, RUNS_TOKEN_PREFIX, |r| r.id());

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use super::chain_spec::{self, pinned_name};
 use super::convert::{self, Limits, duration, json_from_value, timestamp, value_from_json};
 use super::{Violations, invalid, versions};
+use crate::auth::Caller;
 use crate::chain::check::{self, Schemas};
 use crate::chain::definition::{
     CallTemplate, Definition, Pinned, RenderedBody, RunIfName, StepDef, TemplateSettings,
@@ -18,6 +19,7 @@ use crate::contract::compat::Verdict;
 use crate::contract::library::{self, Library, LibraryError};
 use crate::contract::registry::Part;
 use crate::engine::{Engine, TemplateChange};
+use crate::namespace::{local, qualify};
 use crate::proto::{self, template_service_server::TemplateService};
 use crate::store::{Store, templates};
 
@@ -33,10 +35,11 @@ pub struct UsedTemplate {
     pub contract: Option<Pinned>,
 }
 
-/// The template a job or step names: NOT_FOUND when there is none, refused when
-/// the version named is deactivated.
+/// The template a job or step of `namespace` names: NOT_FOUND when there is
+/// none, refused when the version named is deactivated.
 pub async fn used(
     store: &Store,
+    namespace: &str,
     named: &proto::TemplateCall,
     field: &str,
 ) -> Result<UsedTemplate, Status> {
@@ -44,8 +47,12 @@ pub async fn used(
         return Err(invalid(format!("{field}.name"), convert::NAME_RULE));
     }
     let found = match named.version {
-        0 => store.latest_active_template(&named.name).await?,
-        v => store.template(&named.name, Some(v as i32)).await?,
+        0 => store.latest_active_template(namespace, &named.name).await?,
+        v => {
+            store
+                .template(namespace, &named.name, Some(v as i32))
+                .await?
+        }
     };
     let Some(found) = found else {
         return Err(Status::not_found(match named.version {
@@ -58,7 +65,7 @@ pub async fn used(
             field,
             format!(
                 "template {} version {} is deactivated; name an active version",
-                found.name, found.version
+                named.name, found.version
             ),
         ));
     }
@@ -103,7 +110,10 @@ pub async fn check_against(
             format!("{field}{}", violation.instance_path),
             format!(
                 "{} (contract {} version {}, schema at {})",
-                violation.message, pinned.name, pinned.version, violation.schema_path
+                violation.message,
+                local(&pinned.name),
+                pinned.version,
+                violation.schema_path
             ),
         );
     }
@@ -115,6 +125,7 @@ pub async fn check_against(
 /// over the template's, its tags added, its other fields (when set) over the
 /// template's. Also the contract the job keeps, as `name/version`.
 pub async fn expand(
+    namespace: &str,
     spec: proto::JobSpec,
     path: &str,
     store: &Store,
@@ -129,7 +140,7 @@ pub async fn expand(
     let template = match cache.get(&key) {
         Some(t) => t.clone(),
         None => {
-            let t = used(store, &named, &field).await?;
+            let t = used(store, namespace, &named, &field).await?;
             cache.insert(key, t.clone());
             t
         }
@@ -231,7 +242,7 @@ fn template_proto(t: templates::Model) -> proto::Template {
     let settings: Option<TemplateSettings> = serde_json::from_str(&t.job).ok();
     let job = settings.as_ref().map(|s| &s.job);
     proto::Template {
-        name: t.name,
+        name: local(&t.name).to_string(),
         version: t.version as u32,
         description: t.description,
         request: call.map(|c| proto::HttpRequest {
@@ -269,7 +280,7 @@ fn template_proto(t: templates::Model) -> proto::Template {
             .as_deref()
             .and_then(library::parse_label)
             .map(|(name, version)| proto::ContractVersion {
-                name: name.into(),
+                name: local(name).into(),
                 version: version as u32,
             }),
         active: t.active,
@@ -295,6 +306,7 @@ impl TemplateService for TemplateApi {
         &self,
         request: Request<proto::CreateTemplateRequest>,
     ) -> Result<Response<proto::Template>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::CreateTemplateRequest { template } = request.into_inner();
         let Some(template) = template else {
             return Err(invalid("template", "required"));
@@ -338,9 +350,13 @@ impl TemplateService for TemplateApi {
             queue,
             ..Default::default()
         };
-        let def = chain_spec::step_def(step, "template", "", None, &self.limits, &mut v);
+        let at = (namespace.as_str(), "");
+        let def = chain_spec::step_def(step, "template", at, None, &self.limits, &mut v);
         v.into_result(())?;
-        let def = def.ok_or_else(|| Status::internal("template not built"))?;
+        let mut def = def.ok_or_else(|| Status::internal("template not built"))?;
+        // A template's queue is named as its namespace knows it: a job or step made
+        // from it is checked and stored as its own.
+        def.job.queue = local(&def.job.queue).to_string();
         // A template's references read its input, nothing else.
         let mut v = Violations::default();
         for (field, value) in def.wired_fields() {
@@ -358,7 +374,8 @@ impl TemplateService for TemplateApi {
         let library = self.engine.library();
         let pinned = match named {
             Some((name, version)) => {
-                let loaded = library.load(&name, version).await.map_err(|e| match e {
+                let stored = qualify(&namespace, &name);
+                let loaded = library.load(&stored, version).await.map_err(|e| match e {
                     LibraryError::NotFound { .. } | LibraryError::NoActive { .. } => {
                         Status::not_found(format!("template.contract: {e}"))
                     }
@@ -414,10 +431,12 @@ impl TemplateService for TemplateApi {
             }
             None => None,
         };
-        let latest = self.engine.store().template(&name, None).await?;
+        let store = self.engine.store();
+        let latest = store.template(&namespace, &name, None).await?;
         let row = templates::Model {
-            name,
+            name: qualify(&namespace, &name),
             version: 0,
+            namespace,
             description,
             call: serde_json::to_string(&def.call).map_err(|e| Status::internal(e.to_string()))?,
             job: serde_json::to_string(&TemplateSettings { job: def.job, tags })
@@ -441,9 +460,15 @@ impl TemplateService for TemplateApi {
         &self,
         request: Request<proto::GetTemplateRequest>,
     ) -> Result<Response<proto::Template>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::GetTemplateRequest { name, version } = request.into_inner();
         let version = versions::version_asked(&name, version)?;
-        match self.engine.store().template(&name, version).await? {
+        match self
+            .engine
+            .store()
+            .template(&namespace, &name, version)
+            .await?
+        {
             Some(found) => Ok(Response::new(template_proto(found))),
             None => Err(versions::not_found("template", &name, version)),
         }
@@ -453,6 +478,7 @@ impl TemplateService for TemplateApi {
         &self,
         request: Request<proto::ListTemplatesRequest>,
     ) -> Result<Response<proto::ListTemplatesResponse>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::ListTemplatesRequest {
             name,
             page_size,
@@ -469,6 +495,7 @@ impl TemplateService for TemplateApi {
             .engine
             .store()
             .list_templates(
+                &namespace,
                 asked.only.as_deref(),
                 asked.after.as_ref().map(|(n, v)| (n.as_str(), *v)),
                 asked.size as u64 + 1,
@@ -476,7 +503,7 @@ impl TemplateService for TemplateApi {
             .await?;
         let next_page_token =
             convert::versions_page_end(&mut page, asked.size, PAGE_TOKEN_PREFIX, |r| {
-                (r.name.as_str(), r.version)
+                (local(&r.name), r.version)
             });
         Ok(Response::new(proto::ListTemplatesResponse {
             templates: page.into_iter().map(template_proto).collect(),
@@ -488,8 +515,10 @@ impl TemplateService for TemplateApi {
         &self,
         request: Request<proto::DeactivateTemplateRequest>,
     ) -> Result<Response<proto::Template>, Status> {
+        let namespace = Caller::of(&request).namespace;
         let proto::DeactivateTemplateRequest { name, version } = request.into_inner();
         let version = versions::deactivation_asked(&name, version)?;
+        let name = qualify(&namespace, &name);
         let deactivated = self
             .engine
             .change_template(TemplateChange::Deactivate { name, version })

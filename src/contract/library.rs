@@ -2,6 +2,10 @@
 //! the latest active one) read with every document its schemas refer to, and
 //! compiled validators kept by name, version and part. Versions never change,
 //! so what is read and compiled once stays right.
+//!
+//! Contracts are named here as stored (see `crate::namespace`): a name says
+//! whose contract it is, and the documents a schema refers to are that
+//! namespace's.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,14 +14,15 @@ use serde_json::Value;
 
 use super::registry::{self, ContractRef, Documents, Part};
 use super::validate::Compiled;
+use crate::namespace::{self, local};
 use crate::store::{Store, StoreError, contracts};
 
 /// Why a contract cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LibraryError {
-    #[error("contract {name} version {version} not found")]
+    #[error("contract {} version {version} not found", local(name))]
     NotFound { name: String, version: i32 },
-    #[error("contract {name} has no active version")]
+    #[error("contract {} has no active version", local(name))]
     NoActive { name: String },
     #[error("a stored schema of {0} does not read back: {1}")]
     Stored(String, String),
@@ -59,9 +64,14 @@ impl Library {
 
     /// A version of a contract, or (None) its latest active version.
     pub async fn load(&self, name: &str, version: Option<i32>) -> Result<Loaded, LibraryError> {
+        let namespace = namespace::of(name);
         let found = match version {
-            Some(v) => self.store.contract(name, Some(v)).await?,
-            None => self.store.latest_active_contract(name).await?,
+            Some(v) => self.store.contract(namespace, local(name), Some(v)).await?,
+            None => {
+                self.store
+                    .latest_active_contract(namespace, local(name))
+                    .await?
+            }
         };
         let Some(contract) = found else {
             return Err(match version {
@@ -72,7 +82,7 @@ impl Library {
                 None => LibraryError::NoActive { name: name.into() },
             });
         };
-        let label = format!("{}/{}", contract.name, contract.version);
+        let label = format!("{}/{}", local(&contract.name), contract.version);
         let parse = |text: &Option<String>| -> Result<Option<Value>, LibraryError> {
             text.as_deref()
                 .map(serde_json::from_str)
@@ -91,7 +101,7 @@ impl Library {
                 if !seen.insert(reference.uri()) {
                     continue;
                 }
-                let document = self.document(&reference).await?;
+                let document = self.document(namespace, &reference).await?;
                 pending.push(document.clone());
                 documents.insert(&reference, document);
             }
@@ -104,10 +114,15 @@ impl Library {
         })
     }
 
-    async fn document(&self, reference: &ContractRef) -> Result<Value, LibraryError> {
+    /// A document a schema of `namespace` refers to (by its name there).
+    async fn document(
+        &self,
+        namespace: &str,
+        reference: &ContractRef,
+    ) -> Result<Value, LibraryError> {
         let found = self
             .store
-            .contract(&reference.name, Some(reference.version))
+            .contract(namespace, &reference.name, Some(reference.version))
             .await?
             .ok_or_else(|| LibraryError::NotFound {
                 name: reference.name.clone(),
@@ -143,7 +158,7 @@ impl Library {
         self.compiled
             .get(&key, schema, &loaded.documents)
             .map(Some)
-            .map_err(|p| LibraryError::Stored(format!("{name}/{version}"), p.message))
+            .map_err(|p| LibraryError::Stored(label(local(name), version), p.message))
     }
 
     /// Where `value` breaks one part of a contract version, at most `limit`

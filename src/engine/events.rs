@@ -37,9 +37,11 @@ pub type Batch = Arc<[Event]>;
 /// reads from the log instead.
 pub const FEED_CAPACITY: usize = 1024;
 
-/// Which changes a watcher wants.
+/// Which changes a watcher wants: always of one namespace, whose names (queue,
+/// schedule) it holds as stored, as events carry them.
 #[derive(Debug, Clone, Default)]
 pub struct WatchFilter {
+    pub namespace: String,
     /// These jobs only; the other fields narrow further.
     pub ids: Vec<String>,
     /// Jobs carrying every one of these tags.
@@ -53,7 +55,9 @@ pub struct WatchFilter {
 
 impl WatchFilter {
     pub fn matches(&self, e: &Event) -> bool {
-        (self.ids.is_empty() || self.ids.contains(&e.job_id))
+        // A job's queue is stored qualified: it says whose the job is.
+        crate::namespace::of(&e.queue) == self.namespace
+            && (self.ids.is_empty() || self.ids.contains(&e.job_id))
             && self.tags.iter().all(|t| e.tags.contains(t))
             && (self.statuses.is_empty() || self.statuses.contains(&e.status))
             && self.queue.as_ref().is_none_or(|q| *q == e.queue)
@@ -68,14 +72,26 @@ impl WatchFilter {
         self.statuses.is_empty() || status.is_some_and(|s| self.statuses.contains(&s))
     }
 
+    /// The same jobs, as the store's filter (which takes names as their
+    /// namespace knows them).
     pub fn as_job_filter(&self) -> JobFilter {
+        let local = |name: &String| crate::namespace::local(name).to_string();
         JobFilter {
+            namespace: self.namespace.clone(),
             statuses: self.statuses.clone(),
             tags: self.tags.clone(),
-            queue: self.queue.clone(),
-            schedule: self.schedule.clone(),
+            queue: self.queue.as_ref().map(local),
+            schedule: self.schedule.as_ref().map(local),
             created_after: None,
             created_before: None,
+        }
+    }
+
+    /// Every job of the namespace: to read watched ids by.
+    fn whose(&self) -> JobFilter {
+        JobFilter {
+            namespace: self.namespace.clone(),
+            ..Default::default()
         }
     }
 }
@@ -151,11 +167,7 @@ pub async fn watch(
                 .snapshot(&filter.ids, &filter.as_job_filter(), SNAPSHOT_LIMIT)
                 .await?,
         ),
-        _ if !filter.ids.is_empty() => Some(
-            store
-                .snapshot(&filter.ids, &JobFilter::default(), 0)
-                .await?,
-        ),
+        _ if !filter.ids.is_empty() => Some(store.snapshot(&filter.ids, &filter.whose(), 0).await?),
         _ => None,
     };
     // Jobs still to finish when watching by id: the watch ends when none is left.
@@ -350,7 +362,7 @@ impl Watcher {
             }
             let (head, jobs) = self
                 .store
-                .snapshot(&self.filter.ids, &JobFilter::default(), 0)
+                .snapshot(&self.filter.ids, &self.filter.whose(), 0)
                 .await?;
             if head > self.cursor {
                 // Changes arrived meanwhile; read them first.

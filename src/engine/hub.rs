@@ -336,36 +336,59 @@ mod tests {
         }
     }
 
+    /// Every job of the default namespace.
+    fn every() -> WatchFilter {
+        WatchFilter {
+            namespace: "default".into(),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn changes_reach_only_the_watchers_they_match() {
         let hub = Hub::default();
         let tag = |t: &str| WatchFilter {
             tags: vec![t.into()],
-            ..Default::default()
+            ..every()
         };
         let mut red = hub.subscribe(tag("red"));
         let mut blue = hub.subscribe(tag("blue"));
         let mut both = hub.subscribe(WatchFilter {
             tags: vec!["red".into(), "blue".into()],
-            ..Default::default()
+            ..every()
         });
         let mut job = hub.subscribe(WatchFilter {
             ids: vec!["j2".into()],
-            ..Default::default()
+            ..every()
         });
         let mut nightly = hub.subscribe(WatchFilter {
             schedule: Some("nightly".into()),
+            ..every()
+        });
+        let mut all = hub.subscribe(every());
+        // Another namespace's watchers, by the same tag and of everything.
+        let mut billing = hub.subscribe(WatchFilter {
+            namespace: "billing".into(),
             ..Default::default()
         });
-        let mut all = hub.subscribe(WatchFilter::default());
+        let mut billing_red = hub.subscribe(WatchFilter {
+            namespace: "billing".into(),
+            tags: vec!["red".into()],
+            ..Default::default()
+        });
         let run = Event {
             schedule_id: Some("nightly".into()),
             ..event(3, "j3", &[])
+        };
+        let theirs = Event {
+            queue: "billing/default".into(),
+            ..event(4, "j4", &["red"])
         };
         let batch: Batch = vec![
             event(1, "j1", &["red"]),
             event(2, "j2", &["red", "blue"]),
             run,
+            theirs,
         ]
         .into();
         hub.route(&batch);
@@ -382,20 +405,22 @@ mod tests {
         assert_eq!(seqs(&mut job), [2]);
         assert_eq!(seqs(&mut nightly), [3]);
         assert_eq!(seqs(&mut all), [1, 2, 3]);
+        assert_eq!(seqs(&mut billing), [4]);
+        assert_eq!(seqs(&mut billing_red), [4]);
         drop(red);
         assert!(
             hub.lock()
                 .by_tag
                 .get("red")
-                .is_some_and(|keys| keys.len() == 1),
-            "a dropped watcher leaves the index"
+                .is_some_and(|keys| keys.len() == 2),
+            "a dropped watcher leaves the index (both and billing's stay)"
         );
     }
 
     #[test]
     fn a_full_queue_marks_the_watcher_lagged_instead_of_blocking() {
         let hub = Hub::default();
-        let stuck = hub.subscribe(WatchFilter::default());
+        let stuck = hub.subscribe(every());
         let batch: Batch = (0..WATCHER_QUEUE as i64 + 10)
             .map(|n| event(n, "j", &[]))
             .collect::<Vec<_>>()

@@ -30,11 +30,13 @@ use crate::contract::library::Library;
 use crate::http::HttpClient;
 use crate::job::Status;
 use crate::metrics::Metrics;
+use crate::namespace::local;
 use crate::store::{
     ScheduleRun, Store, StoreError, api_keys, chains, contracts, jobs, queues, schedules, templates,
 };
 
 #[derive(Debug, thiserror::Error)]
+/// Names in messages are as the caller's namespace knows them.
 pub enum EngineError {
     #[error("job {0} not found")]
     NotFound(String),
@@ -45,22 +47,28 @@ pub enum EngineError {
         action: &'static str,
         expected: &'static str,
     },
-    #[error("queue {0} not found; create it with CreateQueue")]
+    #[error("queue {} not found; create it with CreateQueue", local(.0))]
     QueueNotFound(String),
-    #[error("queue {0} already exists")]
+    #[error("queue {} already exists", local(.0))]
     QueueExists(String),
-    #[error("queue {name} is {state}; {action} needs a queue that is {expected}")]
+    #[error(
+        "queue {} is {state}; {action} needs a queue that is {expected}",
+        local(name)
+    )]
     QueueState {
         name: String,
         state: &'static str,
         action: &'static str,
         expected: &'static str,
     },
-    #[error("schedule {0} not found")]
+    #[error("schedule {} not found", local(.0))]
     ScheduleNotFound(String),
-    #[error("schedule {0} already exists")]
+    #[error("schedule {} already exists", local(.0))]
     ScheduleExists(String),
-    #[error("schedule {id} is {state}; {action} needs a schedule that is {expected}")]
+    #[error(
+        "schedule {} is {state}; {action} needs a schedule that is {expected}",
+        local(id)
+    )]
     ScheduleState {
         id: String,
         state: &'static str,
@@ -79,20 +87,23 @@ pub enum EngineError {
         expected: &'static str,
     },
     /// A version of a contract or a template (`kind`) that does not exist.
-    #[error("{kind} {name} version {version} not found")]
+    #[error("{kind} {} version {version} not found", local(name))]
     VersionNotFound {
         kind: &'static str,
         name: String,
         version: i32,
     },
-    #[error("{kind} {name} version {version} is already inactive")]
+    #[error("{kind} {} version {version} is already inactive", local(name))]
     VersionInactive {
         kind: &'static str,
         name: String,
         version: i32,
     },
     /// Another version was created between the caller's check and its create.
-    #[error("{kind} {name} got version {latest} meanwhile; check against it and create again")]
+    #[error(
+        "{kind} {} got version {latest} meanwhile; check against it and create again",
+        local(name)
+    )]
     VersionMoved {
         kind: &'static str,
         name: String,
@@ -209,7 +220,7 @@ impl QueueFields {
 /// What a queue change answers.
 #[derive(Debug, Clone)]
 pub enum QueueChanged {
-    Queue(queues::Model),
+    Queue(Box<queues::Model>),
     Purged(u64),
 }
 
@@ -288,8 +299,15 @@ pub struct NewChain {
 #[derive(Debug, Clone)]
 pub enum ChainChange {
     Submit(Box<NewChain>),
-    Cancel(String),
-    Retry(String),
+    /// Cancels the chain `id` of `namespace` (a chain of another is not found).
+    Cancel {
+        namespace: String,
+        id: String,
+    },
+    Retry {
+        namespace: String,
+        id: String,
+    },
 }
 
 /// What a chain change answers: the chain as committed.
@@ -369,18 +387,24 @@ pub(crate) enum Op {
         actor: Option<Arc<crate::audit::Actor>>,
     },
     Cancel {
+        /// The caller's: a job of another is not found.
+        namespace: String,
         id: String,
         reply: Reply<jobs::Model>,
         /// Who asked, for the audit log; none for the service's own work.
         actor: Option<Arc<crate::audit::Actor>>,
     },
     Retry {
+        /// The caller's: a job of another is not found.
+        namespace: String,
         id: String,
         reply: Reply<jobs::Model>,
         /// Who asked, for the audit log; none for the service's own work.
         actor: Option<Arc<crate::audit::Actor>>,
     },
     Delete {
+        /// The caller's: a job of another is not found.
+        namespace: String,
         id: String,
         reply: Reply<()>,
         /// Who asked, for the audit log; none for the service's own work.
@@ -645,19 +669,37 @@ impl Engine {
             .await
     }
 
-    pub async fn cancel(&self, id: String) -> Result<jobs::Model, EngineError> {
-        self.ask(|reply, actor| Op::Cancel { id, reply, actor })
-            .await
+    /// Cancels the job `id` of `namespace`.
+    pub async fn cancel(&self, namespace: String, id: String) -> Result<jobs::Model, EngineError> {
+        self.ask(|reply, actor| Op::Cancel {
+            namespace,
+            id,
+            reply,
+            actor,
+        })
+        .await
     }
 
-    pub async fn retry(&self, id: String) -> Result<jobs::Model, EngineError> {
-        self.ask(|reply, actor| Op::Retry { id, reply, actor })
-            .await
+    /// Retrys the job `id` of `namespace`.
+    pub async fn retry(&self, namespace: String, id: String) -> Result<jobs::Model, EngineError> {
+        self.ask(|reply, actor| Op::Retry {
+            namespace,
+            id,
+            reply,
+            actor,
+        })
+        .await
     }
 
-    pub async fn delete(&self, id: String) -> Result<(), EngineError> {
-        self.ask(|reply, actor| Op::Delete { id, reply, actor })
-            .await
+    /// Deletes the job `id` of `namespace`.
+    pub async fn delete(&self, namespace: String, id: String) -> Result<(), EngineError> {
+        self.ask(|reply, actor| Op::Delete {
+            namespace,
+            id,
+            reply,
+            actor,
+        })
+        .await
     }
 
     pub async fn change_contract(

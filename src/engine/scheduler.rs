@@ -7,6 +7,7 @@ use super::{NewChain, Unset};
 use crate::chain::definition::Scheduled;
 use crate::job::Status;
 use crate::job::schedule::{self, Timetable, Timing};
+use crate::namespace::local;
 use crate::store::{chains, jobs, schedules};
 
 /// Schedules read per writer turn, runs made per turn and runs per schedule: what
@@ -140,6 +141,7 @@ pub fn run(s: &schedules::Model, id: String, due: Option<i64>, now: i64) -> (job
     let run_at = due.unwrap_or(now);
     let job = jobs::Model {
         id: id.clone(),
+        namespace: s.namespace.clone(),
         queue: s.queue.clone(),
         status: Status::Queued.as_str().into(),
         priority: s.priority,
@@ -159,8 +161,10 @@ pub fn run(s: &schedules::Model, id: String, due: Option<i64>, now: i64) -> (job
         ttl_ms: s.ttl_ms,
         tags: s.tags.clone(),
         idempotency_key: Some(match due {
-            Some(due) => schedule::run_key(&s.id, due),
-            None => schedule::manual_run_key(&s.id, &id),
+            // Keys are per namespace: a run's names its schedule as its
+            // namespace knows it.
+            Some(due) => schedule::run_key(local(&s.id), due),
+            None => schedule::manual_run_key(local(&s.id), &id),
         }),
         created_at: now,
         scheduled_at: run_at,
@@ -195,10 +199,11 @@ pub fn chain_run(
         serde_json::from_str(stored).map_err(|e| format!("its chain does not read back: {e}"))?;
     let chain = chains::Model {
         idempotency_key: Some(match due {
-            Some(due) => schedule::run_key(&s.id, due),
-            None => schedule::manual_run_key(&s.id, &id),
+            Some(due) => schedule::run_key(local(&s.id), due),
+            None => schedule::manual_run_key(local(&s.id), &id),
         }),
         id,
+        namespace: s.namespace.clone(),
         status: "running".into(),
         input: input.to_string(),
         definition: serde_json::to_string(&definition).map_err(|e| e.to_string())?,

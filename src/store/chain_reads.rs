@@ -34,11 +34,15 @@ fn step_job(job: &jobs::Model) -> Option<StepJob> {
 }
 
 impl Store {
-    /// A chain, its steps, their jobs and attempts; None when there is no such
-    /// chain.
-    pub async fn chain(&self, id: &str) -> Result<Option<ChainRead>, StoreError> {
+    /// A chain of `namespace`, its steps, their jobs and attempts; None when
+    /// there is no such chain there.
+    pub async fn chain(&self, namespace: &str, id: &str) -> Result<Option<ChainRead>, StoreError> {
         let txn = self.reader.begin().await?;
-        let Some(chain) = chains::Entity::find_by_id(id.to_string()).one(&txn).await? else {
+        let Some(chain) = chains::Entity::find_by_id(id.to_string())
+            .filter(chains::Column::Namespace.eq(namespace))
+            .one(&txn)
+            .await?
+        else {
             return Ok(None);
         };
         let notes = chain_steps::Entity::find()
@@ -80,17 +84,18 @@ impl Store {
         }))
     }
 
-    /// Up to `limit` chains before `before` (ids sort by creation), newest
-    /// first, in `statuses` when given, with their steps' jobs and notes (not
-    /// the jobs whole).
+    /// Up to `limit` chains of `namespace` before `before` (ids sort by
+    /// creation), newest first, in `statuses` when given, with their steps' jobs
+    /// and notes (not the jobs whole).
     pub async fn list_chains(
         &self,
+        namespace: &str,
         statuses: &[&str],
         before: Option<&str>,
         limit: u64,
     ) -> Result<Vec<ChainRead>, StoreError> {
         let txn = self.reader.begin().await?;
-        let mut query = chains::Entity::find();
+        let mut query = chains::Entity::find().filter(chains::Column::Namespace.eq(namespace));
         if !statuses.is_empty() {
             query = query.filter(chains::Column::Status.is_in(statuses.iter().copied()));
         }

@@ -9,6 +9,8 @@ pub mod jobs {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
+        /// The namespace it belongs to (see `crate::namespace`).
+        pub namespace: String,
         pub queue: String,
         pub status: String,
         pub priority: i32,
@@ -125,6 +127,8 @@ pub mod queues {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub name: String,
+        /// The namespace it belongs to (see `crate::namespace`).
+        pub namespace: String,
         pub paused: bool,
         /// Most calls of this queue open at once, across every process.
         pub max_concurrency: Option<i32>,
@@ -161,6 +165,8 @@ pub mod schedules {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
+        /// The namespace it belongs to (see `crate::namespace`).
+        pub namespace: String,
         pub description: String,
         /// `cron`, `interval` or `once`.
         pub kind: String,
@@ -228,6 +234,8 @@ pub mod contracts {
         pub name: String,
         #[sea_orm(primary_key, auto_increment = false)]
         pub version: i32,
+        /// The namespace it belongs to (see `crate::namespace`).
+        pub namespace: String,
         pub description: String,
         pub input_schema: Option<String>,
         pub output_schema: Option<String>,
@@ -252,6 +260,8 @@ pub mod chains {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
+        /// The namespace it belongs to (see `crate::namespace`).
+        pub namespace: String,
         /// `running`, `succeeded`, `failed` or `canceled`.
         pub status: String,
         pub input: String,
@@ -348,6 +358,8 @@ pub mod templates {
         pub name: String,
         #[sea_orm(primary_key, auto_increment = false)]
         pub version: i32,
+        /// The namespace it belongs to (see `crate::namespace`).
+        pub namespace: String,
         pub description: String,
         pub call: String,
         pub job: String,

@@ -45,6 +45,7 @@ pub use sea_orm::sqlx;
 pub use session::WriteSession;
 
 use crate::job::Status;
+use crate::namespace::qualify;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -350,13 +351,15 @@ impl Store {
         self.backend
     }
 
-    pub async fn job(&self, id: &str) -> Result<Option<jobs::Model>, StoreError> {
+    /// The job `id` of `namespace`; `None` when there is none there.
+    pub async fn job(&self, namespace: &str, id: &str) -> Result<Option<jobs::Model>, StoreError> {
         Ok(jobs::Entity::find_by_id(id.to_string())
+            .filter(jobs::Column::Namespace.eq(namespace))
             .one(&self.reader)
             .await?)
     }
 
-    /// A job's attempts, oldest first.
+    /// A job's attempts, oldest first (of a job found in its namespace first).
     pub async fn attempts(&self, job_id: &str) -> Result<Vec<attempts::Model>, StoreError> {
         Ok(attempts::Entity::find()
             .filter(attempts::Column::JobId.eq(job_id))
@@ -388,8 +391,9 @@ impl Store {
 
     /// The jobs a watcher starts from, read in one transaction with the newest
     /// cursor, so the changes after that cursor are exactly those the snapshot does
-    /// not show. With `ids`, those jobs; else up to `limit` jobs matching `filter`
-    /// (one more when there are more, so the caller can refuse).
+    /// not show. With `ids`, those jobs of the filter's namespace; else up to
+    /// `limit` jobs matching `filter` (one more when there are more, so the caller
+    /// can refuse).
     pub async fn snapshot(
         &self,
         ids: &[String],
@@ -406,6 +410,7 @@ impl Store {
                 .await?
         } else {
             jobs::Entity::find()
+                .filter(jobs::Column::Namespace.eq(filter.namespace.as_str()))
                 .filter(jobs::Column::Id.is_in(ids.iter().map(String::as_str)))
                 .all(&txn)
                 .await?
@@ -430,21 +435,29 @@ impl Store {
         log::after(&self.reader, after, wanted, limit).await
     }
 
-    pub async fn queue(&self, name: &str) -> Result<Option<queues::Model>, StoreError> {
-        Ok(queues::Entity::find_by_id(name.to_string())
+    /// The queue `name` of `namespace`.
+    pub async fn queue(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<queues::Model>, StoreError> {
+        Ok(queues::Entity::find_by_id(qualify(namespace, name))
+            .filter(queues::Column::Namespace.eq(namespace))
             .one(&self.reader)
             .await?)
     }
 
-    /// Up to `limit` queues after `after`, in name order.
+    /// Up to `limit` queues of `namespace` after the one named `after`, in name
+    /// order.
     pub async fn list_queues(
         &self,
+        namespace: &str,
         after: Option<&str>,
         limit: u64,
     ) -> Result<Vec<queues::Model>, StoreError> {
-        let mut query = queues::Entity::find();
+        let mut query = queues::Entity::find().filter(queues::Column::Namespace.eq(namespace));
         if let Some(after) = after {
-            query = query.filter(queues::Column::Name.gt(after));
+            query = query.filter(queues::Column::Name.gt(qualify(namespace, after)));
         }
         Ok(query
             .order_by_asc(queues::Column::Name)
@@ -453,8 +466,15 @@ impl Store {
             .await?)
     }
 
-    /// What a queue holds at `now`, and what it dispatched in the minute before.
-    pub async fn queue_stats(&self, name: &str, now: i64) -> Result<QueueStats, StoreError> {
+    /// What the queue `name` of `namespace` holds at `now`, and what it
+    /// dispatched in the minute before.
+    pub async fn queue_stats(
+        &self,
+        namespace: &str,
+        name: &str,
+        now: i64,
+    ) -> Result<QueueStats, StoreError> {
+        let name = &qualify(namespace, name);
         let txn = self.reader.begin().await?;
         let rows = txn
             .query_all_raw(sql(
@@ -499,21 +519,29 @@ impl Store {
         Ok(stats)
     }
 
-    pub async fn schedule(&self, id: &str) -> Result<Option<schedules::Model>, StoreError> {
-        Ok(schedules::Entity::find_by_id(id.to_string())
+    /// The schedule `id` of `namespace`.
+    pub async fn schedule(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Option<schedules::Model>, StoreError> {
+        Ok(schedules::Entity::find_by_id(qualify(namespace, id))
+            .filter(schedules::Column::Namespace.eq(namespace))
             .one(&self.reader)
             .await?)
     }
 
-    /// Up to `limit` schedules after `after`, in id order.
+    /// Up to `limit` schedules of `namespace` after the one `after`, in id order.
     pub async fn list_schedules(
         &self,
+        namespace: &str,
         after: Option<&str>,
         limit: u64,
     ) -> Result<Vec<schedules::Model>, StoreError> {
-        let mut query = schedules::Entity::find();
+        let mut query =
+            schedules::Entity::find().filter(schedules::Column::Namespace.eq(namespace));
         if let Some(after) = after {
-            query = query.filter(schedules::Column::Id.gt(after));
+            query = query.filter(schedules::Column::Id.gt(qualify(namespace, after)));
         }
         Ok(query
             .order_by_asc(schedules::Column::Id)
@@ -522,10 +550,11 @@ impl Store {
             .await?)
     }
 
-    /// Up to `limit` jobs that schedules submitted (this one's, or any one's when
-    /// `None`), newest first, before job id `before`.
+    /// Up to `limit` jobs that schedules of `namespace` submitted (this one's, or
+    /// any one's when `None`), newest first, before job id `before`.
     pub async fn schedule_runs(
         &self,
+        namespace: &str,
         schedule: Option<&str>,
         before: Option<&str>,
         limit: u64,
@@ -534,11 +563,12 @@ impl Store {
         // is read from where the page left off by the ULID's time, and the two
         // merged newest first.
         let before = before.map(|id| id.split_once('_').map_or(id, |(_, ulid)| ulid));
-        let mut job_runs = jobs::Entity::find();
-        let mut chain_runs = chains::Entity::find();
+        let mut job_runs = jobs::Entity::find().filter(jobs::Column::Namespace.eq(namespace));
+        let mut chain_runs = chains::Entity::find().filter(chains::Column::Namespace.eq(namespace));
         match schedule {
             Some(id) => {
-                job_runs = job_runs.filter(jobs::Column::ScheduleId.eq(id));
+                let id = qualify(namespace, id);
+                job_runs = job_runs.filter(jobs::Column::ScheduleId.eq(id.as_str()));
                 chain_runs = chain_runs.filter(chains::Column::ScheduleId.eq(id));
             }
             None => {
@@ -644,16 +674,17 @@ pub fn masked_url(url: &str) -> String {
 
 /// The jobs matching `filter`, as a query to page, count or read.
 fn filtered(filter: &JobFilter) -> sea_orm::Select<jobs::Entity> {
-    let mut query = jobs::Entity::find();
+    let namespace = filter.namespace.as_str();
+    let mut query = jobs::Entity::find().filter(jobs::Column::Namespace.eq(namespace));
     if !filter.statuses.is_empty() {
         query =
             query.filter(jobs::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
     }
     if let Some(queue) = &filter.queue {
-        query = query.filter(jobs::Column::Queue.eq(queue.as_str()));
+        query = query.filter(jobs::Column::Queue.eq(qualify(namespace, queue)));
     }
     if let Some(schedule) = &filter.schedule {
-        query = query.filter(jobs::Column::ScheduleId.eq(schedule.as_str()));
+        query = query.filter(jobs::Column::ScheduleId.eq(qualify(namespace, schedule)));
     }
     for tag in &filter.tags {
         let tagged = Query::select()
@@ -672,9 +703,11 @@ fn filtered(filter: &JobFilter) -> sea_orm::Select<jobs::Entity> {
     query
 }
 
-/// What `ListJobs` filters on.
+/// What `ListJobs` filters on: always one namespace (none matches nothing), then
+/// names as that namespace knows them.
 #[derive(Debug, Default, Clone)]
 pub struct JobFilter {
+    pub namespace: String,
     pub statuses: Vec<Status>,
     pub tags: Vec<String>,
     pub queue: Option<String>,

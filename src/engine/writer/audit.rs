@@ -7,11 +7,14 @@
 use super::*;
 use crate::audit::Actor;
 use crate::engine::{ContractChange, TemplateChange};
+use crate::namespace::local;
 use crate::store::audit_entries;
 
 /// What was asked and of what, from the op; `None` for ops with no actor.
 fn asked(op: &Op) -> Option<(&Arc<Actor>, &'static str, String)> {
-    let named = |name: &str, version: i32| format!("{name}/{version}");
+    // Objects are named as the actor's namespace knows them.
+    let named = |name: &str, version: i32| format!("{}/{version}", local(name));
+    let bare = |name: &str| local(name).to_string();
     Some(match op {
         Op::Submit {
             jobs,
@@ -36,23 +39,23 @@ fn asked(op: &Op) -> Option<(&Arc<Actor>, &'static str, String)> {
             actor: Some(a),
             ..
         } => match change {
-            QueueChange::Create(q) => (a, "queue.create", q.name.clone()),
-            QueueChange::Update(q, _) => (a, "queue.update", q.name.clone()),
-            QueueChange::Pause(name) => (a, "queue.pause", name.clone()),
-            QueueChange::Resume(name) => (a, "queue.resume", name.clone()),
-            QueueChange::Purge(name) => (a, "queue.purge", name.clone()),
+            QueueChange::Create(q) => (a, "queue.create", bare(&q.name)),
+            QueueChange::Update(q, _) => (a, "queue.update", bare(&q.name)),
+            QueueChange::Pause(name) => (a, "queue.pause", bare(name)),
+            QueueChange::Resume(name) => (a, "queue.resume", bare(name)),
+            QueueChange::Purge(name) => (a, "queue.purge", bare(name)),
         },
         Op::Schedule {
             change,
             actor: Some(a),
             ..
         } => match change {
-            ScheduleChange::Create(s) => (a, "schedule.create", s.id.clone()),
-            ScheduleChange::Update(s, _) => (a, "schedule.update", s.id.clone()),
-            ScheduleChange::Pause(id) => (a, "schedule.pause", id.clone()),
-            ScheduleChange::Resume(id) => (a, "schedule.resume", id.clone()),
-            ScheduleChange::Trigger(id) => (a, "schedule.trigger", id.clone()),
-            ScheduleChange::Delete(id) => (a, "schedule.delete", id.clone()),
+            ScheduleChange::Create(s) => (a, "schedule.create", bare(&s.id)),
+            ScheduleChange::Update(s, _) => (a, "schedule.update", bare(&s.id)),
+            ScheduleChange::Pause(id) => (a, "schedule.pause", bare(id)),
+            ScheduleChange::Resume(id) => (a, "schedule.resume", bare(id)),
+            ScheduleChange::Trigger(id) => (a, "schedule.trigger", bare(id)),
+            ScheduleChange::Delete(id) => (a, "schedule.delete", bare(id)),
         },
         Op::Contract {
             change,
@@ -60,9 +63,7 @@ fn asked(op: &Op) -> Option<(&Arc<Actor>, &'static str, String)> {
             ..
         } => match change {
             // The version is the one the answer names.
-            ContractChange::Create { contract, .. } => {
-                (a, "contract.create", contract.name.clone())
-            }
+            ContractChange::Create { contract, .. } => (a, "contract.create", bare(&contract.name)),
             ContractChange::Deactivate { name, version } => {
                 (a, "contract.deactivate", named(name, *version))
             }
@@ -72,9 +73,7 @@ fn asked(op: &Op) -> Option<(&Arc<Actor>, &'static str, String)> {
             actor: Some(a),
             ..
         } => match change {
-            TemplateChange::Create { template, .. } => {
-                (a, "template.create", template.name.clone())
-            }
+            TemplateChange::Create { template, .. } => (a, "template.create", bare(&template.name)),
             TemplateChange::Deactivate { name, version } => {
                 (a, "template.deactivate", named(name, *version))
             }
@@ -87,8 +86,8 @@ fn asked(op: &Op) -> Option<(&Arc<Actor>, &'static str, String)> {
             // The id is the one the answer names (an idempotency key may name
             // a chain made before).
             ChainChange::Submit(new) => (a, "chain.submit", new.chain.id.clone()),
-            ChainChange::Cancel(id) => (a, "chain.cancel", id.clone()),
-            ChainChange::Retry(id) => (a, "chain.retry", id.clone()),
+            ChainChange::Cancel { id, .. } => (a, "chain.cancel", id.clone()),
+            ChainChange::Retry { id, .. } => (a, "chain.retry", id.clone()),
         },
         Op::Key {
             change,
@@ -131,11 +130,11 @@ pub(super) fn entries(requests: &[Op], answers: &[Answer], now: i64) -> Vec<audi
                     ("OK".into(), None)
                 }
                 Answer::Contract(c) => {
-                    object = format!("{}/{}", c.name, c.version);
+                    object = format!("{}/{}", local(&c.name), c.version);
                     ("OK".into(), None)
                 }
                 Answer::Template(t) => {
-                    object = format!("{}/{}", t.name, t.version);
+                    object = format!("{}/{}", local(&t.name), t.version);
                     ("OK".into(), None)
                 }
                 Answer::Chain(changed) => {

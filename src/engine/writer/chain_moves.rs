@@ -52,10 +52,14 @@ impl Moves {
     }
 
     /// A chain started in this transaction with this idempotency key.
-    pub(super) fn started_with_key(&self, key: &str) -> Option<&chain_rows::Model> {
+    pub(super) fn started_with_key(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Option<&chain_rows::Model> {
         self.new
             .iter()
-            .find(|c| c.idempotency_key.as_deref() == Some(key))
+            .find(|c| c.namespace == namespace && c.idempotency_key.as_deref() == Some(key))
     }
 
     pub(super) fn clear(&mut self) {
@@ -102,6 +106,8 @@ pub(super) struct Shape {
     graph: Graph,
     order: Arc<[String]>,
     input: Arc<Value>,
+    /// The chain's namespace, which its steps' jobs are of.
+    namespace: String,
     tags: String,
     ttl_ms: i64,
     trace_context: Option<String>,
@@ -149,6 +155,7 @@ impl Kept {
             definition,
             graph,
             input: Arc::new(serde_json::from_str(&row.input).unwrap_or(Value::Null)),
+            namespace: row.namespace.clone(),
             tags: row.tags.clone(),
             ttl_ms: row.ttl_ms,
             trace_context: row.trace_context.clone(),
@@ -623,12 +630,13 @@ impl Writer {
                 ErrorClass::Reference,
                 format!(
                     "queue {} not found; create it with CreateQueue",
-                    def.job.queue
+                    crate::namespace::local(&def.job.queue)
                 ),
             ));
         }
         let job = jobs::Model {
             id: scheduler::job_id(),
+            namespace: chain.shape.namespace.clone(),
             queue: def.job.queue.clone(),
             status: Status::Queued.as_str().into(),
             priority: def.job.priority,

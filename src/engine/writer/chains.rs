@@ -44,9 +44,10 @@ impl Writer {
         match change {
             ChainChange::Submit(new) => {
                 if let Some(key) = &new.chain.idempotency_key {
-                    let existing = match self.chain_moves.started_with_key(key) {
+                    let namespace = &new.chain.namespace;
+                    let existing = match self.chain_moves.started_with_key(namespace, key) {
                         Some(chain) => Some(chain.clone()),
-                        None => write::chain_by_idempotency_key(txn, key).await?,
+                        None => write::chain_by_idempotency_key(txn, namespace, key).await?,
                     };
                     if let Some(existing) = existing {
                         return Ok(Ok(ChainChanged {
@@ -69,8 +70,8 @@ impl Writer {
                     existing: false,
                 }))
             }
-            ChainChange::Cancel(id) => {
-                let Some(mut chain) = self.locked_chain(txn, id).await? else {
+            ChainChange::Cancel { namespace, id } => {
+                let Some(mut chain) = self.locked_chain(txn, namespace, id).await? else {
                     return Ok(Err(EngineError::ChainNotFound(id.clone())));
                 };
                 if chain.status != "running" {
@@ -98,7 +99,9 @@ impl Writer {
                         StepStatus::Waiting => {}
                         StepStatus::Queued | StepStatus::Running => {
                             if let Some(job) = match &step.job_id {
-                                Some(job_id) => write::cancel(txn, job_id, now).await?,
+                                Some(job_id) => {
+                                    write::cancel(txn, &chain.namespace, job_id, now).await?
+                                }
                                 None => None,
                             } {
                                 self.definitions.forget(&job.id);
@@ -143,8 +146,8 @@ impl Writer {
                     existing: false,
                 }))
             }
-            ChainChange::Retry(id) => {
-                let Some(mut chain) = self.locked_chain(txn, id).await? else {
+            ChainChange::Retry { namespace, id } => {
+                let Some(mut chain) = self.locked_chain(txn, namespace, id).await? else {
                     return Ok(Err(EngineError::ChainNotFound(id.clone())));
                 };
                 if !matches!(chain.status.as_str(), "failed" | "canceled") {
@@ -169,11 +172,14 @@ impl Writer {
         }
     }
 
+    /// The chain `id` of `namespace`, locked; a chain of another is not found.
     async fn locked_chain(
         &self,
         txn: &DatabaseTransaction,
+        namespace: &str,
         id: &str,
     ) -> Result<Option<chain_rows::Model>, StoreError> {
-        Ok(write::chains_for_update(txn, &[id]).await?.pop())
+        let chain = write::chains_for_update(txn, &[id]).await?.pop();
+        Ok(chain.filter(|c| c.namespace == namespace))
     }
 }

@@ -13,22 +13,23 @@ impl Writer {
     ) -> Result<Vec<Answer>, StoreError> {
         // Submits first, all in one insert. Idempotency keys resolve against the
         // database and against earlier jobs in this same turn.
-        let keys: Vec<String> = requests
+        let keys: Vec<(&str, &str)> = requests
             .iter()
             .filter_map(|op| match op {
-                Op::Submit { jobs, .. } => {
-                    Some(jobs.iter().filter_map(|(j, _)| j.idempotency_key.clone()))
-                }
+                Op::Submit { jobs, .. } => Some(jobs.iter().filter_map(|(j, _)| {
+                    Some((j.namespace.as_str(), j.idempotency_key.as_deref()?))
+                })),
                 _ => None,
             })
             .flatten()
             .collect();
-        let mut by_key: HashMap<String, (String, Status)> = HashMap::new();
+        // By namespace and key: keys are unique per namespace.
+        let mut by_key: HashMap<(String, String), (String, Status)> = HashMap::new();
         if !keys.is_empty() {
-            for (key, id, status) in write::jobs_by_idempotency_key(txn, &keys).await? {
+            for (namespace, key, id, status) in write::jobs_by_idempotency_key(txn, &keys).await? {
                 let status = Status::parse(&status)
                     .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?;
-                by_key.insert(key, (id, status));
+                by_key.insert((namespace, key), (id, status));
             }
         }
         let queues = self.queues_of_submits(txn, now, requests).await?;
@@ -48,7 +49,8 @@ impl Writer {
                     let mut submitted = Vec::with_capacity(jobs.len());
                     for (job, unset) in jobs {
                         if let Some(key) = &job.idempotency_key {
-                            if let Some((id, status)) = by_key.get(key) {
+                            let key = (job.namespace.clone(), key.clone());
+                            if let Some((id, status)) = by_key.get(&key) {
                                 submitted.push(Submitted {
                                     id: id.clone(),
                                     status: *status,
@@ -56,7 +58,7 @@ impl Writer {
                                 });
                                 continue;
                             }
-                            by_key.insert(key.clone(), (job.id.clone(), Status::Queued));
+                            by_key.insert(key, (job.id.clone(), Status::Queued));
                         }
                         self.stage(job, *unset, queues.get(&job.queue), now, &mut inserts);
                         submitted.push(Submitted {
@@ -107,7 +109,9 @@ impl Writer {
                         Err(refusal) => Answer::Refused(refusal),
                     }
                 }
-                Op::Cancel { id, .. } => match write::cancel(txn, id, now).await? {
+                Op::Cancel { namespace, id, .. } => match write::cancel(txn, namespace, id, now)
+                    .await?
+                {
                     Some(job) => {
                         self.definitions.forget(&job.id);
                         let (code, class) = (job.last_status_code, job.last_error_class.clone());
@@ -116,10 +120,13 @@ impl Writer {
                         Answer::Job(Box::new(job))
                     }
                     None => {
-                        Answer::Refused(self.refusal(txn, id, "cancel", "queued or running").await?)
+                        let expected = "queued or running";
+                        Answer::Refused(self.refusal(txn, namespace, id, "cancel", expected).await?)
                     }
                 },
-                Op::Retry { id, .. } => match write::retry(txn, id, now).await? {
+                Op::Retry { namespace, id, .. } => match write::retry(txn, namespace, id, now)
+                    .await?
+                {
                     Some(job) => {
                         self.due_queues.mark(&job.queue);
                         let (code, class) = (job.last_status_code, job.last_error_class.clone());
@@ -128,17 +135,24 @@ impl Writer {
                         Answer::Job(Box::new(job))
                     }
                     None => {
-                        Answer::Refused(self.refusal(txn, id, "retry", "failed or canceled").await?)
+                        let expected = "failed or canceled";
+                        Answer::Refused(self.refusal(txn, namespace, id, "retry", expected).await?)
                     }
                 },
-                Op::Delete { id, .. } => {
-                    if write::delete(txn, id).await? {
+                Op::Delete { namespace, id, .. } => {
+                    if write::delete(txn, namespace, id).await? {
                         self.definitions.forget(id);
                         Answer::Done
                     } else {
                         Answer::Refused(
-                            self.refusal(txn, id, "delete", "succeeded, failed or canceled")
-                                .await?,
+                            self.refusal(
+                                txn,
+                                namespace,
+                                id,
+                                "delete",
+                                "succeeded, failed or canceled",
+                            )
+                            .await?,
                         )
                     }
                 }
@@ -237,24 +251,22 @@ impl Writer {
     pub(super) async fn refusal(
         &self,
         txn: &DatabaseTransaction,
+        namespace: &str,
         id: &str,
         action: &'static str,
         expected: &'static str,
     ) -> Result<EngineError, StoreError> {
-        use sea_orm::EntityTrait;
-        Ok(
-            match jobs::Entity::find_by_id(id.to_string()).one(txn).await? {
-                None => EngineError::NotFound(id.to_string()),
-                Some(job) => EngineError::WrongState {
-                    id: id.to_string(),
-                    status: Status::parse(&job.status)
-                        .map(Status::as_str)
-                        .unwrap_or("unknown"),
-                    action,
-                    expected,
-                },
+        Ok(match write::job_in(txn, namespace, id).await? {
+            None => EngineError::NotFound(id.to_string()),
+            Some(job) => EngineError::WrongState {
+                id: id.to_string(),
+                status: Status::parse(&job.status)
+                    .map(Status::as_str)
+                    .unwrap_or("unknown"),
+                action,
+                expected,
             },
-        )
+        })
     }
 
     /// Applies a change to a queue; the refusal when it does not apply.
@@ -273,7 +285,7 @@ impl Writer {
         Ok(match change {
             QueueChange::Create(queue) => {
                 if write::create_queue(txn, queue.clone()).await? {
-                    Ok(QueueChanged::Queue(queue.clone()))
+                    Ok(QueueChanged::Queue(Box::new(queue.clone())))
                 } else {
                     Err(EngineError::QueueExists(queue.name.clone()))
                 }
@@ -283,7 +295,7 @@ impl Writer {
                     Some(stored) => {
                         // Raised limits may let waiting jobs go.
                         self.due_queues.mark(&stored.name);
-                        Ok(QueueChanged::Queue(stored))
+                        Ok(QueueChanged::Queue(Box::new(stored)))
                     }
                     None => Err(EngineError::QueueNotFound(queue.name.clone())),
                 }
@@ -295,7 +307,7 @@ impl Writer {
                         if !pause {
                             self.due_queues.mark(name);
                         }
-                        Ok(QueueChanged::Queue(stored))
+                        Ok(QueueChanged::Queue(Box::new(stored)))
                     }
                     None if exists(name).await?.is_none() => {
                         Err(EngineError::QueueNotFound(name.clone()))

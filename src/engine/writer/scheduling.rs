@@ -121,24 +121,28 @@ impl Writer {
         if runs.is_empty() {
             return Ok(());
         }
-        let keys: Vec<String> = runs
+        let keys: Vec<(&str, &str)> = runs
             .iter()
-            .filter_map(|(job, _)| job.idempotency_key.clone())
+            .filter_map(|(job, _)| Some((job.namespace.as_str(), job.idempotency_key.as_deref()?)))
             .collect();
-        let taken: HashSet<String> = if keys.is_empty() {
+        let taken: HashSet<(String, String)> = if keys.is_empty() {
             HashSet::new()
         } else {
             write::jobs_by_idempotency_key(txn, &keys)
                 .await?
                 .into_iter()
-                .map(|(key, _, _)| key)
+                .map(|(namespace, key, _, _)| (namespace, key))
                 .collect()
         };
         let names = runs.iter().map(|(job, _)| job.queue.as_str()).collect();
         let queues = self.queues_for(txn, now, names).await?;
         let mut inserts = Vec::with_capacity(runs.len());
         for (job, unset) in runs {
-            if let Some(key) = job.idempotency_key.as_ref().filter(|k| taken.contains(*k)) {
+            if let Some(key) = job
+                .idempotency_key
+                .as_ref()
+                .filter(|k| taken.contains(&(job.namespace.clone(), k.to_string())))
+            {
                 tracing::warn!(%key, "a job with this run's key exists; the run is not made again");
                 continue;
             }
@@ -162,15 +166,20 @@ impl Writer {
         if runs.is_empty() {
             return Ok(());
         }
-        let keys: Vec<String> = runs
+        let keys: Vec<(&str, &str)> = runs
             .iter()
-            .filter_map(|run| run.chain.idempotency_key.clone())
+            .filter_map(|run| {
+                Some((
+                    run.chain.namespace.as_str(),
+                    run.chain.idempotency_key.as_deref()?,
+                ))
+            })
             .collect();
         let taken = write::chain_keys_taken(txn, &keys).await?;
         let runs = runs
             .into_iter()
             .filter(|run| match &run.chain.idempotency_key {
-                Some(key) if taken.contains(key) => {
+                Some(key) if taken.contains(&(run.chain.namespace.clone(), key.clone())) => {
                     tracing::warn!(%key, "a chain with this run's key exists; the run is not made again");
                     false
                 }

@@ -17,29 +17,38 @@ use crate::store::{placeholders, sql};
 
 pub async fn chain_by_idempotency_key(
     txn: &DatabaseTransaction,
+    namespace: &str,
     key: &str,
 ) -> Result<Option<chains::Model>, StoreError> {
     Ok(chains::Entity::find()
+        .filter(chains::Column::Namespace.eq(namespace))
         .filter(chains::Column::IdempotencyKey.eq(key))
         .one(txn)
         .await?)
 }
 
-/// Which of these keys some chain already holds.
+/// Which of these keys (each of a namespace) some chain already holds.
 pub async fn chain_keys_taken(
     txn: &DatabaseTransaction,
-    keys: &[String],
-) -> Result<HashSet<String>, StoreError> {
+    keys: &[(&str, &str)],
+) -> Result<HashSet<(String, String)>, StoreError> {
     let mut taken = HashSet::new();
     for chunk in keys.chunks(SMALL_ROWS_PER_STATEMENT) {
-        let rows = chains::Entity::find()
-            .select_only()
-            .column(chains::Column::IdempotencyKey)
-            .filter(chains::Column::IdempotencyKey.is_in(chunk.iter().map(String::as_str)))
-            .into_tuple::<Option<String>>()
-            .all(txn)
-            .await?;
-        taken.extend(rows.into_iter().flatten());
+        let text = format!(
+            "SELECT namespace, idempotency_key FROM chains \
+             WHERE (namespace, idempotency_key) IN ({})",
+            super::value_rows(2, chunk.len())
+        );
+        let values = chunk
+            .iter()
+            .flat_map(|(namespace, key)| [Value::from(*namespace), Value::from(*key)])
+            .collect();
+        for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
+            taken.insert((
+                row.try_get::<String>("", "namespace")?,
+                row.try_get::<String>("", "idempotency_key")?,
+            ));
+        }
     }
     Ok(taken)
 }
@@ -261,28 +270,48 @@ pub async fn insert_chains(
     const COLUMNS: usize = 15;
     for chunk in rows.chunks(SMALL_ROWS_PER_STATEMENT / COLUMNS) {
         let text = format!(
-            "INSERT INTO chains (id, status, input, definition, tags, idempotency_key, ttl_ms, \
-             created_at, updated_at, finished_at, expires_at, schedule_id, trace_context, \
-             fire_at) VALUES {}",
-            value_rows(COLUMNS - 1, chunk.len())
+            "INSERT INTO chains (id, namespace, status, input, definition, tags, \
+             idempotency_key, ttl_ms, created_at, updated_at, finished_at, expires_at, \
+             schedule_id, trace_context, fire_at) VALUES {}",
+            value_rows(COLUMNS, chunk.len())
         );
         let mut values = Vec::with_capacity(chunk.len() * COLUMNS);
         for c in chunk {
+            // Every field named, so a new column breaks the build here until it
+            // is written.
+            let chains::Model {
+                id,
+                namespace,
+                status,
+                input,
+                definition,
+                tags,
+                idempotency_key,
+                ttl_ms,
+                created_at,
+                updated_at,
+                finished_at,
+                expires_at,
+                schedule_id,
+                trace_context,
+                fire_at,
+            } = c;
             values.extend([
-                Value::from(c.id.as_str()),
-                Value::from(c.status.as_str()),
-                Value::from(c.input.as_str()),
-                Value::from(c.definition.as_str()),
-                Value::from(c.tags.as_str()),
-                Value::from(c.idempotency_key.clone()),
-                Value::from(c.ttl_ms),
-                Value::from(c.created_at),
-                Value::from(c.updated_at),
-                Value::from(c.finished_at),
-                Value::from(c.expires_at),
-                Value::from(c.schedule_id.clone()),
-                Value::from(c.trace_context.clone()),
-                Value::from(c.fire_at),
+                Value::from(id.as_str()),
+                Value::from(namespace.as_str()),
+                Value::from(status.as_str()),
+                Value::from(input.as_str()),
+                Value::from(definition.as_str()),
+                Value::from(tags.as_str()),
+                Value::from(idempotency_key.clone()),
+                Value::from(*ttl_ms),
+                Value::from(*created_at),
+                Value::from(*updated_at),
+                Value::from(*finished_at),
+                Value::from(*expires_at),
+                Value::from(schedule_id.clone()),
+                Value::from(trace_context.clone()),
+                Value::from(*fire_at),
             ]);
         }
         txn.execute_raw(sql(backend(txn), &text, values)).await?;

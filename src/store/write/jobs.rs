@@ -11,20 +11,26 @@ use sea_orm::{
 use super::{JOB_ROWS_PER_STATEMENT, SMALL_ROWS_PER_STATEMENT, backend, value_rows};
 use crate::store::{StoreError, job_tags, jobs, placeholders, sql};
 
-/// Existing jobs holding any of these idempotency keys: key, id, status.
+/// Existing jobs holding any of these idempotency keys (each of a namespace):
+/// namespace, key, id, status.
 pub async fn jobs_by_idempotency_key(
     txn: &DatabaseTransaction,
-    keys: &[String],
-) -> Result<Vec<(String, String, String)>, StoreError> {
+    keys: &[(&str, &str)],
+) -> Result<Vec<(String, String, String, String)>, StoreError> {
     let mut found = Vec::new();
     for chunk in keys.chunks(SMALL_ROWS_PER_STATEMENT) {
         let text = format!(
-            "SELECT idempotency_key, id, status FROM jobs WHERE idempotency_key IN ({})",
-            placeholders(chunk.len())
+            "SELECT namespace, idempotency_key, id, status FROM jobs \
+             WHERE (namespace, idempotency_key) IN ({})",
+            value_rows(2, chunk.len())
         );
-        let values = chunk.iter().map(|k| Value::from(k.as_str())).collect();
+        let values = chunk
+            .iter()
+            .flat_map(|(namespace, key)| [Value::from(*namespace), Value::from(*key)])
+            .collect();
         for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
             found.push((
+                row.try_get::<String>("", "namespace")?,
                 row.try_get::<String>("", "idempotency_key")?,
                 row.try_get::<String>("", "id")?,
                 row.try_get::<String>("", "status")?,
@@ -37,8 +43,9 @@ pub async fn jobs_by_idempotency_key(
 /// The last columns of [`JOB_COLUMNS`]: a chain step's, NULL for other jobs.
 const CHAIN_COLUMNS: usize = 3;
 
-const JOB_COLUMNS: [&str; 35] = [
+const JOB_COLUMNS: [&str; 36] = [
     "id",
+    "namespace",
     "queue",
     "status",
     "priority",
@@ -77,9 +84,10 @@ const JOB_COLUMNS: [&str; 35] = [
 
 /// A row's values in [`JOB_COLUMNS`] order; every field is named, so a new column
 /// breaks the build here until it is written.
-fn job_values(job: jobs::Model) -> [Value; 35] {
+fn job_values(job: jobs::Model) -> [Value; 36] {
     let jobs::Model {
         id,
+        namespace,
         queue,
         status,
         priority,
@@ -117,6 +125,7 @@ fn job_values(job: jobs::Model) -> [Value; 35] {
     } = job;
     [
         id.into(),
+        namespace.into(),
         queue.into(),
         status.into(),
         priority.into(),
@@ -232,6 +241,19 @@ pub async fn jobs_by_id(
     Ok(found)
 }
 
+/// The job `id` if it is of `namespace`.
+pub async fn job_in(
+    txn: &DatabaseTransaction,
+    namespace: &str,
+    id: &str,
+) -> Result<Option<jobs::Model>, StoreError> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    Ok(jobs::Entity::find_by_id(id.to_string())
+        .filter(jobs::Column::Namespace.eq(namespace))
+        .one(txn)
+        .await?)
+}
+
 async fn update_returning_job(
     txn: &DatabaseTransaction,
     text: &str,
@@ -244,53 +266,63 @@ async fn update_returning_job(
     })
 }
 
-/// Cancels a queued or running job; `None` when it is neither (or unknown).
+/// Cancels a queued or running job of `namespace`; `None` when it is neither (or
+/// unknown there).
 pub async fn cancel(
     txn: &DatabaseTransaction,
+    namespace: &str,
     id: &str,
     now: i64,
 ) -> Result<Option<jobs::Model>, StoreError> {
     update_returning_job(
         txn,
         "UPDATE jobs SET status = 'canceled', finished_at = ?, expires_at = ? + ttl_ms, \
-         lease_expires_at = NULL WHERE id = ? AND status IN ('queued', 'running') RETURNING *",
-        vec![now.into(), now.into(), id.into()],
+         lease_expires_at = NULL WHERE id = ? AND namespace = ? \
+         AND status IN ('queued', 'running') RETURNING *",
+        vec![now.into(), now.into(), id.into(), namespace.into()],
     )
     .await
 }
 
-/// Queues a failed or canceled job again with a fresh attempt budget; `None` when it
-/// is in another state (or unknown).
+/// Queues a failed or canceled job of `namespace` again with a fresh attempt
+/// budget; `None` when it is in another state (or unknown there).
 pub async fn retry(
     txn: &DatabaseTransaction,
+    namespace: &str,
     id: &str,
     now: i64,
 ) -> Result<Option<jobs::Model>, StoreError> {
     update_returning_job(
         txn,
         "UPDATE jobs SET status = 'queued', retry_base = attempt, run_at = ?, finished_at = NULL, \
-         expires_at = NULL, lease_expires_at = NULL WHERE id = ? AND status IN ('failed', 'canceled') \
-         RETURNING *",
-        vec![now.into(), id.into()],
+         expires_at = NULL, lease_expires_at = NULL WHERE id = ? AND namespace = ? \
+         AND status IN ('failed', 'canceled') RETURNING *",
+        vec![now.into(), id.into(), namespace.into()],
     )
     .await
 }
 
-/// Removes a finished job with its attempts and tags; false when it is not finished
-/// (or unknown).
-pub async fn delete(txn: &DatabaseTransaction, id: &str) -> Result<bool, StoreError> {
-    let finished = "jobs.id = ? AND jobs.status IN ('succeeded', 'failed', 'canceled')";
+/// Removes a finished job of `namespace` with its attempts and tags; false when it
+/// is not finished (or unknown there).
+pub async fn delete(
+    txn: &DatabaseTransaction,
+    namespace: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let finished = "jobs.id = ? AND jobs.namespace = ? \
+                    AND jobs.status IN ('succeeded', 'failed', 'canceled')";
+    let values = || vec![Value::from(id), Value::from(namespace)];
     txn.execute_raw(sql(
         backend(txn),
         &delete_tags(backend(txn), finished),
-        vec![id.into()],
+        values(),
     ))
     .await?;
     let deleted = txn
         .execute_raw(sql(
             backend(txn),
             &format!("DELETE FROM jobs WHERE {finished}"),
-            vec![id.into()],
+            values(),
         ))
         .await?
         .rows_affected();

@@ -44,14 +44,16 @@ pub async fn create_queues_if_missing(
         return Ok(());
     }
     let text = format!(
-        "INSERT INTO queues (name, paused, tokens, tokens_at, created_at, updated_at) VALUES {} \
-         ON CONFLICT (name) DO NOTHING",
-        value_rows(6, names.len())
+        "INSERT INTO queues (name, namespace, paused, tokens, tokens_at, created_at, updated_at) \
+         VALUES {} ON CONFLICT (name) DO NOTHING",
+        value_rows(7, names.len())
     );
-    let mut values = Vec::with_capacity(names.len() * 6);
+    let mut values = Vec::with_capacity(names.len() * 7);
     for name in names {
         values.extend([
             Value::from(*name),
+            // Each name is stored qualified: it says whose queue it is.
+            crate::namespace::of(name).into(),
             false.into(),
             0f64.into(),
             now.into(),
@@ -106,6 +108,7 @@ pub async fn update_queue(
             || stored.rate_per_second != queue.rate_per_second);
     let active = queues::ActiveModel {
         name: Set(queue.name.clone()),
+        namespace: NotSet,
         paused: NotSet,
         max_concurrency: set_if(fields.max_concurrency, queue.max_concurrency),
         rate_per_second: set_if(fields.rate_limit, queue.rate_per_second),

@@ -1,0 +1,63 @@
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// The tables whose rows belong to a namespace and did not say so.
+const OWNED: [&str; 6] = [
+    "jobs",
+    "queues",
+    "schedules",
+    "chains",
+    "contracts",
+    "templates",
+];
+
+/// Every object belongs to a namespace (see `crate::namespace` in the service):
+/// a `namespace` column on each table of objects, `default` for every row
+/// written before, so an existing database upgrades without rewriting a row and
+/// everything in it lands in the namespace the open service acts in. Names (of
+/// queues, schedules, contracts and templates) are stored qualified outside the
+/// default namespace, where they are stored as they were. Idempotency keys are
+/// unique per namespace.
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for table in OWNED {
+            db.execute_unprepared(&format!(
+                "ALTER TABLE {table} ADD COLUMN namespace VARCHAR NOT NULL DEFAULT 'default'"
+            ))
+            .await?;
+        }
+        for statement in [
+            "DROP INDEX IF EXISTS jobs_idempotency_key",
+            "CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (namespace, idempotency_key) \
+             WHERE idempotency_key IS NOT NULL",
+            "DROP INDEX IF EXISTS chains_idempotency_key",
+            "CREATE UNIQUE INDEX chains_idempotency_key ON chains (namespace, idempotency_key) \
+             WHERE idempotency_key IS NOT NULL",
+        ] {
+            db.execute_unprepared(statement).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for statement in [
+            "DROP INDEX IF EXISTS jobs_idempotency_key",
+            "CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key) \
+             WHERE idempotency_key IS NOT NULL",
+            "DROP INDEX IF EXISTS chains_idempotency_key",
+            "CREATE UNIQUE INDEX chains_idempotency_key ON chains (idempotency_key)",
+        ] {
+            db.execute_unprepared(statement).await?;
+        }
+        for table in OWNED {
+            db.execute_unprepared(&format!("ALTER TABLE {table} DROP COLUMN namespace"))
+                .await?;
+        }
+        Ok(())
+    }
+}
