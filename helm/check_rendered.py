@@ -187,6 +187,23 @@ def cmd_check(args):
         grace == values["settings"]["shutdownGraceSeconds"],
         "JOBQUEUE_SHUTDOWN_GRACE differs from settings.shutdownGraceSeconds",
     )
+    # Namespaces' limits: the values' map, written as the binary parses it.
+    wanted = values["settings"].get("namespaceLimits") or {}
+    rendered = config.get("JOBQUEUE_NAMESPACE_LIMITS")
+    if not wanted:
+        c.expect(rendered is None, f"JOBQUEUE_NAMESPACE_LIMITS is {rendered!r} with no limits")
+    else:
+        parsed = {}
+        for part in (rendered or "").split(";"):
+            name, _, fields = part.partition(":")
+            parsed[name] = {
+                k: float(v) if k == "rate" else int(v)
+                for k, v in (f.split("=") for f in fields.split(","))
+            }
+        c.expect(
+            parsed == wanted,
+            f"JOBQUEUE_NAMESPACE_LIMITS is {rendered!r}, which reads {parsed}, want {wanted}",
+        )
 
     # The database URL is a secret on PostgreSQL: never in a ConfigMap, a plain env value
     # or anywhere else in plain text.

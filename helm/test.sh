@@ -181,6 +181,10 @@ refused "negative shutdown grace" "/settings/shutdownGraceSeconds': minimum: got
 refused "negative shutdown grace (template)" "settings.shutdownGraceSeconds must be 1 or more" \
   --set settings.shutdownGraceSeconds=-1 --skip-schema-validation
 refused "port out of range" "/service/port': maximum: got 70,000, want 65,535" --set service.port=70000
+refused "a namespace's burst without a rate" "properties 'rate' required, if 'burst' exists" \
+  --set settings.namespaceLimits.billing.burst=2
+refused "a namespace that no name spells" "'Billing' does not match pattern" \
+  --set settings.namespaceLimits.Billing.jobs=2
 refused "port out of range (template)" "service.port must be a port from 1 to 65535" \
   --set service.port=70000 --skip-schema-validation
 refused "postgres without a URL" "a postgres:// URL when database.mode is postgres" --set database.mode=postgres

@@ -220,6 +220,14 @@ pub struct Config {
     #[arg(long, env = "JOBQUEUE_KEY_RATE", default_value = "0",
           value_parser = parse_count("JOBQUEUE_KEY_RATE", 0, 1_000_000))]
     pub key_rate: usize,
+
+    /// Limits per namespace, across every process:
+    /// `NAMESPACE:jobs=N,concurrency=N,rate=N,burst=N` separated by `;` (each part
+    /// optional). Past `jobs` stored a submit is refused with RESOURCE_EXHAUSTED;
+    /// `concurrency` and `rate` hold its calls back as a queue's limits do.
+    #[arg(long, env = "JOBQUEUE_NAMESPACE_LIMITS", default_value = "",
+          value_parser = crate::namespace::Limits::parse)]
+    pub namespace_limits: crate::namespace::Limits,
 }
 
 impl Config {

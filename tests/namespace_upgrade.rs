@@ -6,8 +6,8 @@
 
 mod common;
 
+use common::keys::{keys_file, new_key, with_key};
 use common::*;
-use jobqueue::auth::key;
 use jobqueue::proto::{
     self, contract_service_client::ContractServiceClient, queue_service_client::QueueServiceClient,
 };
@@ -62,35 +62,11 @@ async fn old_database(url: &str) -> String {
     id
 }
 
-fn keys_file(keys: &[(&str, &str)]) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keys.json");
-    let keys: Vec<serde_json::Value> = keys
-        .iter()
-        .map(|(key, namespace)| {
-            serde_json::json!({
-                "key": key, "namespace": namespace,
-                "scopes": ["submit", "read", "manage", "queues.admin", "registry.admin"],
-            })
-        })
-        .collect();
-    std::fs::write(&path, serde_json::json!({ "keys": keys }).to_string()).unwrap();
-    (dir, path)
-}
-
-fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {key}").parse().unwrap());
-    request
-}
-
 #[tokio::test]
 async fn what_was_stored_before_namespaces_is_the_default_namespaces() {
     let db = std::sync::Arc::new(TestDb::new().await);
     let old = old_database(&db.url).await;
-    let (mine, theirs) = (key::generate().1, key::generate().1);
+    let (mine, theirs) = (new_key(), new_key());
     let (_dir, path) = keys_file(&[(&mine, "default"), (&theirs, "billing")]);
     let mut server = Server::restart(db, |c| c.keys_file = Some(path)).await;
     let mut queues = QueueServiceClient::connect(format!("http://{}", server.addr))

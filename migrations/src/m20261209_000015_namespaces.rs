@@ -19,7 +19,9 @@ const OWNED: [&str; 6] = [
 /// everything in it lands in the namespace the open service acts in. Names (of
 /// queues, schedules, contracts and templates) are stored qualified outside the
 /// default namespace, where they are stored as they were. Idempotency keys are
-/// unique per namespace.
+/// unique per namespace. `namespace_buckets` holds the rate limiter of each
+/// namespace given a rate (`JOBQUEUE_NAMESPACE_LIMITS`), as `queues` holds each
+/// queue's.
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -31,6 +33,8 @@ impl MigrationTrait for Migration {
             .await?;
         }
         for statement in [
+            "CREATE TABLE namespace_buckets (namespace VARCHAR NOT NULL PRIMARY KEY, \
+             tokens DOUBLE PRECISION NOT NULL, tokens_at BIGINT NOT NULL)",
             "DROP INDEX IF EXISTS jobs_idempotency_key",
             "CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (namespace, idempotency_key) \
              WHERE idempotency_key IS NOT NULL",
@@ -46,6 +50,7 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         for statement in [
+            "DROP TABLE namespace_buckets",
             "DROP INDEX IF EXISTS jobs_idempotency_key",
             "CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key) \
              WHERE idempotency_key IS NOT NULL",

@@ -82,6 +82,11 @@ impl From<EngineError> for Status {
             EngineError::Invalid { field, expected } => invalid(field, expected),
             EngineError::Store(e) => e.into(),
             EngineError::Unwritten(unwritten) => unwritten.into(),
+            full @ EngineError::NamespaceFull { .. } => {
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(RETRY_AFTER_FULL));
+                Status::with_error_details(full.code(), full.to_string(), details)
+            }
             other => Status::new(other.code(), other.to_string()),
         }
     }
@@ -116,7 +121,7 @@ impl From<Unwritten> for Status {
     }
 }
 
-/// The retry hint of a write refused for a full disk.
+/// The retry hint of a write refused for a full disk or a full namespace.
 const RETRY_AFTER_FULL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl From<StoreError> for Status {

@@ -79,6 +79,16 @@ pub enum EngineError {
     ChainNotFound(String),
     #[error("key {0} not found")]
     KeyNotFound(String),
+    /// A submit past the jobs its namespace may store.
+    #[error(
+        "namespace {namespace} stores {stored} jobs, its limit is {limit}: submit again once \
+         some are deleted or expire"
+    )]
+    NamespaceFull {
+        namespace: String,
+        limit: u64,
+        stored: u64,
+    },
     #[error("chain {id} is {status}; {action} needs a chain that is {expected}")]
     ChainState {
         id: String,
@@ -146,7 +156,8 @@ impl EngineError {
             EngineError::VersionMoved { .. } => Code::Aborted,
             EngineError::Invalid { .. } => Code::InvalidArgument,
             EngineError::ShuttingDown => Code::Unavailable,
-            EngineError::Unwritten(outage::Unwritten::DiskFull { .. }) => Code::ResourceExhausted,
+            EngineError::Unwritten(outage::Unwritten::DiskFull { .. })
+            | EngineError::NamespaceFull { .. } => Code::ResourceExhausted,
             EngineError::Unwritten(_) => Code::Unavailable,
             EngineError::Store(_) | EngineError::Client(_) | EngineError::Writer(_) => {
                 Code::Internal
@@ -440,6 +451,8 @@ pub struct Settings {
     pub call_limits: Limits,
     /// Largest response body a chain step passes on.
     pub step_output_max_bytes: usize,
+    /// What each namespace may hold and run.
+    pub namespace_limits: crate::namespace::Limits,
 }
 
 impl From<&Config> for Settings {
@@ -458,6 +471,7 @@ impl From<&Config> for Settings {
             db_timeout: config.db_timeout,
             call_limits: Limits::from(config),
             step_output_max_bytes: config.step_output_max_bytes,
+            namespace_limits: config.namespace_limits.clone(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 pub mod chains;
 mod echo;
+pub mod keys;
 mod process;
 pub use echo::EchoTarget;
 pub use process::Process;

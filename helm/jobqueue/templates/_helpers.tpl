@@ -174,3 +174,24 @@ says why and what to do instead.
 {{- fail "metrics.port must differ from service.port: they are two listeners in one pod." }}
 {{- end }}
 {{- end }}
+
+{{/*
+settings.namespaceLimits as JOBQUEUE_NAMESPACE_LIMITS reads them:
+NAME:jobs=N,concurrency=N,rate=N,burst=N;... (whole numbers written whole, not as 1e+06).
+*/}}
+{{- define "jobqueue.namespaceLimits" -}}
+{{- $parts := list -}}
+{{- range $name, $limit := . -}}
+{{- $fields := list -}}
+{{- range $key := list "jobs" "concurrency" "burst" -}}
+{{- if hasKey $limit $key -}}
+{{- $fields = append $fields (printf "%s=%d" $key (get $limit $key | int64)) -}}
+{{- end -}}
+{{- end -}}
+{{- if hasKey $limit "rate" -}}
+{{- $fields = append $fields (printf "rate=%v" (get $limit "rate")) -}}
+{{- end -}}
+{{- $parts = append $parts (printf "%s:%s" $name (join "," $fields)) -}}
+{{- end -}}
+{{- join ";" $parts -}}
+{{- end -}}

@@ -212,13 +212,14 @@ impl Writer {
             });
         }
 
+        self.rotation = self.rotation.wrapping_add(1);
+        let first = self.rotation % lanes.len().max(1);
+        let held = self.cap_namespaces(txn, now, &mut lanes, first).await?;
         let index: HashMap<String, usize> = lanes
             .iter()
             .enumerate()
             .map(|(i, lane)| (lane.name.clone(), i))
             .collect();
-        self.rotation = self.rotation.wrapping_add(1);
-        let first = self.rotation % lanes.len().max(1);
         let lease_grace = self.settings.lease_grace.as_millis() as i64;
         let mut claimed = Vec::new();
         let mut left = free;
@@ -276,6 +277,7 @@ impl Writer {
             }
         }
         write::save_buckets(txn, &buckets).await?;
+        self.spend_namespaces(txn, now, held, &lanes).await?;
         if self.due_queues.all {
             self.due_queues = DueQueues {
                 all: false,
@@ -340,7 +342,10 @@ impl Writer {
         if *count == 0 {
             self.running_by_queue.remove(queue);
         }
-        if was_full || self.queues.get(queue).is_some_and(is_limited) {
+        if self.namespace_limited(queue) {
+            // Any queue of its namespace may have been held back.
+            self.due_queues.mark_all();
+        } else if was_full || self.queues.get(queue).is_some_and(is_limited) {
             self.due_queues.mark(queue);
         }
     }

@@ -47,6 +47,7 @@ mod audit;
 mod chain_moves;
 mod chains;
 mod claims;
+mod namespace_limits;
 mod outcomes;
 mod registry;
 mod requests;
@@ -180,6 +181,8 @@ pub(crate) struct Writer {
     chain_moves: chain_moves::Moves,
     /// Running chains' steps as parsed, so a move does not parse them again.
     chains_kept: chain_moves::Kept,
+    /// Jobs stored by namespaces with a limit on them.
+    stored: namespace_limits::Stored,
     next_poll: Instant,
     next_maintenance: Instant,
 }
@@ -308,6 +311,7 @@ impl Writer {
             chain_moves: chain_moves::Moves::default(),
             chains_kept: chain_moves::Kept::default(),
             next_poll: now + settings.poll_interval,
+            stored: Default::default(),
             next_maintenance: now,
             settings,
         })
@@ -614,6 +618,7 @@ impl Writer {
             if removed > 0 {
                 tracing::debug!(removed, "removed expired chains");
             }
+            self.stored.recount();
             laps.mark("maintain");
         }
         if !self.draining {

@@ -46,6 +46,22 @@ impl Writer {
                         )));
                         continue;
                     }
+                    // Jobs of one caller: one namespace. Those its idempotency keys
+                    // name already take no room.
+                    if let Some((first, _)) = jobs.first() {
+                        let new = jobs
+                            .iter()
+                            .filter(|(j, _)| {
+                                j.idempotency_key.as_ref().is_none_or(|k| {
+                                    !by_key.contains_key(&(j.namespace.clone(), k.clone()))
+                                })
+                            })
+                            .count();
+                        if let Err(full) = self.admit_jobs(txn, &first.namespace, new).await? {
+                            answers.push(Answer::Refused(full));
+                            continue;
+                        }
+                    }
                     let mut submitted = Vec::with_capacity(jobs.len());
                     for (job, unset) in jobs {
                         if let Some(key) = &job.idempotency_key {

@@ -4,8 +4,8 @@
 //! overwritten.
 
 //!
-//! One module per concern: `jobs`, `claims`, `queues`, `schedules`, `contracts`,
-//! `chains`,
+//! One module per concern: `jobs`, `claims`, `queues`, `namespaces` (their limits),
+//! `schedules`, `contracts`, `chains`, `keys`, `audit`,
 //! and `replicas` (what processes sharing PostgreSQL tell each other).
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
@@ -18,6 +18,7 @@ mod claims;
 mod contracts;
 mod jobs;
 mod keys;
+mod namespaces;
 mod queues;
 mod replicas;
 mod schedules;
@@ -28,6 +29,7 @@ pub use claims::*;
 pub use contracts::*;
 pub use jobs::*;
 pub use keys::*;
+pub use namespaces::*;
 pub use queues::*;
 pub use replicas::*;
 pub use schedules::*;
