@@ -30,7 +30,7 @@ psql "$pg/postgres" -qc "create database \"$db\""
 
 addrs=()
 for n in $(seq 1 "$replicas"); do
-  JOBQUEUE_LOG=warn target/release/jobqueue serve --listen-addr 127.0.0.1:0 \
+  JOBQUEUE_LOG=warn JOBQUEUE_OUTBOUND_ALLOW=127.0.0.1 target/release/jobqueue serve --listen-addr 127.0.0.1:0 \
     --db-url "$pg/$db" --concurrency 256 >"$scratch/$n.out" 2>"$scratch/$n.err" &
   pids+=($!)
   for _ in $(seq 1 200); do

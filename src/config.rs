@@ -228,9 +228,31 @@ pub struct Config {
     #[arg(long, env = "JOBQUEUE_NAMESPACE_LIMITS", default_value = "",
           value_parser = crate::namespace::Limits::parse)]
     pub namespace_limits: crate::namespace::Limits,
+
+    /// Destinations calls may reach despite their class (loopback, private,
+    /// link-local, cloud metadata...): networks (`10.0.0.0/8`), addresses
+    /// (`127.0.0.1`), hosts (`api.internal`) and host suffixes (`.corp.example`),
+    /// separated by commas. Empty: public addresses only.
+    #[arg(long, env = "JOBQUEUE_OUTBOUND_ALLOW", default_value = "",
+          value_parser = crate::outbound::address::RuleList::parse)]
+    pub outbound_allow: crate::outbound::address::RuleList,
+
+    /// Destinations calls may never reach, public or allowed ones included; the
+    /// same forms as JOBQUEUE_OUTBOUND_ALLOW. A deny wins.
+    #[arg(long, env = "JOBQUEUE_OUTBOUND_DENY", default_value = "",
+          value_parser = crate::outbound::address::RuleList::parse)]
+    pub outbound_deny: crate::outbound::address::RuleList,
 }
 
 impl Config {
+    /// The guard every call out passes, from the allow and deny settings.
+    pub fn outbound_guard(&self) -> crate::outbound::guard::Guard {
+        crate::outbound::guard::Guard::new(crate::outbound::address::Rules::of(
+            self.outbound_allow.clone(),
+            self.outbound_deny.clone(),
+        ))
+    }
+
     /// Where the TLS files are, when TLS is on.
     pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
         Some(crate::tls::TlsFiles {

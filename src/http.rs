@@ -10,6 +10,7 @@ use reqwest::header::{
 };
 
 use crate::job::{ErrorClass, parse_retry_after};
+use crate::outbound::guard::{self, Guard};
 
 /// A call, ready to send.
 #[derive(Debug, Clone)]
@@ -44,19 +45,27 @@ pub struct CallError {
 pub struct HttpClient {
     client: reqwest::Client,
     result_max_bytes: usize,
+    guard: Guard,
 }
 
 impl HttpClient {
-    pub fn new(result_max_bytes: usize) -> Result<HttpClient, reqwest::Error> {
+    /// The client, its destinations judged by `guard`: names through its resolver
+    /// (the only one), addresses before each call. No proxy from the environment
+    /// (it would make the proxy the destination judged) and no redirects followed
+    /// (each hop would be a destination unjudged): a 3xx is the attempt's outcome.
+    pub fn new(result_max_bytes: usize, guard: Guard) -> Result<HttpClient, reqwest::Error> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("jobqueue/", env!("CARGO_PKG_VERSION")))
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::limited(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(guard.resolver())
             .build()?;
         Ok(HttpClient {
             client,
             result_max_bytes,
+            guard,
         })
     }
 
@@ -76,6 +85,12 @@ impl HttpClient {
     }
 
     async fn send(&self, call: Call) -> Result<Captured, CallError> {
+        if let Err(refused) = self.guard.literal(&call.url) {
+            return Err(CallError {
+                class: ErrorClass::DestinationRefused,
+                message: refused.to_string(),
+            });
+        }
         let mut request = self
             .client
             .request(call.method, call.url)
@@ -137,6 +152,12 @@ impl HttpClient {
 
 /// Sorts a transport failure into the classes the retry rules know.
 fn classify(error: reqwest::Error) -> CallError {
+    if let Some(refused) = guard::refusal_in(&error) {
+        return CallError {
+            class: ErrorClass::DestinationRefused,
+            message: refused.to_string(),
+        };
+    }
     let message = describe(&error);
     let class = if error.is_timeout() {
         ErrorClass::Timeout

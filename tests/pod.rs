@@ -74,6 +74,8 @@ fn render_default_chart() -> Option<Vec<Value>> {
     let home = tempfile::tempdir().unwrap();
     let rendered = Command::new(&helm)
         .args(["template", "jq", "helm/jobqueue", "--namespace", "jobs"])
+        // The test's target is on loopback: allowed by the chart's own setting.
+        .args(["--set", "settings.outboundAllow=127.0.0.1"])
         .current_dir(REPO)
         .env("HELM_CONFIG_HOME", home.path().join("config"))
         .env("HELM_CACHE_HOME", home.path().join("cache"))

@@ -259,6 +259,10 @@ pub(crate) async fn start_server(
     Ok(server)
 }
 
+/// What the server's calls may reach: the loopback target (calls out reach only
+/// public addresses unless allowed).
+const TARGETS: &str = "127.0.0.1";
+
 /// A loopback port nobody listens on now.
 fn free_port() -> anyhow::Result<SocketAddr> {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
@@ -273,6 +277,8 @@ async fn start_in_process(
     let mut config = jobqueue::config::Config::with_db_url(scratch.db_url());
     config.concurrency = concurrency;
     config.metrics_addr = metrics_addr;
+    config.outbound_allow =
+        jobqueue::outbound::address::RuleList::parse(TARGETS).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding the server's listener")?;
@@ -308,6 +314,7 @@ async fn spawn_server(
     let mut command = tokio::process::Command::new(binary);
     command
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("JOBQUEUE_OUTBOUND_ALLOW", TARGETS)
         .args(["serve", "--listen-addr", "127.0.0.1:0", "--db-url"])
         .arg(scratch.db_url())
         .args(["--concurrency", &concurrency.to_string()]);

@@ -30,6 +30,8 @@ pub struct Limits {
     pub max_timeout: Duration,
     pub max_body_bytes: usize,
     pub default_ttl: Duration,
+    /// What a call's URL may name.
+    pub destinations: crate::outbound::guard::Guard,
 }
 
 impl From<&Config> for Limits {
@@ -39,6 +41,7 @@ impl From<&Config> for Limits {
             max_timeout: c.max_timeout,
             max_body_bytes: c.max_body_bytes,
             default_ttl: c.default_ttl,
+            destinations: c.outbound_guard(),
         }
     }
 }
@@ -556,6 +559,7 @@ pub fn error_class(s: Option<&str>) -> proto::ErrorClass {
         Some(ErrorClass::ContractViolation) => proto::ErrorClass::ContractViolation,
         Some(ErrorClass::OutputTooLarge) => proto::ErrorClass::OutputTooLarge,
         Some(ErrorClass::Reference) => proto::ErrorClass::Reference,
+        Some(ErrorClass::DestinationRefused) => proto::ErrorClass::DestinationRefused,
     }
 }
 

@@ -47,7 +47,17 @@ pub(super) fn http_request(
         body,
     };
     match call.checked(limits.max_body_bytes) {
-        Ok(stored) => Some(stored),
+        Ok(stored) => {
+            // What the URL alone shows of where it leads; a name is judged when
+            // it is resolved, at each attempt.
+            if let Ok(url) = url::Url::parse(&stored.1)
+                && let Err(refused) = limits.destinations.at_submit(&url)
+            {
+                v.add(format!("{path}.url"), refused.to_string());
+                return None;
+            }
+            Some(stored)
+        }
         Err(problems) => {
             for p in problems {
                 v.add(format!("{path}.{}", p.field), p.expected);

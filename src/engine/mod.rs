@@ -520,7 +520,7 @@ impl Engine {
         config: &Config,
         shutdown: CancellationToken,
     ) -> Result<(Engine, oneshot::Receiver<()>), EngineError> {
-        let client = HttpClient::new(config.result_max_bytes)
+        let client = HttpClient::new(config.result_max_bytes, config.outbound_guard())
             .map_err(|e| EngineError::Client(e.to_string()))?;
         let shutdown_token = shutdown.clone();
         let (tx, rx) = mpsc::channel(OP_QUEUE);

@@ -63,6 +63,9 @@ pub enum ErrorClass {
     /// A chain step's reference found nothing, or rendered a call that cannot be
     /// sent.
     Reference,
+    /// The call's destination is one the service does not call (see
+    /// `crate::outbound::guard`); nothing was sent.
+    DestinationRefused,
 }
 
 impl ErrorClass {
@@ -77,6 +80,7 @@ impl ErrorClass {
             ErrorClass::ContractViolation => "contract_violation",
             ErrorClass::OutputTooLarge => "output_too_large",
             ErrorClass::Reference => "reference",
+            ErrorClass::DestinationRefused => "destination_refused",
         }
     }
 
@@ -91,6 +95,7 @@ impl ErrorClass {
             "contract_violation" => ErrorClass::ContractViolation,
             "output_too_large" => ErrorClass::OutputTooLarge,
             "reference" => ErrorClass::Reference,
+            "destination_refused" => ErrorClass::DestinationRefused,
             _ => return None,
         })
     }

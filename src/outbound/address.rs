@@ -156,7 +156,77 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// One list of rules as a setting writes it: entries separated by commas, each a
+/// network (`10.0.0.0/8`), an address (`127.0.0.1`, `::1`), a host suffix
+/// (`.corp.example`) or a host (`api.internal`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleList {
+    pub hosts: Vec<String>,
+    pub suffixes: Vec<String>,
+    pub networks: Vec<IpNet>,
+}
+
+impl RuleList {
+    pub fn parse(text: &str) -> Result<RuleList, String> {
+        let mut list = RuleList::default();
+        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            if let Ok(net) = entry.parse::<IpNet>() {
+                list.networks.push(net.trunc());
+            } else if let Ok(ip) = entry.trim_matches(['[', ']']).parse::<IpAddr>() {
+                list.networks.push(IpNet::from(ip));
+            } else if entry.contains('/') {
+                return Err(format!(
+                    "{entry:?} is not a network (write it as 10.0.0.0/8)"
+                ));
+            } else if let Some(suffix) = entry.strip_prefix('.') {
+                if !is_host_name(suffix) {
+                    return Err(format!("{entry:?} is not a host suffix (.example.com)"));
+                }
+                list.suffixes
+                    .push(format!(".{}", suffix.to_ascii_lowercase()));
+            } else if is_host_name(entry) {
+                list.hosts.push(entry.to_ascii_lowercase());
+            } else {
+                return Err(format!(
+                    "{entry:?} is not a network, an address, a host or a .suffix"
+                ));
+            }
+        }
+        Ok(list)
+    }
+}
+
+fn is_host_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 impl Rules {
+    /// The rules of an allow list and a deny list.
+    pub fn of(allow: RuleList, deny: RuleList) -> Rules {
+        Rules {
+            allow_hosts: allow.hosts,
+            allow_suffixes: allow.suffixes,
+            allow_networks: allow.networks,
+            deny_hosts: deny.hosts,
+            deny_suffixes: deny.suffixes,
+            deny_networks: deny.networks,
+        }
+    }
+
+    /// Whether the name `host` is denied by name, before it is resolved.
+    pub fn denied_name(&self, host: &str) -> Option<Refusal> {
+        Self::host_matches(host, &self.deny_hosts, &self.deny_suffixes)
+            .map(|rule| Refusal::Denied(format!("the host rule {rule}")))
+    }
+
     fn host_matches(host: &str, exact: &[String], suffixes: &[String]) -> Option<String> {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         exact

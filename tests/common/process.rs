@@ -39,6 +39,7 @@ impl Process {
             ])
             .args(extra)
             .env("JOBQUEUE_LOG", "warn,jobqueue=info")
+            .env("JOBQUEUE_OUTBOUND_ALLOW", super::LOOPBACK_TARGETS)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

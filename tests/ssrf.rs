@@ -1,0 +1,331 @@
+//! The guard on calls out, tried as an attacker would: jobs aimed at loopback,
+//! private, shared, link-local and cloud metadata addresses, in every spelling
+//! the URL parser accepts and inside IPv6, at names that resolve to them (alone,
+//! or beside an allowed address), and through a redirect. Only 127.0.0.1 is
+//! allowed, by name, as an operator would allow it: the guard is never off.
+//!
+//! The test runs itself again inside a network namespace of its own (loopback
+//! alone: a packet to any other address cannot leave, and fails as unreachable,
+//! which the test never counts as refused) with a hosts file of its own for the
+//! names. Each refusal is checked as the guard's: INVALID_ARGUMENT on the URL at
+//! submit, or the attempt's DESTINATION_REFUSED class, never retried. A listener
+//! on every local address at one port counts what reached it: 127.0.0.2 never is.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use jobqueue::outbound::address::RuleList;
+use jobqueue::proto::{self, ErrorClass, JobStatus};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+/// Set in the copy of this test that runs inside the namespace.
+const INSIDE: &str = "JOBQUEUE_TEST_IN_NETNS";
+const TEST: &str = "calls_out_reach_only_what_the_guard_allows";
+
+/// Names and the addresses the namespace's hosts file gives them.
+const HOSTS: &str = "\
+127.0.0.1 ok.test
+10.0.0.1 internal.test
+169.254.169.254 metadata.test
+127.0.0.2 loopback.test
+127.0.0.1 mixed.test
+127.0.0.2 mixed.test
+::ffff:10.0.0.1 mapped.test
+127.0.0.1 x.denied.test
+";
+
+#[test]
+fn calls_out_reach_only_what_the_guard_allows() {
+    if std::env::var_os(INSIDE).is_some() {
+        tokio::runtime::Runtime::new().unwrap().block_on(inside());
+        return;
+    }
+    // Can this machine make a namespace? (root and util-linux's unshare.)
+    let probe = Command::new("unshare")
+        .args(["-n", "-m", "--propagation", "private", "--", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        let why = "unshare -n -m is not available here (needs root and util-linux)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{why}: the guard's tests cannot run");
+        }
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, HOSTS).unwrap();
+    let script = format!(
+        "ip link set lo up && mount --bind {} /etc/hosts && exec \"$0\" --exact {TEST} --nocapture",
+        hosts.display()
+    );
+    let exe = std::env::current_exe().unwrap();
+    let status = Command::new("unshare")
+        .args(["-n", "-m", "--propagation", "private", "--", "sh", "-c"])
+        .arg(&script)
+        .arg(&exe)
+        .env(INSIDE, "1")
+        // PostgreSQL is outside the namespace; the guard does not touch storage.
+        .env_remove("JOBQUEUE_TEST_DB")
+        .status()
+        .expect("run the test inside a network namespace");
+    assert!(status.success(), "the test inside the namespace failed");
+}
+
+/// A listener on every local address at one port (dual stack), answering
+/// 200, or a redirect to 127.0.0.2 at `/redirect`; it counts connections by the
+/// local address they reached.
+struct Listener {
+    port: u16,
+    reached: Arc<Mutex<BTreeMap<IpAddr, usize>>>,
+}
+
+impl Listener {
+    async fn start() -> Listener {
+        let socket = tokio::net::TcpListener::bind("[::]:0").await.unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let reached = Arc::new(Mutex::new(BTreeMap::new()));
+        let counts = reached.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = socket.accept().await {
+                let local = stream.local_addr().unwrap().ip().to_canonical();
+                *counts.lock().unwrap().entry(local).or_insert(0) += 1;
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&request);
+                    let answer = if head.starts_with("GET /redirect ") {
+                        format!(
+                            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.2:{port}/landed\r\n\
+                             Content-Length: 0\r\nConnection: close\r\n\r\n"
+                        )
+                    } else {
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                            .to_string()
+                    };
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        Listener { port, reached }
+    }
+
+    fn reached(&self, ip: &str) -> usize {
+        let ip: IpAddr = ip.parse().unwrap();
+        self.reached.lock().unwrap().get(&ip).copied().unwrap_or(0)
+    }
+}
+
+fn finished(job: &proto::Job) -> bool {
+    job.finish_time.is_some()
+}
+
+fn rules(text: &str) -> RuleList {
+    RuleList::parse(text).unwrap()
+}
+
+fn job(url: String) -> proto::JobSpec {
+    proto::JobSpec {
+        max_attempts: Some(3),
+        backoff: backoff(proto::BackoffStrategy::Fixed, 50),
+        ..get(url)
+    }
+}
+
+async fn inside() {
+    // Only loopback is here: a connect to 10.0.0.1 cannot leave.
+    let unreachable = tokio::net::TcpStream::connect("10.0.0.1:80").await;
+    assert!(
+        unreachable.is_err(),
+        "the namespace must not reach 10.0.0.1"
+    );
+
+    let listener = Listener::start().await;
+    let port = listener.port;
+    let mut server = Server::start_with(|c| {
+        c.outbound_allow = rules("127.0.0.1");
+        c.outbound_deny = rules(".denied.test");
+    })
+    .await;
+    let client = &mut server.client;
+
+    // What the URL alone shows is refused at submit, naming the setting.
+    let refused_at_submit = [
+        ("http://10.0.0.1/".to_string(), "private"),
+        ("http://172.16.5.4/".to_string(), "private"),
+        ("http://192.168.0.1/".to_string(), "private"),
+        ("http://100.64.0.1/".to_string(), "shared address space"),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+            "cloud metadata",
+        ),
+        ("http://100.100.100.200/".to_string(), "cloud metadata"),
+        ("http://169.254.10.1/".to_string(), "link-local"),
+        ("http://0.0.0.0/".to_string(), "unspecified"),
+        ("http://0.1.2.3/".to_string(), "this-network"),
+        ("http://198.18.0.1/".to_string(), "benchmarking"),
+        ("http://224.0.0.1/".to_string(), "multicast"),
+        ("http://240.0.0.1/".to_string(), "reserved"),
+        ("http://255.255.255.255/".to_string(), "broadcast"),
+        // 127.0.0.2 in each spelling the URL parser reads as it: loopback, and not
+        // the one address allowed.
+        (format!("http://127.0.0.2:{port}/"), "loopback"),
+        (format!("http://2130706434:{port}/"), "loopback"),
+        (format!("http://0177.0.0.2:{port}/"), "loopback"),
+        (format!("http://0x7f.2:{port}/"), "loopback"),
+        (format!("http://127.2:{port}/"), "loopback"),
+        (format!("http://[::1]:{port}/"), "loopback"),
+        (format!("http://[::ffff:127.0.0.2]:{port}/"), "loopback"),
+        ("http://[::ffff:10.0.0.1]/".to_string(), "private"),
+        ("http://[::10.0.0.1]/".to_string(), "private"),
+        ("http://[64:ff9b::a00:1]/".to_string(), "private"),
+        ("http://[2002:a00:1::]/".to_string(), "private"),
+        (
+            "http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/".to_string(),
+            "private",
+        ),
+        (
+            "http://[::ffff:169.254.169.254]/".to_string(),
+            "cloud metadata",
+        ),
+        ("http://[fd00:ec2::254]/".to_string(), "cloud metadata"),
+        ("http://[fd12::1]/".to_string(), "unique-local"),
+        ("http://[fe80::1]/".to_string(), "link-local"),
+        ("http://[fec0::1]/".to_string(), "site-local"),
+        ("http://[ff02::1]/".to_string(), "multicast"),
+    ];
+    for (url, class) in &refused_at_submit {
+        let status = client
+            .submit_job(proto::SubmitJobRequest {
+                job: Some(job(url.clone())),
+            })
+            .await
+            .expect_err(url);
+        assert_eq!(status.code(), Code::InvalidArgument, "{url}: {status:?}");
+        assert_eq!(bad_fields(&status), ["job.request.url"], "{url}");
+        let message = status.message();
+        assert!(
+            message.contains(class) && message.contains("JOBQUEUE_OUTBOUND_ALLOW"),
+            "{url}: the refusal names the class {class:?} and the setting: {message}"
+        );
+    }
+    // A deny rule by name is refused at submit too, though its address is allowed.
+    let status = client
+        .submit_job(proto::SubmitJobRequest {
+            job: Some(job(format!("http://x.denied.test:{port}/"))),
+        })
+        .await
+        .expect_err("a denied name");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("the host rule .denied.test"),
+        "{status:?}"
+    );
+
+    // Names are judged by every address they resolve to, at the attempt: the
+    // job is taken, and its one attempt is refused before anything is sent.
+    let allowed = submit(client, job(format!("http://ok.test:{port}/allowed"))).await;
+    let redirected = submit(client, job(format!("http://127.0.0.1:{port}/redirect"))).await;
+    let by_name = [
+        ("internal.test", "10.0.0.1", "private"),
+        ("metadata.test", "169.254.169.254", "cloud metadata"),
+        ("loopback.test", "127.0.0.2", "loopback"),
+        ("mixed.test", "127.0.0.2", "loopback"),
+        ("mapped.test", "10.0.0.1", "private"),
+    ];
+    let mut refused = Vec::new();
+    for (name, _, _) in &by_name {
+        refused.push(submit(client, job(format!("http://{name}:{port}/x"))).await);
+    }
+    let ok = wait_job(client, &allowed, Duration::from_secs(10), finished).await;
+    assert_eq!(
+        status_of(&ok),
+        JobStatus::Succeeded,
+        "a name the rules allow is called"
+    );
+    for ((name, address, class), id) in by_name.iter().zip(&refused) {
+        let done = wait_job(client, id, Duration::from_secs(10), finished).await;
+        assert_eq!(status_of(&done), JobStatus::Failed, "{name}");
+        assert_eq!(
+            done.last_error_class,
+            ErrorClass::DestinationRefused as i32,
+            "{name}: the guard's own class"
+        );
+        assert_eq!(
+            done.attempt, 1,
+            "{name}: a refused destination is not retried"
+        );
+        let attempt = result(client, id).await.final_attempt.expect("an attempt");
+        assert!(
+            attempt.error_message.contains(name)
+                && attempt.error_message.contains(address)
+                && attempt.error_message.contains(class),
+            "{name}: the refusal names the name, the address and its class: {}",
+            attempt.error_message
+        );
+    }
+
+    // A redirect is the attempt's outcome, not followed to where it points.
+    let done = wait_job(client, &redirected, Duration::from_secs(10), finished).await;
+    assert_eq!(done.last_status_code, 302);
+    assert_eq!(done.attempt, 1);
+
+    assert_eq!(
+        listener.reached("127.0.0.2"),
+        0,
+        "nothing ever reached 127.0.0.2: {:?}",
+        listener.reached
+    );
+    assert_eq!(
+        listener.reached("127.0.0.1"),
+        2,
+        "ok.test and the redirect reached 127.0.0.1, once each"
+    );
+    server.stop().await;
+
+    // A deny rule wins over an allow rule.
+    let mut strict = Server::start_with(|c| {
+        c.outbound_allow = rules("127.0.0.0/8");
+        c.outbound_deny = rules("127.0.0.1");
+    })
+    .await;
+    let status = strict
+        .client
+        .submit_job(proto::SubmitJobRequest {
+            job: Some(job(format!("http://127.0.0.1:{port}/"))),
+        })
+        .await
+        .expect_err("denied though allowed");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("the network rule 127.0.0.1/32"),
+        "{status:?}"
+    );
+    let allowed = submit(&mut strict.client, job(format!("http://127.0.0.3:{port}/"))).await;
+    let done = wait_job(
+        &mut strict.client,
+        &allowed,
+        Duration::from_secs(10),
+        finished,
+    )
+    .await;
+    assert_eq!(
+        status_of(&done),
+        JobStatus::Succeeded,
+        "the rest of 127.0.0.0/8 is allowed"
+    );
+    strict.stop().await;
+}
