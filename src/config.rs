@@ -229,6 +229,14 @@ pub struct Config {
           value_parser = crate::namespace::Limits::parse)]
     pub namespace_limits: crate::namespace::Limits,
 
+    /// How a retry's backoff delay is spread, so jobs that failed together do
+    /// not retry together: `equal` (half the delay, plus a random part of the
+    /// other half), `full` (a random part of the whole delay) or `none`. A
+    /// target's `Retry-After` is kept as it says.
+    #[arg(long, env = "JOBQUEUE_BACKOFF_JITTER", default_value = "equal",
+          value_parser = crate::job::Jitter::parse)]
+    pub backoff_jitter: crate::job::Jitter,
+
     /// Destinations calls may reach despite their class (loopback, private,
     /// link-local, cloud metadata...): networks (`10.0.0.0/8`), addresses
     /// (`127.0.0.1`), hosts (`api.internal`) and host suffixes (`.corp.example`),

@@ -131,7 +131,12 @@ async fn response_bodies_read_back_as_text_bytes_or_truncated() {
     let text = submit(&mut client, get(target.url("/t?body=text"))).await;
     let bytes = submit(&mut client, get(target.url("/b?body=bytes"))).await;
     let big = submit(&mut client, get(target.url("/big?body_size=5000000"))).await;
-    for id in [&text, &bytes, &big] {
+    // Spelled as a parse would not keep it: spacing, a trailing zero, and an
+    // integer past what a double holds.
+    let doc = r#"{"id": 12345678901234567891,  "ratio": 1.50}"#;
+    let exact_url = target.url(&format!("/j?json={}", testkit::percent_encoded(doc)));
+    let exact = submit(&mut client, get(exact_url)).await;
+    for id in [&text, &bytes, &big, &exact] {
         wait_status(&mut client, id, JobStatus::Succeeded, SOON).await;
     }
     let body = |r: proto::JobResult| r.final_attempt.unwrap().response.unwrap();
@@ -153,6 +158,33 @@ async fn response_bodies_read_back_as_text_bytes_or_truncated() {
     assert_eq!(
         g.body,
         Some(proto::http_response::Body::Text("x".repeat(1000)))
+    );
+    assert!(
+        t.json_bytes.is_empty() && g.json_bytes.is_empty(),
+        "text is exact already"
+    );
+    let j = body(result(&mut client, &exact).await);
+    assert_eq!(
+        j.json_bytes,
+        doc.as_bytes(),
+        "the JSON body's exact bytes are kept"
+    );
+    let Some(proto::http_response::Body::Json(json)) = j.body else {
+        panic!("a JSON body: {:?}", j.body);
+    };
+    let Some(prost_types::value::Kind::StructValue(fields)) = json.kind else {
+        panic!("an object");
+    };
+    assert_eq!(
+        fields.fields["id"].kind,
+        Some(prost_types::value::Kind::StringValue(
+            "12345678901234567891".into()
+        )),
+        "an integer a double cannot hold keeps its digits"
+    );
+    assert_eq!(
+        fields.fields["ratio"].kind,
+        Some(prost_types::value::Kind::NumberValue(1.5))
     );
     server.stop().await;
 }
@@ -197,7 +229,8 @@ async fn a_5xx_no_retry_can_cure_fails_at_once_and_the_others_are_retried() {
 #[tokio::test]
 async fn retryable_answers_are_retried_with_backoff_until_success() {
     let target = Target::start().await.unwrap();
-    let server = Server::start().await;
+    // The strategy's delays exactly, not spread (spreading is tested on its own).
+    let server = Server::start_with(|c| c.backoff_jitter = jobqueue::job::Jitter::None).await;
     let mut client = server.client.clone();
     let mut spec = get(target.url("/flaky?fail=2"));
     spec.backoff = backoff(proto::BackoffStrategy::Fixed, 300);
@@ -248,7 +281,8 @@ async fn retryable_answers_are_retried_with_backoff_until_success() {
 #[tokio::test]
 async fn exponential_and_linear_backoff_space_the_attempts() {
     let target = Target::start().await.unwrap();
-    let server = Server::start().await;
+    // The strategy's delays exactly, not spread (spreading is tested on its own).
+    let server = Server::start_with(|c| c.backoff_jitter = jobqueue::job::Jitter::None).await;
     let mut client = server.client.clone();
     let mut exp = get(target.url("/exp?fail=3"));
     exp.backoff = backoff(proto::BackoffStrategy::Exponential, 100);
@@ -474,6 +508,42 @@ async fn higher_priority_runs_first_and_equal_priority_in_order() {
     assert_eq!(
         order,
         ["/blocker", "/high1", "/high2", "/mid", "/low1", "/low2"]
+    );
+    server.stop().await;
+}
+
+/// Jobs that failed together retry spread over their backoff delay, not together:
+/// with full jitter each waits a random part of it. Only the spread is checked.
+#[tokio::test]
+async fn retries_of_jobs_that_failed_together_come_back_spread() {
+    let target = Target::start().await.unwrap();
+    let server = Server::start_with(|c| c.backoff_jitter = jobqueue::job::Jitter::Full).await;
+    let mut client = server.client.clone();
+    const JOBS: usize = 30;
+    for i in 0..JOBS {
+        let mut spec = get(target.url(&format!("/spread/{i}?fail=1")));
+        spec.backoff = backoff(proto::BackoffStrategy::Fixed, 1000);
+        spec.max_attempts = Some(2);
+        submit(&mut client, spec).await;
+    }
+    assert!(target.wait_for(2 * JOBS, Duration::from_secs(20)).await);
+    let mut waits = Vec::new();
+    for i in 0..JOBS {
+        let seen = target.received_on(&format!("/spread/{i}"));
+        assert_eq!(seen.len(), 2, "job {i}: one failure, one retry");
+        waits.push(seen[1].at.duration_since(seen[0].at).as_millis() as i64);
+    }
+    waits.sort();
+    // Within the delay (and a turn's slack), and spread across it: with the whole
+    // delay each, they would all come back about 1 s after failing.
+    assert!(waits.iter().all(|ms| *ms <= 1300), "{waits:?}");
+    assert!(
+        waits[JOBS - 1] - waits[0] >= 400,
+        "spread over the delay: {waits:?}"
+    );
+    assert!(
+        waits[JOBS / 2] < 800,
+        "half come back well before the delay: {waits:?}"
     );
     server.stop().await;
 }

@@ -13,7 +13,7 @@ use crate::contract::library::{self, Library};
 use crate::contract::registry::Part;
 use crate::contract::validate::describe;
 use crate::http::{Call, CallError, Captured, HttpClient, header_map, merge_params};
-use crate::job::{Backoff, BackoffStrategy, CallOutcome, ErrorClass, Next, next_step};
+use crate::job::{Backoff, BackoffStrategy, CallOutcome, ErrorClass, Jitter, Next, next_step};
 use crate::now_ms;
 use crate::store::write::Claim;
 use crate::store::{attempts, jobs};
@@ -51,15 +51,18 @@ impl Completion {
     }
 }
 
-/// What a response is held to once its call succeeded: a chain step's size, and
-/// the output schema of the contract a job keeps (a step's, a template's).
-pub(crate) struct StepRules {
+/// What an attempt is held to: once its call succeeded, a chain step's size and
+/// the output schema of the contract a job keeps (a step's, a template's); once
+/// it failed, how the delay before its retry is spread.
+pub(crate) struct AttemptRules {
     pub library: Arc<Library>,
     /// Largest body a step passes on.
     pub output_max_bytes: usize,
+    /// How retries' backoff delays are spread.
+    pub jitter: Jitter,
 }
 
-impl StepRules {
+impl AttemptRules {
     /// Why a step's successful response cannot be its output: too large, or not
     /// what its contract's output schema promises.
     async fn refuse(&self, job: &jobs::Model, captured: &Captured) -> Option<CallError> {
@@ -121,7 +124,7 @@ pub(crate) async fn run(
     job: Arc<jobs::Model>,
     claim: Claim,
     client: Arc<HttpClient>,
-    rules: Arc<StepRules>,
+    rules: Arc<AttemptRules>,
     cancel: CancellationToken,
     interrupt: CancellationToken,
     outcomes: mpsc::Sender<Op>,
@@ -189,6 +192,7 @@ pub(crate) async fn run(
         budget_used,
         job.max_attempts.max(1) as u32,
         &backoff,
+        rules.jitter,
     );
     // A step's output must be one the steps after it can take; if it is not,
     // another try would not change that.

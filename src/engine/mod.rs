@@ -453,6 +453,8 @@ pub struct Settings {
     pub step_output_max_bytes: usize,
     /// What each namespace may hold and run.
     pub namespace_limits: crate::namespace::Limits,
+    /// How retries' backoff delays are spread.
+    pub backoff_jitter: crate::job::Jitter,
 }
 
 impl From<&Config> for Settings {
@@ -472,6 +474,7 @@ impl From<&Config> for Settings {
             call_limits: Limits::from(config),
             step_output_max_bytes: config.step_output_max_bytes,
             namespace_limits: config.namespace_limits.clone(),
+            backoff_jitter: config.backoff_jitter,
         }
     }
 }

@@ -163,6 +163,45 @@ impl Backoff {
     }
 }
 
+/// How a backoff delay is spread, so the retries of many jobs that failed
+/// together (a target that went down) do not come back together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Jitter {
+    /// Exactly the delay.
+    None,
+    /// Half the delay, plus a random part of the other half: never sooner than
+    /// half the delay.
+    Equal,
+    /// A random part of the whole delay: the widest spread.
+    Full,
+}
+
+impl Jitter {
+    pub fn parse(s: &str) -> Result<Jitter, String> {
+        match s {
+            "none" => Ok(Jitter::None),
+            "equal" => Ok(Jitter::Equal),
+            "full" => Ok(Jitter::Full),
+            _ => Err("JOBQUEUE_BACKOFF_JITTER must be none, equal or full".into()),
+        }
+    }
+
+    /// `delay` spread, with `unit` a random number in [0, 1).
+    pub fn apply(self, delay: Duration, unit: f64) -> Duration {
+        let unit = unit.clamp(0.0, 1.0);
+        match self {
+            Jitter::None => delay,
+            Jitter::Equal => delay / 2 + (delay / 2).mul_f64(unit),
+            Jitter::Full => delay.mul_f64(unit),
+        }
+    }
+
+    /// `delay` spread at random.
+    pub fn spread(self, delay: Duration) -> Duration {
+        self.apply(delay, fastrand::f64())
+    }
+}
+
 /// Longest a `Retry-After` may push a retry out; a target asking for more is
 /// retried after this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -204,12 +243,14 @@ impl Next {
 }
 
 /// Decides a job's next step after attempt number `attempt` (counted within the
-/// current attempt budget) of `max_attempts`.
+/// current attempt budget) of `max_attempts`; a backoff delay is spread by
+/// `jitter` (a target's `Retry-After` is kept as it said).
 pub fn next_step(
     outcome: &CallOutcome,
     attempt: u32,
     max_attempts: u32,
     backoff: &Backoff,
+    jitter: Jitter,
 ) -> Next {
     let retry_after = match outcome {
         CallOutcome::Response { status, .. } if (200..300).contains(status) => {
@@ -231,7 +272,7 @@ pub fn next_step(
     let delay = match retry_after {
         // The target said when to come back; coming back sooner is refused anyway.
         Some(after) => after.min(MAX_RETRY_AFTER),
-        None => backoff.delay(attempt),
+        None => jitter.spread(backoff.delay(attempt)),
     };
     Next::Retry(delay)
 }
@@ -297,20 +338,30 @@ mod tests {
             status,
             retry_after: None,
         };
-        assert_eq!(next_step(&resp(200), 1, 3, &b), Next::Succeeded);
-        assert_eq!(next_step(&resp(204), 3, 3, &b), Next::Succeeded);
-        assert_eq!(next_step(&resp(404), 1, 3, &b), Next::Failed);
-        assert_eq!(next_step(&resp(400), 1, 3, &b), Next::Failed);
+        assert_eq!(
+            next_step(&resp(200), 1, 3, &b, Jitter::None),
+            Next::Succeeded
+        );
+        assert_eq!(
+            next_step(&resp(204), 3, 3, &b, Jitter::None),
+            Next::Succeeded
+        );
+        assert_eq!(next_step(&resp(404), 1, 3, &b, Jitter::None), Next::Failed);
+        assert_eq!(next_step(&resp(400), 1, 3, &b, Jitter::None), Next::Failed);
         for status in [501, 505, 506, 508, 510, 511] {
-            assert_eq!(next_step(&resp(status), 1, 3, &b), Next::Failed, "{status}");
+            assert_eq!(
+                next_step(&resp(status), 1, 3, &b, Jitter::None),
+                Next::Failed,
+                "{status}"
+            );
         }
         for status in [408, 429, 500, 502, 503, 504, 507, 599] {
             assert_eq!(
-                next_step(&resp(status), 1, 3, &b),
+                next_step(&resp(status), 1, 3, &b, Jitter::None),
                 Next::Retry(Duration::from_millis(100))
             );
             assert_eq!(
-                next_step(&resp(status), 3, 3, &b),
+                next_step(&resp(status), 3, 3, &b, Jitter::None),
                 Next::Failed,
                 "attempts spent"
             );
@@ -321,20 +372,38 @@ mod tests {
             ErrorClass::Network,
         ] {
             assert!(matches!(
-                next_step(&CallOutcome::Error(class), 2, 3, &b),
+                next_step(&CallOutcome::Error(class), 2, 3, &b, Jitter::None),
                 Next::Retry(_)
             ));
         }
         assert_eq!(
-            next_step(&CallOutcome::Error(ErrorClass::Protocol), 1, 3, &b),
+            next_step(
+                &CallOutcome::Error(ErrorClass::Protocol),
+                1,
+                3,
+                &b,
+                Jitter::None
+            ),
             Next::Failed
         );
         assert_eq!(
-            next_step(&CallOutcome::Error(ErrorClass::Canceled), 1, 3, &b),
+            next_step(
+                &CallOutcome::Error(ErrorClass::Canceled),
+                1,
+                3,
+                &b,
+                Jitter::None
+            ),
             Next::Canceled
         );
         assert_eq!(
-            next_step(&CallOutcome::Error(ErrorClass::Interrupted), 3, 3, &b),
+            next_step(
+                &CallOutcome::Error(ErrorClass::Interrupted),
+                3,
+                3,
+                &b,
+                Jitter::None
+            ),
             Next::Requeue
         );
     }
@@ -347,14 +416,17 @@ mod tests {
             retry_after: Some(Duration::from_secs(7)),
         };
         assert_eq!(
-            next_step(&outcome, 1, 3, &b),
+            next_step(&outcome, 1, 3, &b, Jitter::None),
             Next::Retry(Duration::from_secs(7))
         );
         let far = CallOutcome::Response {
             status: 503,
             retry_after: Some(Duration::from_secs(9_999_999)),
         };
-        assert_eq!(next_step(&far, 1, 3, &b), Next::Retry(MAX_RETRY_AFTER));
+        assert_eq!(
+            next_step(&far, 1, 3, &b, Jitter::None),
+            Next::Retry(MAX_RETRY_AFTER)
+        );
     }
 
     #[test]
@@ -388,5 +460,49 @@ mod tests {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
         assert!(Status::Canceled.is_terminal() && !Status::Running.is_terminal());
+    }
+
+    /// Many delays spread by each kind of jitter: within its range, spread across
+    /// it (every tenth of the range taken), and centred where it should be. Only
+    /// the distribution is checked, never a value.
+    #[test]
+    fn jitter_spreads_delays_across_its_range() {
+        let delay = Duration::from_millis(1000);
+        for (jitter, low, mean) in [(Jitter::Full, 0.0, 500.0), (Jitter::Equal, 500.0, 750.0)] {
+            let samples: Vec<f64> = (0..20_000)
+                .map(|_| jitter.spread(delay).as_secs_f64() * 1000.0)
+                .collect();
+            assert!(
+                samples.iter().all(|ms| (low..=1000.0).contains(ms)),
+                "{jitter:?}"
+            );
+            let average = samples.iter().sum::<f64>() / samples.len() as f64;
+            assert!((average - mean).abs() < 15.0, "{jitter:?}: mean {average}");
+            let width = (1000.0 - low) / 10.0;
+            let mut tenths = [0usize; 10];
+            for ms in &samples {
+                tenths[(((ms - low) / width) as usize).min(9)] += 1;
+            }
+            // About 2,000 each; none empty or twice as full as it should be.
+            assert!(
+                tenths.iter().all(|n| (1500..2500).contains(n)),
+                "{jitter:?}: {tenths:?}"
+            );
+        }
+        assert_eq!(Jitter::None.spread(delay), delay);
+        let b = backoff(BackoffStrategy::Fixed);
+        let unavailable = CallOutcome::Response {
+            status: 503,
+            retry_after: None,
+        };
+        let spread = |_| match next_step(&unavailable, 1, 3, &b, Jitter::Full) {
+            Next::Retry(d) => d,
+            other => panic!("{other:?}"),
+        };
+        let delays: std::collections::BTreeSet<Duration> = (0..50).map(spread).collect();
+        assert!(
+            delays.len() > 40,
+            "retries come back spread, not together: {delays:?}"
+        );
     }
 }

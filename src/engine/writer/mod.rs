@@ -175,8 +175,9 @@ pub(crate) struct Writer {
     draining: bool,
     /// The contracts chain steps keep, compiled.
     library: Arc<Library>,
-    /// What chain steps' responses are held to, lent to their executors.
-    step_rules: Arc<executor::StepRules>,
+    /// What attempts are held to (a step's response, how a retry is spread),
+    /// lent to their executors.
+    attempt_rules: Arc<executor::AttemptRules>,
     /// Chains the open transaction moves: steps that ended, chains to start.
     chain_moves: chain_moves::Moves,
     /// Running chains' steps as parsed, so a move does not parse them again.
@@ -303,9 +304,10 @@ impl Writer {
             metrics,
             tally: Tally::default(),
             draining: false,
-            step_rules: Arc::new(executor::StepRules {
+            attempt_rules: Arc::new(executor::AttemptRules {
                 library: library.clone(),
                 output_max_bytes: settings.step_output_max_bytes,
+                jitter: settings.backoff_jitter,
             }),
             library,
             chain_moves: chain_moves::Moves::default(),
@@ -754,7 +756,7 @@ impl Writer {
             job,
             claim,
             self.client.clone(),
-            self.step_rules.clone(),
+            self.attempt_rules.clone(),
             cancel,
             self.interrupt.clone(),
             outcomes,
