@@ -222,6 +222,66 @@ async fn inside() {
             "{url}: the refusal names the class {class:?} and the setting: {message}"
         );
     }
+    // The same holds wherever a call is written: a schedule's job, a chain's
+    // step, a template's call (references standing in the path only).
+    let refused_call = |status: tonic::Status, what: &str| {
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        assert!(
+            status.message().contains("private")
+                && status.message().contains("JOBQUEUE_OUTBOUND_ALLOW"),
+            "{what}: {}",
+            status.message()
+        );
+    };
+    let mut schedules = schedules(server.addr).await;
+    let status = schedules
+        .create_schedule(proto::CreateScheduleRequest {
+            schedule_id: "inward".into(),
+            schedule: Some(proto::Schedule {
+                timetable: Some(proto::schedule::Timetable::Interval(ms(60_000))),
+                job: Some(get("http://10.0.0.1/nightly")),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("a schedule calling a private address");
+    refused_call(status, "a schedule's job");
+    let mut chains = common::chains::chains(server.addr).await;
+    let spec = common::chains::chain(
+        vec![common::chains::step(
+            "a",
+            "GET",
+            "http://10.0.0.1/{{ input.path }}".into(),
+        )],
+        serde_json::json!({"path": "x"}),
+    );
+    let status = chains
+        .submit_chain(proto::SubmitChainRequest { chain: Some(spec) })
+        .await
+        .expect_err("a chain step calling a private address");
+    refused_call(status, "a chain's step");
+    let mut templates = proto::template_service_client::TemplateServiceClient::connect(format!(
+        "http://{}",
+        server.addr
+    ))
+    .await
+    .unwrap();
+    let status = templates
+        .create_template(proto::CreateTemplateRequest {
+            template: Some(proto::Template {
+                name: "inward".into(),
+                request: Some(proto::HttpRequest {
+                    method: "GET".into(),
+                    url: "http://10.0.0.1/{{ input.path }}".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("a template calling a private address");
+    refused_call(status, "a template's call");
+
     // A deny rule by name is refused at submit too, though its address is allowed.
     let status = client
         .submit_job(proto::SubmitJobRequest {
