@@ -20,7 +20,18 @@ pub struct Call {
     pub headers: HeaderMap,
     pub body: Option<Vec<u8>>,
     pub timeout: Duration,
+    /// Redirects to follow, each hop's destination judged as the first's; 0: a
+    /// 3xx is the answer.
+    pub follow_redirects: u32,
 }
+
+/// Headers that carry credentials: never sent on to another host by a redirect.
+const CREDENTIALS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+];
 
 /// A response as kept.
 #[derive(Debug, Clone)]
@@ -84,21 +95,66 @@ impl HttpClient {
         }
     }
 
+    /// Sends the call, following redirects by hand when it asks to: each hop's
+    /// destination judged again (by the resolver for a name, here for an
+    /// address), credentials left behind when the host changes, and the method
+    /// turned to GET where browsers turn it (303, and 301 or 302 after a POST).
     async fn send(&self, call: Call) -> Result<Captured, CallError> {
-        if let Err(refused) = self.guard.literal(&call.url) {
-            return Err(CallError {
-                class: ErrorClass::DestinationRefused,
-                message: refused.to_string(),
-            });
+        let Call {
+            mut method,
+            mut url,
+            mut headers,
+            mut body,
+            follow_redirects,
+            ..
+        } = call;
+        let mut hops = 0;
+        loop {
+            if let Err(refused) = self.guard.literal(&url) {
+                return Err(CallError {
+                    class: ErrorClass::DestinationRefused,
+                    message: refused.to_string(),
+                });
+            }
+            let mut request = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            let response = request.send().await.map_err(classify)?;
+            let status = response.status();
+            let next = (status.is_redirection() && hops < follow_redirects)
+                .then(|| redirect_target(&response, &url))
+                .flatten();
+            let Some(next) = next else {
+                return self.capture(response).await;
+            };
+            hops += 1;
+            let to_get = status == reqwest::StatusCode::SEE_OTHER
+                || (matches!(status.as_u16(), 301 | 302)
+                    && method != reqwest::Method::GET
+                    && method != reqwest::Method::HEAD);
+            if to_get {
+                method = reqwest::Method::GET;
+                body = None;
+                headers.remove(CONTENT_TYPE);
+                headers.remove(CONTENT_LENGTH);
+            }
+            let same_origin = next.scheme() == url.scheme()
+                && next.host_str() == url.host_str()
+                && next.port_or_known_default() == url.port_or_known_default();
+            if !same_origin {
+                for name in CREDENTIALS {
+                    headers.remove(name);
+                }
+            }
+            url = next;
         }
-        let mut request = self
-            .client
-            .request(call.method, call.url)
-            .headers(call.headers);
-        if let Some(body) = call.body {
-            request = request.body(body);
-        }
-        let mut response = request.send().await.map_err(classify)?;
+    }
+
+    async fn capture(&self, mut response: reqwest::Response) -> Result<Captured, CallError> {
         let status = response.status().as_u16();
         let mut headers = BTreeMap::new();
         for (name, value) in response.headers() {
@@ -148,6 +204,13 @@ impl HttpClient {
             retry_after,
         })
     }
+}
+
+/// Where a redirect points, when it points somewhere an HTTP call can go.
+fn redirect_target(response: &reqwest::Response, from: &url::Url) -> Option<url::Url> {
+    let location = response.headers().get(reqwest::header::LOCATION)?;
+    let next = from.join(location.to_str().ok()?).ok()?;
+    matches!(next.scheme(), "http" | "https").then_some(next)
 }
 
 /// Sorts a transport failure into the classes the retry rules know.

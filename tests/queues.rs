@@ -675,3 +675,56 @@ async fn bad_queue_requests_are_refused_and_change_nothing() {
     assert!(!q.paused && q.max_concurrency.is_none() && q.rate_limit.is_none());
     server.stop().await;
 }
+
+/// A queue's `follow_redirects` is set, read back, changed alone through its
+/// mask, and refused past its most (what following does is in `tests/ssrf.rs`).
+#[tokio::test]
+async fn a_queue_says_how_many_redirects_its_calls_follow() {
+    let server = Server::start().await;
+    let mut queues = queues(server.addr).await;
+    let too_many = queues
+        .create_queue(proto::CreateQueueRequest {
+            queue: Some(proto::Queue {
+                name: "hops".into(),
+                follow_redirects: 11,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("more than 10 redirects");
+    assert_eq!(too_many.code(), tonic::Code::InvalidArgument);
+    assert_eq!(bad_fields(&too_many), ["queue.follow_redirects"]);
+    let created = create(
+        &mut queues,
+        proto::Queue {
+            name: "hops".into(),
+            max_concurrency: Some(4),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(created.follow_redirects, 0, "none unless asked");
+    let updated = queues
+        .update_queue(proto::UpdateQueueRequest {
+            queue: Some(proto::Queue {
+                name: "hops".into(),
+                follow_redirects: 3,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["follow_redirects".into()],
+            }),
+        })
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(updated.follow_redirects, 3);
+    assert_eq!(
+        updated.max_concurrency,
+        Some(4),
+        "the mask changes nothing else"
+    );
+    let read = queue_state(&mut queues, "hops").await;
+    assert_eq!(read.queue.unwrap().follow_redirects, 3);
+    server.stop().await;
+}

@@ -79,12 +79,15 @@ fn calls_out_reach_only_what_the_guard_allows() {
     assert!(status.success(), "the test inside the namespace failed");
 }
 
-/// A listener on every local address at one port (dual stack), answering
-/// 200, or a redirect to 127.0.0.2 at `/redirect`; it counts connections by the
-/// local address they reached.
+/// A listener on every local address at one port (dual stack), answering 200,
+/// or at `/redirect` a redirect to 127.0.0.2, at `/redirect-away` to `ok.test`
+/// (another host), at `/redirect-here` to a path of the same origin. It counts
+/// connections by the local address they reached, and keeps each request's
+/// path and whether it carried credentials.
 struct Listener {
     port: u16,
     reached: Arc<Mutex<BTreeMap<IpAddr, usize>>>,
+    requests: Arc<Mutex<Vec<(String, bool)>>>,
 }
 
 impl Listener {
@@ -93,10 +96,13 @@ impl Listener {
         let port = socket.local_addr().unwrap().port();
         let reached = Arc::new(Mutex::new(BTreeMap::new()));
         let counts = reached.clone();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = socket.accept().await {
                 let local = stream.local_addr().unwrap().ip().to_canonical();
                 *counts.lock().unwrap().entry(local).or_insert(0) += 1;
+                let seen = seen.clone();
                 tokio::spawn(async move {
                     let mut request = Vec::new();
                     let mut buf = [0u8; 4096];
@@ -106,10 +112,19 @@ impl Listener {
                             Ok(n) => request.extend_from_slice(&buf[..n]),
                         }
                     }
-                    let head = String::from_utf8_lossy(&request);
-                    let answer = if head.starts_with("GET /redirect ") {
+                    let head = String::from_utf8_lossy(&request).to_string();
+                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                    let credentials = head.to_ascii_lowercase().contains("\r\nauthorization:");
+                    seen.lock().unwrap().push((path.clone(), credentials));
+                    let location = match path.as_str() {
+                        "/redirect" => Some(format!("http://127.0.0.2:{port}/landed")),
+                        "/redirect-away" => Some(format!("http://ok.test:{port}/landed-away")),
+                        "/redirect-here" => Some("/landed-here".to_string()),
+                        _ => None,
+                    };
+                    let answer = if let Some(location) = location {
                         format!(
-                            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.2:{port}/landed\r\n\
+                            "HTTP/1.1 302 Found\r\nLocation: {location}\r\n\
                              Content-Length: 0\r\nConnection: close\r\n\r\n"
                         )
                     } else {
@@ -120,7 +135,17 @@ impl Listener {
                 });
             }
         });
-        Listener { port, reached }
+        Listener {
+            port,
+            reached,
+            requests,
+        }
+    }
+
+    /// Whether the request for `path` came, and with credentials.
+    fn credentials_on(&self, path: &str) -> Option<bool> {
+        let requests = self.requests.lock().unwrap();
+        requests.iter().find(|(p, _)| p == path).map(|(_, c)| *c)
     }
 
     fn reached(&self, ip: &str) -> usize {
@@ -343,6 +368,54 @@ async fn inside() {
     assert_eq!(done.last_status_code, 302);
     assert_eq!(done.attempt, 1);
 
+    // A queue that follows redirects judges each hop as the first call, and
+    // leaves credentials behind when the host changes.
+    let mut queues = queues(server.addr).await;
+    queues
+        .create_queue(proto::CreateQueueRequest {
+            queue: Some(proto::Queue {
+                name: "follows".into(),
+                follow_redirects: 3,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("a queue that follows redirects");
+    let with_credentials = |path: &str| {
+        let mut spec = job(format!("http://127.0.0.1:{port}{path}"));
+        spec.queue = "follows".into();
+        spec.request
+            .as_mut()
+            .unwrap()
+            .headers
+            .insert("Authorization".into(), "Bearer not-for-others".into());
+        spec
+    };
+    let inward = submit(client, with_credentials("/redirect")).await;
+    let away = submit(client, with_credentials("/redirect-away")).await;
+    let here = submit(client, with_credentials("/redirect-here")).await;
+    let done = wait_job(client, &inward, Duration::from_secs(10), finished).await;
+    assert_eq!(
+        (status_of(&done), done.last_error_class, done.attempt),
+        (JobStatus::Failed, ErrorClass::DestinationRefused as i32, 1),
+        "a hop to 127.0.0.2 is refused as a first call to it would be"
+    );
+    for id in [&away, &here] {
+        let done = wait_job(client, id, Duration::from_secs(10), finished).await;
+        assert_eq!(status_of(&done), JobStatus::Succeeded, "{done:?}");
+    }
+    assert_eq!(listener.credentials_on("/redirect-away"), Some(true));
+    assert_eq!(
+        listener.credentials_on("/landed-away"),
+        Some(false),
+        "credentials are not sent on to another host"
+    );
+    assert_eq!(
+        listener.credentials_on("/landed-here"),
+        Some(true),
+        "the same origin keeps them"
+    );
+
     assert_eq!(
         listener.reached("127.0.0.2"),
         0,
@@ -351,8 +424,8 @@ async fn inside() {
     );
     assert_eq!(
         listener.reached("127.0.0.1"),
-        2,
-        "ok.test and the redirect reached 127.0.0.1, once each"
+        7,
+        "ok.test, the redirect, and the following queue's five requests reached 127.0.0.1"
     );
     server.stop().await;
 

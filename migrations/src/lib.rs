@@ -19,6 +19,7 @@ mod m20261208_000012_steps_from_jobs;
 mod m20261208_000013_schedule_contract;
 mod m20261208_000014_audit_log;
 mod m20261209_000015_namespaces;
+mod m20261209_000016_queue_redirects;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000013_schedule_contract::Migration),
             Box::new(m20261208_000014_audit_log::Migration),
             Box::new(m20261209_000015_namespaces::Migration),
+            Box::new(m20261209_000016_queue_redirects::Migration),
         ]
     }
 }

@@ -19,6 +19,9 @@ const MAX_CONCURRENCY: i32 = 100_000;
 /// Highest rate and burst a queue may set.
 const MAX_RATE: f64 = 1_000_000.0;
 const MAX_BURST: i32 = 1_000_000;
+/// Most redirects a queue's calls may follow.
+const MAX_REDIRECTS: u32 = 10;
+
 /// What the dispatch rate is averaged over.
 const RATE_WINDOW_SECONDS: f64 = 60.0;
 
@@ -77,8 +80,8 @@ fn queue_name(name: String, field: &str) -> Result<String, Status> {
     Ok(name)
 }
 
-/// Checks a queue's settings and builds its row (not paused, bucket full).
-/// A queue of `namespace` as asked for (its name as stored), or `None` with what
+/// Checks a queue's settings and builds its row (not paused, bucket full): a
+/// queue of `namespace` as asked for (its name as stored), or `None` with what
 /// is wrong in `v`.
 fn queue_row(
     namespace: &str,
@@ -95,6 +98,7 @@ fn queue_row(
         job_defaults,
         create_time: _,
         update_time: _,
+        follow_redirects,
     }) = queue
     else {
         v.add("queue", "required: the queue's name and settings");
@@ -130,6 +134,15 @@ fn queue_row(
     let mut row = queues::Model {
         name: qualify(namespace, &name),
         namespace: namespace.to_string(),
+        follow_redirects: if follow_redirects > MAX_REDIRECTS {
+            v.add(
+                "queue.follow_redirects",
+                format!("at most {MAX_REDIRECTS}, or 0 to follow none"),
+            );
+            0
+        } else {
+            follow_redirects as i32
+        },
         paused,
         max_concurrency,
         rate_per_second,
@@ -203,6 +216,7 @@ fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> QueueF
     for (i, path) in paths.iter().enumerate() {
         match path.as_str() {
             "max_concurrency" => fields.max_concurrency = true,
+            "follow_redirects" => fields.follow_redirects = true,
             "rate_limit" => fields.rate_limit = true,
             "job_defaults" => {
                 fields.timeout = true;
@@ -216,8 +230,8 @@ fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> QueueF
             "job_defaults.ttl" => fields.ttl = true,
             _ => v.add(
                 format!("update_mask.paths[{i}]"),
-                "must be max_concurrency, rate_limit, job_defaults or job_defaults.timeout, \
-                 .max_attempts, .backoff or .ttl",
+                "must be max_concurrency, rate_limit, follow_redirects, job_defaults or \
+                 job_defaults.timeout, .max_attempts, .backoff or .ttl",
             ),
         }
     }
@@ -228,6 +242,7 @@ fn queue_proto(q: queues::Model) -> proto::Queue {
     let queues::Model {
         name,
         namespace: _,
+        follow_redirects,
         paused,
         max_concurrency,
         rate_per_second,
@@ -265,6 +280,7 @@ fn queue_proto(q: queues::Model) -> proto::Queue {
         job_defaults: any_default.then_some(defaults),
         create_time: Some(convert::timestamp(created_at)),
         update_time: Some(convert::timestamp(updated_at)),
+        follow_redirects: follow_redirects.max(0) as u32,
     }
 }
 

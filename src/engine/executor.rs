@@ -118,17 +118,29 @@ impl AttemptRules {
 /// Most places a contract violation lists.
 const VIOLATIONS_REPORTED: usize = 10;
 
+/// A job a claim just started, with what its queue asks of its call.
+pub(crate) struct Dispatch {
+    pub job: Arc<jobs::Model>,
+    pub claim: Claim,
+    /// Redirects its call follows: its queue's setting.
+    pub follow_redirects: u32,
+}
+
 /// Runs the attempt the claim just started. `cancel` fires when a client cancels
 /// this job, `interrupt` when the service stops; either drops the call at once.
 pub(crate) async fn run(
-    job: Arc<jobs::Model>,
-    claim: Claim,
+    dispatch: Dispatch,
     client: Arc<HttpClient>,
     rules: Arc<AttemptRules>,
     cancel: CancellationToken,
     interrupt: CancellationToken,
     outcomes: mpsc::Sender<Op>,
 ) {
+    let Dispatch {
+        job,
+        claim,
+        follow_redirects,
+    } = dispatch;
     let started_at = claim.started_at;
     let clock = Instant::now();
     let from_schedule = job.schedule_id.is_some();
@@ -143,7 +155,7 @@ pub(crate) async fn run(
             )
         });
     let mut call_span = None;
-    let result = match build_call(&job) {
+    let result = match build_call(&job, follow_redirects) {
         Err(message) => Err(CallError {
             class: ErrorClass::Protocol,
             message,
@@ -229,7 +241,7 @@ pub(crate) async fn run(
     let _ = outcomes.send(Op::Complete(completion)).await;
 }
 
-fn build_call(job: &jobs::Model) -> Result<Call, String> {
+fn build_call(job: &jobs::Model, follow_redirects: u32) -> Result<Call, String> {
     let headers: BTreeMap<String, String> =
         serde_json::from_str(&job.headers).map_err(|e| format!("stored headers: {e}"))?;
     let params: BTreeMap<String, String> =
@@ -248,6 +260,7 @@ fn build_call(job: &jobs::Model) -> Result<Call, String> {
         headers,
         body: job.body.clone(),
         timeout: Duration::from_millis(job.timeout_ms.max(1) as u64),
+        follow_redirects,
     })
 }
 

@@ -210,6 +210,7 @@ pub enum QueueChange {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueFields {
     pub max_concurrency: bool,
+    pub follow_redirects: bool,
     pub rate_limit: bool,
     pub timeout: bool,
     pub max_attempts: bool,
@@ -220,6 +221,7 @@ pub struct QueueFields {
 impl QueueFields {
     pub const ALL: QueueFields = QueueFields {
         max_concurrency: true,
+        follow_redirects: true,
         rate_limit: true,
         timeout: true,
         max_attempts: true,

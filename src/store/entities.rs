@@ -147,6 +147,8 @@ pub mod queues {
         pub default_ttl_ms: Option<i64>,
         pub created_at: i64,
         pub updated_at: i64,
+        /// Redirects its jobs' calls follow, each hop judged; 0: none.
+        pub follow_redirects: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -752,9 +752,16 @@ impl Writer {
                 .lateness_seconds
                 .push(seconds(claim.started_at - due));
         }
+        let follow_redirects = self
+            .queues
+            .get(&job.queue)
+            .map_or(0, |q| q.follow_redirects.max(0) as u32);
         self.executors.spawn(executor::run(
-            job,
-            claim,
+            executor::Dispatch {
+                job,
+                claim,
+                follow_redirects,
+            },
             self.client.clone(),
             self.attempt_rules.clone(),
             cancel,
