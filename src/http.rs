@@ -116,16 +116,24 @@ impl HttpClient {
                     message: refused.to_string(),
                 });
             }
+            // Kept for the next hop only when there can be one: a call that follows
+            // no redirect hands its headers and body over as they are.
+            let more = hops < follow_redirects;
+            let (these_headers, this_body) = if more {
+                (headers.clone(), body.clone())
+            } else {
+                (std::mem::take(&mut headers), body.take())
+            };
             let mut request = self
                 .client
                 .request(method.clone(), url.clone())
-                .headers(headers.clone());
-            if let Some(body) = &body {
-                request = request.body(body.clone());
+                .headers(these_headers);
+            if let Some(body) = this_body {
+                request = request.body(body);
             }
             let response = request.send().await.map_err(classify)?;
             let status = response.status();
-            let next = (status.is_redirection() && hops < follow_redirects)
+            let next = (status.is_redirection() && more)
                 .then(|| redirect_target(&response, &url))
                 .flatten();
             let Some(next) = next else {
