@@ -512,6 +512,25 @@ async fn a_batch_is_stored_whole_or_not_at_all() {
         .into_inner();
     assert_eq!(list.total_size, 0, "nothing of a refused batch is stored");
 
+    // A whole batch of bad jobs is answered as such, its first bad fields listed
+    // and the count of the rest, not lost in headers too large to send.
+    let err = client
+        .submit_jobs(proto::SubmitJobsRequest {
+            jobs: vec![get("ftp://example.com/a-rather-long-path/to/a/file"); 1000],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let fields = bad_fields(&err);
+    assert_eq!(fields.len(), 20, "the first 20 bad fields in the details");
+    assert_eq!(fields[0], "jobs[0].request.url");
+    assert!(
+        err.message()
+            .contains("and 995 more (1000 bad fields in all)"),
+        "{}",
+        err.message()
+    );
+
     let answers = client
         .submit_jobs(proto::SubmitJobsRequest {
             jobs: vec![good.clone(); 300],

@@ -53,16 +53,31 @@ impl Violations {
     }
 }
 
+/// Most bad fields an answer lists in its details, and in its message: both
+/// travel in response headers, which HTTP/2 peers cap (16 KiB is common), and a
+/// batch of a thousand bad jobs would pass that and reach the client as a
+/// protocol error instead of this answer.
+const MOST_DETAILED: usize = 20;
+const MOST_IN_MESSAGE: usize = 5;
+
 impl From<Violations> for Status {
     fn from(violations: Violations) -> Status {
-        let message = violations
+        let all = violations.0.len();
+        let mut message = violations
             .0
             .iter()
+            .take(MOST_IN_MESSAGE)
             .map(|(field, expected)| format!("{field}: {expected}"))
             .collect::<Vec<_>>()
             .join("; ");
+        if all > MOST_IN_MESSAGE {
+            message.push_str(&format!(
+                "; and {} more ({all} bad fields in all)",
+                all - MOST_IN_MESSAGE
+            ));
+        }
         let mut details = ErrorDetails::new();
-        for (field, expected) in violations.0 {
+        for (field, expected) in violations.0.into_iter().take(MOST_DETAILED) {
             details.add_bad_request_violation(field, expected);
         }
         Status::with_error_details(Code::InvalidArgument, message, details)
