@@ -372,15 +372,30 @@ pub async fn running_by_queue(
     Ok(running)
 }
 
-/// Stores rate limiters' buckets after a claim: `(queue, tokens, at)`.
+/// Stores queues' rate limiter buckets after a claim: `(queue, tokens, at)`.
 pub async fn save_buckets(
     txn: &DatabaseTransaction,
+    buckets: &[(String, f64, i64)],
+) -> Result<(), StoreError> {
+    save_token_buckets(
+        txn,
+        "UPDATE queues SET tokens = ?, tokens_at = ? WHERE name = ?",
+        buckets,
+    )
+    .await
+}
+
+/// Runs `update` (which sets tokens and their time of the row it names) for
+/// each bucket.
+pub(super) async fn save_token_buckets(
+    txn: &DatabaseTransaction,
+    update: &str,
     buckets: &[(String, f64, i64)],
 ) -> Result<(), StoreError> {
     for (name, tokens, at) in buckets {
         txn.execute_raw(sql(
             backend(txn),
-            "UPDATE queues SET tokens = ?, tokens_at = ? WHERE name = ?",
+            update,
             vec![(*tokens).into(), (*at).into(), name.as_str().into()],
         ))
         .await?;

@@ -96,13 +96,10 @@ pub async fn save_namespace_buckets(
     txn: &DatabaseTransaction,
     buckets: &[(String, f64, i64)],
 ) -> Result<(), StoreError> {
-    for (name, tokens, at) in buckets {
-        txn.execute_raw(sql(
-            backend(txn),
-            "UPDATE namespace_buckets SET tokens = ?, tokens_at = ? WHERE namespace = ?",
-            vec![(*tokens).into(), (*at).into(), name.as_str().into()],
-        ))
-        .await?;
-    }
-    Ok(())
+    super::claims::save_token_buckets(
+        txn,
+        "UPDATE namespace_buckets SET tokens = ?, tokens_at = ? WHERE namespace = ?",
+        buckets,
+    )
+    .await
 }
