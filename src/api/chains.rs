@@ -136,7 +136,7 @@ pub(super) fn chain_view(read: ChainRead) -> proto::Chain {
                 contract: def.and_then(|d| d.contract.as_ref()).map(pinned),
                 start_time: step.started_at.map(timestamp),
                 finish_time: step.finished_at.map(timestamp),
-                attempts: tries.into_iter().map(convert::attempt).collect(),
+                attempts: tries.into_iter().map(super::response::attempt).collect(),
             }
         })
         .collect();

@@ -362,7 +362,7 @@ impl JobService for JobApi {
             .attempts(&id)
             .await?
             .into_iter()
-            .map(convert::attempt)
+            .map(super::response::attempt)
             .collect();
         Ok(Response::new(proto::JobResult {
             id,

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod keys;
 pub mod queues;
 pub mod request;
+pub mod response;
 pub mod schedule_chains;
 pub mod schedules;
 pub mod templates;
