@@ -9,6 +9,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::keys::EVERY_SCOPE;
 use common::*;
 use jobqueue::auth::key;
 use jobqueue::proto::{
@@ -48,17 +49,6 @@ fn as_key<T>(message: T, key: &Key) -> tonic::Request<T> {
     );
     request
 }
-
-const EVERY_SCOPE: &[&str] = &[
-    "submit",
-    "read",
-    "manage",
-    "queues.admin",
-    "schedules.admin",
-    "registry.admin",
-    "keys.admin",
-    "audit.read",
-];
 
 async fn entries(
     audit: &mut AuditServiceClient<tonic::transport::Channel>,

@@ -67,19 +67,16 @@ impl Guard {
     /// or a name a deny rule names. A name's addresses are judged when it is
     /// resolved, at each attempt.
     pub fn at_submit(&self, url: &url::Url) -> Result<(), Refused> {
-        match url.host() {
-            Some(url::Host::Domain(name)) => match self.rules.denied_name(name) {
-                Some(why) => Err(Refused {
-                    host: name.to_string(),
-                    ip: None,
-                    why,
-                }),
-                None => Ok(()),
-            },
-            Some(url::Host::Ipv4(v4)) => self.literal_ip(IpAddr::V4(v4)),
-            Some(url::Host::Ipv6(v6)) => self.literal_ip(IpAddr::V6(v6)),
-            None => Ok(()),
+        if let Some(url::Host::Domain(name)) = url.host()
+            && let Some(why) = self.rules.denied_name(name)
+        {
+            return Err(Refused {
+                host: name.to_string(),
+                ip: None,
+                why,
+            });
         }
+        self.literal(url)
     }
 
     /// The check before a call whose host is written as an address (the

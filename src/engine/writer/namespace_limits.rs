@@ -29,12 +29,13 @@ pub(super) struct Held {
 }
 
 impl Writer {
-    /// Whether `count` more jobs fit `namespace`'s limit; takes them when they do.
+    /// Whether `count()` more jobs fit `namespace`'s limit; takes them when they
+    /// do. Without a limit nothing is counted.
     pub(super) async fn admit_jobs(
         &mut self,
         txn: &DatabaseTransaction,
         namespace: &str,
-        count: usize,
+        count: impl FnOnce() -> usize,
     ) -> Result<Result<(), EngineError>, StoreError> {
         let Some(limit) = self
             .settings
@@ -44,6 +45,7 @@ impl Writer {
         else {
             return Ok(Ok(()));
         };
+        let count = count();
         let stored = match self.stored.0.get(namespace) {
             Some(stored) => *stored,
             None => write::count_jobs(txn, namespace).await?,
@@ -73,6 +75,9 @@ impl Writer {
         first: usize,
     ) -> Result<Vec<Held>, StoreError> {
         let limits = &self.settings.namespace_limits;
+        if limits.0.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut names: Vec<(String, f64)> = Vec::new();
         for lane in lanes.iter() {
             let name = namespace::of(&lane.name);

@@ -48,15 +48,17 @@ impl Writer {
                     }
                     // Jobs of one caller: one namespace. Those its idempotency keys
                     // name already take no room.
+                    // Counted only for a namespace with a limit on its jobs.
                     if let Some((first, _)) = jobs.first() {
-                        let new = jobs
-                            .iter()
-                            .filter(|(j, _)| {
-                                j.idempotency_key.as_ref().is_none_or(|k| {
-                                    !by_key.contains_key(&(j.namespace.clone(), k.clone()))
+                        let new = || {
+                            jobs.iter()
+                                .filter(|(j, _)| {
+                                    j.idempotency_key.as_ref().is_none_or(|k| {
+                                        !by_key.contains_key(&(j.namespace.clone(), k.clone()))
+                                    })
                                 })
-                            })
-                            .count();
+                                .count()
+                        };
                         if let Err(full) = self.admit_jobs(txn, &first.namespace, new).await? {
                             answers.push(Answer::Refused(full));
                             continue;
