@@ -187,7 +187,7 @@ impl ChainService for ChainApi {
         &self,
         request: Request<proto::WatchChainRequest>,
     ) -> Result<Response<Self::WatchChainStream>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::WatchChainRequest { id } = request.into_inner();
         let id = chain_id(&id)?.to_string();
         let events = super::chain_watch::watch(self.engine.clone(), namespace, id).await?;
@@ -203,7 +203,7 @@ impl ChainService for ChainApi {
         // Each step's job runs in the trace of the call that submitted its chain.
         let trace = telemetry::rpc::rpc_context(&request)
             .and_then(|rpc| telemetry::TraceContext::store(&rpc.cx));
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::SubmitChainRequest { chain } = request.into_inner();
         let checked = chain_spec::check(
             &namespace,
@@ -252,7 +252,7 @@ impl ChainService for ChainApi {
         &self,
         request: Request<proto::CheckChainRequest>,
     ) -> Result<Response<proto::ChainCheck>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::CheckChainRequest { chain } = request.into_inner();
         let checked = chain_spec::check(
             &namespace,
@@ -270,7 +270,7 @@ impl ChainService for ChainApi {
         &self,
         request: Request<proto::GetChainRequest>,
     ) -> Result<Response<proto::Chain>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::GetChainRequest { id } = request.into_inner();
         Ok(Response::new(self.read(&namespace, chain_id(&id)?).await?))
     }
@@ -279,7 +279,7 @@ impl ChainService for ChainApi {
         &self,
         request: Request<proto::ListChainsRequest>,
     ) -> Result<Response<proto::ListChainsResponse>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::ListChainsRequest {
             page_size,
             page_token,
@@ -320,7 +320,7 @@ impl ChainService for ChainApi {
         &self,
         request: Request<proto::CancelChainRequest>,
     ) -> Result<Response<proto::Chain>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::CancelChainRequest { id } = request.into_inner();
         let id = chain_id(&id)?.to_string();
         self.engine
@@ -336,7 +336,7 @@ impl ChainService for ChainApi {
         &self,
         request: Request<proto::RetryChainRequest>,
     ) -> Result<Response<proto::Chain>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::RetryChainRequest { id } = request.into_inner();
         let id = chain_id(&id)?.to_string();
         self.engine

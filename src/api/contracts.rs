@@ -153,7 +153,7 @@ impl ContractService for ContractApi {
         &self,
         request: Request<proto::CreateContractRequest>,
     ) -> Result<Response<proto::Contract>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::CreateContractRequest {
             contract,
             allow_breaking,
@@ -288,7 +288,7 @@ impl ContractService for ContractApi {
         &self,
         request: Request<proto::GetContractRequest>,
     ) -> Result<Response<proto::Contract>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::GetContractRequest { name, version } = request.into_inner();
         let version = versions::version_asked(&name, version)?;
         match self
@@ -306,7 +306,7 @@ impl ContractService for ContractApi {
         &self,
         request: Request<proto::ListContractsRequest>,
     ) -> Result<Response<proto::ListContractsResponse>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::ListContractsRequest {
             name,
             page_size,
@@ -343,7 +343,7 @@ impl ContractService for ContractApi {
         &self,
         request: Request<proto::DeactivateContractRequest>,
     ) -> Result<Response<proto::Contract>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::DeactivateContractRequest { name, version } = request.into_inner();
         let version = versions::deactivation_asked(&name, version)?;
         let name = qualify(&namespace, &name);

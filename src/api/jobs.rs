@@ -155,7 +155,7 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::WatchJobsRequest>,
     ) -> Result<Response<Self::WatchJobsStream>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::WatchJobsRequest {
             ids,
             tags,
@@ -249,7 +249,7 @@ impl JobService for JobApi {
         request: Request<proto::SubmitJobRequest>,
     ) -> Result<Response<proto::SubmitJobResponse>, Status> {
         let rpc = telemetry::rpc::rpc_context(&request).cloned();
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::SubmitJobRequest { job } = request.into_inner();
         let (job, contract) = match job {
             Some(job) => {
@@ -282,7 +282,7 @@ impl JobService for JobApi {
         request: Request<proto::SubmitJobsRequest>,
     ) -> Result<Response<proto::SubmitJobsResponse>, Status> {
         let rpc = telemetry::rpc::rpc_context(&request).cloned();
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::SubmitJobsRequest { jobs } = request.into_inner();
         if jobs.is_empty() {
             return Err(invalid("jobs", "at least one job"));
@@ -334,7 +334,7 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::GetJobRequest>,
     ) -> Result<Response<proto::Job>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::GetJobRequest { id } = request.into_inner();
         let id = job_id(id, "id")?;
         let job = self
@@ -350,7 +350,7 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::GetJobResultRequest>,
     ) -> Result<Response<proto::JobResult>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::GetJobResultRequest { id } = request.into_inner();
         let id = job_id(id, "id")?;
         let store = self.engine.store();
@@ -376,7 +376,7 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::CancelJobRequest>,
     ) -> Result<Response<proto::Job>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::CancelJobRequest { id } = request.into_inner();
         let job = self.engine.cancel(namespace, job_id(id, "id")?).await?;
         Ok(Response::new(convert::job(job)))
@@ -386,7 +386,7 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::RetryJobRequest>,
     ) -> Result<Response<proto::Job>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::RetryJobRequest { id } = request.into_inner();
         let id = job_id(id, "id")?;
         // A step's job belongs to its chain, which has moved on from its failure:
@@ -401,7 +401,7 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::DeleteJobRequest>,
     ) -> Result<Response<()>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::DeleteJobRequest { id } = request.into_inner();
         let id = job_id(id, "id")?;
         let instead = "it is kept as long as its chain and goes with it";
@@ -414,7 +414,7 @@ impl JobService for JobApi {
         &self,
         request: Request<proto::ListJobsRequest>,
     ) -> Result<Response<proto::ListJobsResponse>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::ListJobsRequest {
             page_size,
             page_token,

@@ -316,7 +316,7 @@ impl QueueService for QueueApi {
         &self,
         request: Request<proto::CreateQueueRequest>,
     ) -> Result<Response<proto::Queue>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::CreateQueueRequest { queue } = request.into_inner();
         let mut v = Violations::default();
         let row = queue_row(&namespace, queue, &self.limits, now_ms(), &mut v);
@@ -331,7 +331,7 @@ impl QueueService for QueueApi {
         &self,
         request: Request<proto::GetQueueRequest>,
     ) -> Result<Response<proto::QueueState>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::GetQueueRequest { name } = request.into_inner();
         let name = queue_name(name, "name")?;
         let queue = self
@@ -347,7 +347,7 @@ impl QueueService for QueueApi {
         &self,
         request: Request<proto::ListQueuesRequest>,
     ) -> Result<Response<proto::ListQueuesResponse>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::ListQueuesRequest {
             page_size,
             page_token,
@@ -377,7 +377,7 @@ impl QueueService for QueueApi {
         &self,
         request: Request<proto::UpdateQueueRequest>,
     ) -> Result<Response<proto::Queue>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::UpdateQueueRequest { queue, update_mask } = request.into_inner();
         let mut v = Violations::default();
         let fields = fields_of(update_mask, &mut v);
@@ -393,7 +393,7 @@ impl QueueService for QueueApi {
         &self,
         request: Request<proto::PauseQueueRequest>,
     ) -> Result<Response<proto::Queue>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::PauseQueueRequest { name } = request.into_inner();
         self.switch(&namespace, name, QueueChange::Pause).await
     }
@@ -402,7 +402,7 @@ impl QueueService for QueueApi {
         &self,
         request: Request<proto::ResumeQueueRequest>,
     ) -> Result<Response<proto::Queue>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::ResumeQueueRequest { name } = request.into_inner();
         self.switch(&namespace, name, QueueChange::Resume).await
     }
@@ -411,7 +411,7 @@ impl QueueService for QueueApi {
         &self,
         request: Request<proto::PurgeQueueRequest>,
     ) -> Result<Response<proto::PurgeQueueResponse>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::PurgeQueueRequest { name } = request.into_inner();
         let name = qualify(&namespace, &queue_name(name, "name")?);
         match self.engine.change_queue(QueueChange::Purge(name)).await? {

@@ -631,7 +631,7 @@ impl ScheduleService for ScheduleApi {
         let trace_context = telemetry::rpc::rpc_context(&request)
             .filter(|rpc| rpc.carried())
             .and_then(|rpc| TraceContext::store(&rpc.cx));
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::CreateScheduleRequest {
             schedule_id,
             schedule,
@@ -687,7 +687,7 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::GetScheduleRequest>,
     ) -> Result<Response<proto::Schedule>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::GetScheduleRequest { id } = request.into_inner();
         let id = schedule_id(id, "id")?;
         let s = self
@@ -703,7 +703,7 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::ListSchedulesRequest>,
     ) -> Result<Response<proto::ListSchedulesResponse>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::ListSchedulesRequest {
             page_size,
             page_token,
@@ -732,7 +732,7 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::UpdateScheduleRequest>,
     ) -> Result<Response<proto::Schedule>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::UpdateScheduleRequest {
             schedule,
             update_mask,
@@ -766,7 +766,7 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::PauseScheduleRequest>,
     ) -> Result<Response<proto::Schedule>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::PauseScheduleRequest { id } = request.into_inner();
         self.switch(&namespace, id, ScheduleChange::Pause).await
     }
@@ -775,7 +775,7 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::ResumeScheduleRequest>,
     ) -> Result<Response<proto::Schedule>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::ResumeScheduleRequest { id } = request.into_inner();
         self.switch(&namespace, id, ScheduleChange::Resume).await
     }
@@ -784,7 +784,7 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::TriggerScheduleRequest>,
     ) -> Result<Response<proto::ScheduleRun>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::TriggerScheduleRequest { id } = request.into_inner();
         let id = qualify(&namespace, &schedule_id(id, "id")?);
         match self
@@ -801,7 +801,7 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::DeleteScheduleRequest>,
     ) -> Result<Response<()>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::DeleteScheduleRequest { id } = request.into_inner();
         let id = qualify(&namespace, &schedule_id(id, "id")?);
         self.engine
@@ -814,7 +814,7 @@ impl ScheduleService for ScheduleApi {
         &self,
         request: Request<proto::ListScheduleRunsRequest>,
     ) -> Result<Response<proto::ListScheduleRunsResponse>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::ListScheduleRunsRequest {
             schedule_id,
             page_size,

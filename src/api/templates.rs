@@ -306,7 +306,7 @@ impl TemplateService for TemplateApi {
         &self,
         request: Request<proto::CreateTemplateRequest>,
     ) -> Result<Response<proto::Template>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::CreateTemplateRequest { template } = request.into_inner();
         let Some(template) = template else {
             return Err(invalid("template", "required"));
@@ -460,7 +460,7 @@ impl TemplateService for TemplateApi {
         &self,
         request: Request<proto::GetTemplateRequest>,
     ) -> Result<Response<proto::Template>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::GetTemplateRequest { name, version } = request.into_inner();
         let version = versions::version_asked(&name, version)?;
         match self
@@ -478,7 +478,7 @@ impl TemplateService for TemplateApi {
         &self,
         request: Request<proto::ListTemplatesRequest>,
     ) -> Result<Response<proto::ListTemplatesResponse>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::ListTemplatesRequest {
             name,
             page_size,
@@ -515,7 +515,7 @@ impl TemplateService for TemplateApi {
         &self,
         request: Request<proto::DeactivateTemplateRequest>,
     ) -> Result<Response<proto::Template>, Status> {
-        let namespace = Caller::of(&request).namespace;
+        let namespace = Caller::namespace_of(&request);
         let proto::DeactivateTemplateRequest { name, version } = request.into_inner();
         let version = versions::deactivation_asked(&name, version)?;
         let name = qualify(&namespace, &name);

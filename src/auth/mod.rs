@@ -174,4 +174,13 @@ impl Caller {
             .cloned()
             .unwrap_or_else(Caller::open)
     }
+
+    /// The namespace `request` acts in: only that is copied, not the caller's
+    /// scopes (what most handlers need, on every call).
+    pub fn namespace_of<T>(request: &tonic::Request<T>) -> String {
+        request
+            .extensions()
+            .get::<Caller>()
+            .map_or_else(|| DEFAULT_NAMESPACE.to_string(), |c| c.namespace.clone())
+    }
 }
