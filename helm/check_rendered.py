@@ -411,6 +411,33 @@ def cmd_check(args):
                 config.get("JOBQUEUE_INSECURE_OPEN") == "true",
                 f"{n}: no keys and not open: the pod would refuse to start",
             )
+        # Secret headers' keys: their file from its Secret, read-only, named by
+        # JOBQUEUE_SECRET_KEYS_FILE; never in the ConfigMap.
+        sealing = values["secrets"]["keysSecret"]
+        sealing_file = env.get("JOBQUEUE_SECRET_KEYS_FILE", {}).get("value")
+        c.expect(
+            "JOBQUEUE_SECRET_KEYS" not in config and "JOBQUEUE_SECRET_KEYS" not in env,
+            f"{n}: encryption keys in plain settings",
+        )
+        if sealing:
+            item = values["secrets"]["keysSecretKey"]
+            c.expect(
+                sealing_file == f"/etc/jobqueue/secret-keys/{item}",
+                f"{n}: JOBQUEUE_SECRET_KEYS_FILE is {sealing_file!r}",
+            )
+            secret = volumes.get(mounts.get("/etc/jobqueue/secret-keys"), {}).get("secret", {})
+            c.expect(
+                secret.get("secretName") == sealing
+                and [i["key"] for i in secret.get("items", [])] == [item],
+                f"{n}: the secret keys folder is not the Secret {sealing}",
+            )
+            readonly = [
+                m.get("readOnly") for m in ct.get("volumeMounts", [])
+                if m["mountPath"] == "/etc/jobqueue/secret-keys"
+            ]
+            c.expect(readonly == [True], f"{n}: the secret keys are not mounted read-only")
+        else:
+            c.expect(sealing_file is None, f"{n}: a secret keys file without secrets.keysSecret")
         # TLS: the certificate from its Secret, read-only, whole (a subPath mount would
         # never see a renewal); client CAs likewise.
         for secret_name, folder, items, variables in (

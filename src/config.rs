@@ -26,6 +26,26 @@ pub enum Command {
     /// API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The keys secret headers are encrypted with.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+// Parsed once at the start, as `Command` is.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Prints a new key, `id=base64`, for JOBQUEUE_SECRET_KEYS (first, to make it
+    /// the active one).
+    NewKey {
+        /// The key's id: what sealed values name it by.
+        #[arg(long, default_value = "k1")]
+        id: String,
+    },
+    /// Seals every stored secret header again with the active key, and those
+    /// kept in the clear before headers were sealed; then older keys may go.
+    /// Takes the service's settings (database and keys); safe while it runs.
+    Rekey(Config),
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,6 +270,22 @@ pub struct Config {
     #[arg(long, env = "JOBQUEUE_OUTBOUND_DENY", default_value = "",
           value_parser = crate::outbound::address::RuleList::parse)]
     pub outbound_deny: crate::outbound::address::RuleList,
+
+    /// Keys secret headers are encrypted with (AES-256-GCM): `id=base64` entries
+    /// separated by commas, the first the one new values are sealed with, the
+    /// others still read (`jobqueue secrets new-key` prints one; `jobqueue secrets
+    /// rekey` seals every stored value again with the first). Unset, with no keys
+    /// file either: a job with a secret header is refused.
+    #[arg(long, env = "JOBQUEUE_SECRET_KEYS", hide_env_values = true,
+          conflicts_with = "secret_keys_file",
+          value_parser = crate::secret::Keyring::parse)]
+    pub secret_keys: Option<crate::secret::Keyring>,
+
+    /// A file holding the keys, one `id=base64` entry a line, the active one first
+    /// (the Helm chart mounts its Secret as one). Read at the start.
+    #[arg(long, env = "JOBQUEUE_SECRET_KEYS_FILE",
+          value_parser = crate::secret::Keyring::from_file)]
+    pub secret_keys_file: Option<crate::secret::Keyring>,
 }
 
 impl Config {
@@ -259,6 +295,13 @@ impl Config {
             self.outbound_allow.clone(),
             self.outbound_deny.clone(),
         ))
+    }
+
+    /// The keys secret values are sealed with, from either setting.
+    pub fn keyring(&self) -> Option<crate::secret::Keyring> {
+        self.secret_keys
+            .clone()
+            .or_else(|| self.secret_keys_file.clone())
     }
 
     /// Where the TLS files are, when TLS is on.
@@ -276,7 +319,7 @@ impl Config {
         let cli = Cli::parse_from(["jobqueue", "serve", "--db-url", &db_url.into()]);
         match cli.command {
             Command::Serve(config) => config,
-            Command::Key(_) => unreachable!("parsed from a serve command"),
+            _ => unreachable!("parsed from a serve command"),
         }
     }
 }

@@ -25,14 +25,6 @@ pub struct Call {
     pub follow_redirects: u32,
 }
 
-/// Headers that carry credentials: never sent on to another host by a redirect.
-const CREDENTIALS: [&str; 4] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "x-api-key",
-];
-
 /// A response as kept.
 #[derive(Debug, Clone)]
 pub struct Captured {
@@ -154,7 +146,15 @@ impl HttpClient {
                 && next.host_str() == url.host_str()
                 && next.port_or_known_default() == url.port_or_known_default();
             if !same_origin {
-                for name in CREDENTIALS {
+                // Secret headers (credentials, and those the job marked) are
+                // marked sensitive when the call is built: never sent on to
+                // another origin.
+                let secret: Vec<HeaderName> = headers
+                    .iter()
+                    .filter(|(_, value)| value.is_sensitive())
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                for name in secret {
                     headers.remove(name);
                 }
             }

@@ -15,6 +15,7 @@
 //! - [`health`]: readiness and liveness, as probes read them.
 //! - [`http`]: the shared outbound client and response capture.
 //! - [`outbound`]: which destinations calls may reach.
+//! - [`secret`]: secret headers, sealed at rest with a keyring, masked on every read.
 //! - [`metrics`]: this process's metrics, served for Prometheus.
 //! - [`telemetry`]: traces, exported over OTLP when the environment asks for it.
 //! - [`observe`]: every gRPC call counted, timed and traced by one layer.
@@ -36,6 +37,7 @@ pub mod namespace;
 pub mod observe;
 pub mod outbound;
 pub mod overload;
+pub mod secret;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -8,7 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::io::IsTerminal;
 
 use clap::Parser;
-use jobqueue::config::{Cli, Command, KeyCommand, LogFormat};
+use jobqueue::config::{Cli, Command, KeyCommand, LogFormat, SecretsCommand};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -20,6 +20,19 @@ async fn main() -> ExitCode {
             println!("{}", jobqueue::auth::key::generate().1);
             return ExitCode::SUCCESS;
         }
+        Command::Secrets(SecretsCommand::NewKey { id }) => {
+            return match jobqueue::secret::Keyring::new_key(&id) {
+                Ok(key) => {
+                    println!("{key}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("jobqueue: --id: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Secrets(SecretsCommand::Rekey(config)) => return rekey(config).await,
     };
     // A filter that does not parse stops the start, as any bad setting does.
     let filter = match std::env::var("JOBQUEUE_LOG") {
@@ -100,5 +113,42 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn rekey(config: jobqueue::config::Config) -> ExitCode {
+    let Some(keyring) = config.keyring() else {
+        eprintln!(
+            "jobqueue: no keys to seal with: set JOBQUEUE_SECRET_KEYS or JOBQUEUE_SECRET_KEYS_FILE"
+        );
+        return ExitCode::FAILURE;
+    };
+    let store = match jobqueue::store::Store::connect_with(&config.db_url, config.db_timeout).await
+    {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("jobqueue: JOBQUEUE_DB_URL: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match jobqueue::secret::rekey::rekey(&store, &keyring).await {
+        Ok(done) => {
+            println!(
+                "{} rows read, {} sealed again with key {}, {} could not be opened",
+                done.read,
+                done.sealed,
+                keyring.active(),
+                done.failed
+            );
+            if done.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("jobqueue: {error}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -28,6 +28,7 @@ async fn a_submitted_call_reaches_the_target_and_its_response_is_kept() {
             method: "post".into(),
             url: target.url("/hook?a=1"),
             headers: HashMap::from([("x-team".into(), "blue".into())]),
+            secret_headers: Vec::new(),
             params: HashMap::from([("b".into(), "two words".into())]),
             body: Some(proto::http_request::Body::Json(prost_types::Value {
                 kind: Some(prost_types::value::Kind::StructValue(body)),

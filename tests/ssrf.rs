@@ -114,7 +114,9 @@ impl Listener {
                     }
                     let head = String::from_utf8_lossy(&request).to_string();
                     let path = head.split(' ').nth(1).unwrap_or("").to_string();
-                    let credentials = head.to_ascii_lowercase().contains("\r\nauthorization:");
+                    let head = head.to_ascii_lowercase();
+                    let credentials =
+                        head.contains("\r\nauthorization:") || head.contains("\r\nx-signature:");
                     seen.lock().unwrap().push((path.clone(), credentials));
                     let location = match path.as_str() {
                         "/redirect" => Some(format!("http://127.0.0.2:{port}/landed")),
@@ -183,6 +185,7 @@ async fn inside() {
     let mut server = Server::start_with(|c| {
         c.outbound_allow = rules("127.0.0.1");
         c.outbound_deny = rules(".denied.test");
+        c.secret_keys = Some(test_keyring());
     })
     .await;
     let client = &mut server.client;
@@ -389,6 +392,10 @@ async fn inside() {
             .unwrap()
             .headers
             .insert("Authorization".into(), "Bearer not-for-others".into());
+        // A header the job marks secret is held back as the credentials are.
+        let request = spec.request.as_mut().unwrap();
+        request.headers.insert("X-Signature".into(), "sig".into());
+        request.secret_headers = vec!["X-Signature".into()];
         spec
     };
     let inward = submit(client, with_credentials("/redirect")).await;

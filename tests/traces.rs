@@ -193,6 +193,7 @@ fn traced(
     more: &[(&str, &str)],
 ) -> Process {
     let mut env: Vec<(&str, String)> = otel_env(receiver);
+    env.push(("JOBQUEUE_SECRET_KEYS", TEST_SECRET_KEYS.to_string()));
     env.extend(more.iter().map(|(k, v)| (*k, v.to_string())));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Process::start_with_env(&db.url, args, &env)

@@ -17,15 +17,40 @@ fuzz_target!(|data: &[u8]| {
     let Ok(spec) = JobSpec::decode(data) else {
         return;
     };
-    let limits = Limits::from(&Config::with_db_url("sqlite::memory:"));
+    // With keys, so secret headers are sealed (and read back masked) too.
+    let mut config = Config::with_db_url("sqlite::memory:");
+    config.secret_keys = Some(
+        jobqueue::secret::Keyring::parse("k=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .expect("the fuzz key"),
+    );
+    let limits = Limits::from(&config);
     let mut v = Violations::default();
-    let Some(row) = convert::new_job("default", Some(spec), "job", &limits, "j_x".into(), 0, &mut v)
-    else {
+    let Some(row) = convert::new_job(
+        "default",
+        Some(spec),
+        "job",
+        &limits,
+        "j_x".into(),
+        None,
+        0,
+        &mut v,
+    ) else {
         assert!(!v.is_empty(), "a refused job says why");
         return;
     };
     if v.is_empty() {
+        let stored = row.job.headers.clone();
         let shown = convert::job(row.job);
-        assert!(shown.request.is_some(), "an accepted job has its call");
+        let request = shown.request.expect("an accepted job has its call");
+        // Every secret header comes back by name only, and opens for its job.
+        let opened = jobqueue::secret::headers::opened(
+            &stored,
+            limits.keyring.as_ref(),
+            jobqueue::secret::Row::job("j_x"),
+        )
+        .expect("a sealed header opens for its own job");
+        for name in opened.values.keys().filter(|name| opened.is_secret(name)) {
+            assert!(request.secret_headers.contains(name) && !request.headers.contains_key(name));
+        }
     }
 });

@@ -453,7 +453,16 @@ pub(super) fn step_def(
             queue,
             ..Default::default()
         };
-        let job = convert::new_job(namespace, Some(probe), path, limits, String::new(), 0, v)?;
+        let job = convert::new_job(
+            namespace,
+            Some(probe),
+            path,
+            limits,
+            String::new(),
+            None,
+            0,
+            v,
+        )?;
         let (mine, unset) = (job.job, job.unset);
         let job = StepJob {
             queue: mine.queue,
@@ -518,6 +527,7 @@ pub(super) fn step_def(
         })
     };
     let probe_url = syntax("url", &request.url, v);
+    refuse_secrets(&request, path, v);
     let mut probe_headers = std::collections::HashMap::new();
     for (name, value) in &request.headers {
         probe_headers.insert(
@@ -564,6 +574,7 @@ pub(super) fn step_def(
             method: request.method.clone(),
             url: probe_url,
             headers: probe_headers,
+            secret_headers: Vec::new(),
             params: probe_params,
             body: request.body.clone(),
         }),
@@ -582,7 +593,16 @@ pub(super) fn step_def(
         },
         template: None,
     };
-    let job = convert::new_job(namespace, Some(probe), path, limits, String::new(), 0, v)?;
+    let job = convert::new_job(
+        namespace,
+        Some(probe),
+        path,
+        limits,
+        String::new(),
+        None,
+        0,
+        v,
+    )?;
     let (job, unset) = (job.job, job.unset);
     Some(StepDef {
         id,
@@ -611,4 +631,23 @@ pub(super) fn step_def(
         template: None,
         input: None,
     })
+}
+
+/// A step's or template's call is kept in the clear with its chain or template,
+/// so it may not carry a secret header; a job made from a template adds its own
+/// in its request, where they are sealed with the job.
+fn refuse_secrets(request: &proto::HttpRequest, path: &str, v: &mut Violations) {
+    let secret = request
+        .headers
+        .keys()
+        .filter(|name| crate::secret::headers::always_secret(name))
+        .chain(request.secret_headers.iter());
+    for name in secret {
+        v.add(
+            format!("{path}.request.headers[{name:?}]"),
+            "a secret header cannot be kept in a chain step's or a template's call; \
+             a job made from a template may add it to its own request.headers, \
+             where it is kept encrypted",
+        );
+    }
 }

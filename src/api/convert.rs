@@ -14,6 +14,7 @@ use crate::engine::{NewJob, Unset};
 use crate::job::{Backoff, BackoffStrategy, ErrorClass, Status};
 use crate::namespace::local;
 use crate::proto;
+use crate::secret::Row;
 use crate::store::jobs;
 
 /// Most attempts a job may ask for.
@@ -32,6 +33,8 @@ pub struct Limits {
     pub default_ttl: Duration,
     /// What a call's URL may name.
     pub destinations: crate::outbound::guard::Guard,
+    /// The keys secret headers are sealed with; none refuses them.
+    pub keyring: Option<crate::secret::Keyring>,
 }
 
 impl From<&Config> for Limits {
@@ -42,18 +45,22 @@ impl From<&Config> for Limits {
             max_body_bytes: c.max_body_bytes,
             default_ttl: c.default_ttl,
             destinations: c.outbound_guard(),
+            keyring: c.keyring(),
         }
     }
 }
 
 /// Checks a submitted job and builds its row, of `namespace` (its queue named as
-/// stored), noting every bad field under `path`.
+/// stored), noting every bad field under `path`. Its secret headers are sealed
+/// for the row that keeps them: `kept_by`, or the job `id` itself.
+#[allow(clippy::too_many_arguments)]
 pub fn new_job(
     namespace: &str,
     spec: Option<proto::JobSpec>,
     path: &str,
     limits: &Limits,
     id: String,
+    kept_by: Option<Row<'_>>,
     now: i64,
     v: &mut Violations,
 ) -> Option<NewJob> {
@@ -139,6 +146,16 @@ pub fn new_job(
         return None;
     }
     let (method, url, headers, params, body_kind, body) = request?;
+    let headers = match headers.stored(limits.keyring.as_ref(), kept_by.unwrap_or(Row::job(&id))) {
+        Ok(headers) => headers,
+        Err(no_key) => {
+            v.add(
+                format!("{path}.request.headers[{:?}]", no_key.name),
+                no_key.to_string(),
+            );
+            return None;
+        }
+    };
     let job = jobs::Model {
         id,
         namespace: namespace.to_string(),
@@ -563,7 +580,7 @@ pub fn error_class(s: Option<&str>) -> proto::ErrorClass {
     }
 }
 
-/// A JSON object of strings as stored (headers, params), as a map.
+/// A JSON object of strings as stored (params, a response's headers), as a map.
 pub(super) fn map_of(json: &str) -> std::collections::HashMap<String, String> {
     serde_json::from_str(json).unwrap_or_default()
 }
@@ -608,6 +625,7 @@ pub fn job(m: jobs::Model) -> proto::Job {
         contract: _,
     } = m;
     let status = status(&job_status);
+    let (headers, secret_headers) = crate::secret::headers::masked(&headers);
     let body = match (body_kind.as_deref(), body) {
         (Some("json"), Some(bytes)) => serde_json::from_slice(&bytes)
             .ok()
@@ -635,7 +653,8 @@ pub fn job(m: jobs::Model) -> proto::Job {
         request: Some(proto::HttpRequest {
             method,
             url,
-            headers: map_of(&headers),
+            headers,
+            secret_headers,
             params: map_of(&params),
             body,
         }),

@@ -262,7 +262,7 @@ impl JobService for JobApi {
         };
         let mut v = Violations::default();
         let (id, now) = (self.new_id(), now_ms());
-        let row = convert::new_job(&namespace, job, "job", &self.limits, id, now, &mut v);
+        let row = convert::new_job(&namespace, job, "job", &self.limits, id, None, now, &mut v);
         let mut row = v
             .into_result(row)?
             .ok_or_else(|| Status::internal("job not built"))?;
@@ -313,6 +313,7 @@ impl JobService for JobApi {
                     &format!("jobs[{i}]"),
                     &self.limits,
                     self.new_id(),
+                    None,
                     now,
                     &mut v,
                 )?;

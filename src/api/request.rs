@@ -18,6 +18,7 @@ pub(super) fn http_request(
         method,
         url,
         headers,
+        secret_headers,
         params,
         body,
     } = r;
@@ -42,6 +43,7 @@ pub(super) fn http_request(
         method,
         url,
         headers: headers.into_iter().collect(),
+        secret_headers,
         params: params.into_iter().collect(),
         body_kind,
         body,

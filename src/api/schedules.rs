@@ -289,7 +289,7 @@ fn schedule_row(
     };
     let namespace = crate::namespace::of(&id).to_string();
     let runs = if fields.job {
-        runs_of(&namespace, job, chain, limits, now, v)
+        runs_of(&id, job, chain, limits, now, v)
     } else {
         None
     };
@@ -373,9 +373,9 @@ enum Runs {
     Chain(ScheduledChain),
 }
 
-/// Checks that a schedule names exactly one of a job and a chain.
+/// Checks that a schedule (`id` as stored) names exactly one of a job and a chain.
 fn runs_of(
-    namespace: &str,
+    id: &str,
     job: Option<proto::JobSpec>,
     chain: Option<ScheduledChain>,
     limits: &Limits,
@@ -398,15 +398,14 @@ fn runs_of(
             );
             None
         }
-        (job, None) => {
-            template_of(namespace, job, limits, now, v).map(|job| Runs::Job(Box::new(job)))
-        }
+        (job, None) => template_of(id, job, limits, now, v).map(|job| Runs::Job(Box::new(job))),
     }
 }
 
-/// Checks a schedule's job: a job spec, without the two fields a run sets itself.
+/// Checks a schedule's job: a job spec, without the two fields a run sets itself;
+/// its secret headers sealed for the schedule `id` (as stored).
 fn template_of(
-    namespace: &str,
+    id: &str,
     job: Option<proto::JobSpec>,
     limits: &Limits,
     now: i64,
@@ -427,11 +426,12 @@ fn template_of(
         }
     }
     convert::new_job(
-        namespace,
+        crate::namespace::of(id),
         job,
         "schedule.job",
         limits,
         String::new(),
+        Some(crate::secret::Row::schedule(id)),
         now,
         v,
     )

@@ -21,6 +21,7 @@ use crate::contract::registry::Part;
 use crate::engine::{Engine, TemplateChange};
 use crate::namespace::{local, qualify};
 use crate::proto::{self, template_service_server::TemplateService};
+use crate::secret::headers::always_secret;
 use crate::store::{Store, templates};
 
 const PAGE_TOKEN_PREFIX: &str = "templates-after:";
@@ -198,6 +199,8 @@ pub async fn expand(
             method: rendered.method,
             url: rendered.url,
             headers,
+            // Only the job's own headers can be secret: a template's call holds none.
+            secret_headers: overrides.secret_headers,
             params,
             body,
         }),
@@ -248,7 +251,19 @@ fn template_proto(t: templates::Model) -> proto::Template {
         request: call.map(|c| proto::HttpRequest {
             method: c.method,
             url: c.url,
-            headers: c.headers.into_iter().collect(),
+            // A template from before secret headers were refused in one shows
+            // their names only.
+            secret_headers: c
+                .headers
+                .keys()
+                .filter(|name| always_secret(name))
+                .cloned()
+                .collect(),
+            headers: c
+                .headers
+                .into_iter()
+                .filter(|(name, _)| !always_secret(name))
+                .collect(),
             params: c.params.into_iter().collect(),
             body: c.body.map(|b| match b {
                 crate::chain::definition::BodyTemplate::Json(json) => {

@@ -166,6 +166,7 @@ impl RenderedCall {
             method: self.method,
             url: self.url,
             headers: self.headers,
+            secret_headers: Vec::new(),
             params: self.params,
             body_kind,
             body,

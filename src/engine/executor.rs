@@ -15,6 +15,7 @@ use crate::contract::validate::describe;
 use crate::http::{Call, CallError, Captured, HttpClient, header_map, merge_params};
 use crate::job::{Backoff, BackoffStrategy, CallOutcome, ErrorClass, Jitter, Next, next_step};
 use crate::now_ms;
+use crate::secret::Row;
 use crate::store::write::Claim;
 use crate::store::{attempts, jobs};
 use crate::telemetry;
@@ -60,6 +61,8 @@ pub(crate) struct AttemptRules {
     pub output_max_bytes: usize,
     /// How retries' backoff delays are spread.
     pub jitter: Jitter,
+    /// Opens the job's secret headers.
+    pub keyring: Option<crate::secret::Keyring>,
 }
 
 impl AttemptRules {
@@ -155,7 +158,7 @@ pub(crate) async fn run(
             )
         });
     let mut call_span = None;
-    let result = match build_call(&job, follow_redirects) {
+    let result = match build_call(&job, follow_redirects, rules.keyring.as_ref()) {
         Err(message) => Err(CallError {
             class: ErrorClass::Protocol,
             message,
@@ -241,23 +244,32 @@ pub(crate) async fn run(
     let _ = outcomes.send(Op::Complete(completion)).await;
 }
 
-fn build_call(job: &jobs::Model, follow_redirects: u32) -> Result<Call, String> {
-    let headers: BTreeMap<String, String> =
-        serde_json::from_str(&job.headers).map_err(|e| format!("stored headers: {e}"))?;
+fn build_call(
+    job: &jobs::Model,
+    follow_redirects: u32,
+    keyring: Option<&crate::secret::Keyring>,
+) -> Result<Call, String> {
+    let headers = crate::secret::headers::opened(&job.headers, keyring, Row::job(&job.id))?;
     let params: BTreeMap<String, String> =
         serde_json::from_str(&job.params).map_err(|e| format!("stored params: {e}"))?;
     let url = merge_params(&job.url, &params).map_err(|e| format!("url: {e}"))?;
     let method = reqwest::Method::from_bytes(job.method.as_bytes())
         .map_err(|_| format!("method {}", job.method))?;
-    let headers = header_map(
-        &headers,
+    let mut map = header_map(
+        &headers.values,
         job.body_kind.as_deref(),
         job.idempotency_key.as_deref(),
     )?;
+    // Kept out of anything that prints the request.
+    for (name, value) in map.iter_mut() {
+        if headers.is_secret(name.as_str()) {
+            value.set_sensitive(true);
+        }
+    }
     Ok(Call {
         method,
         url,
-        headers,
+        headers: map,
         body: job.body.clone(),
         timeout: Duration::from_millis(job.timeout_ms.max(1) as u64),
         follow_redirects,

@@ -186,6 +186,28 @@ pub fn run(s: &schedules::Model, id: String, due: Option<i64>, now: i64) -> (job
     (job, Unset::from_bits(s.inherit))
 }
 
+/// The job a run submits, its secret headers sealed again for it (they are kept
+/// sealed for the schedule); [`run`] copies them as the schedule keeps them.
+pub fn sealed_run(
+    s: &schedules::Model,
+    id: String,
+    due: Option<i64>,
+    now: i64,
+    keyring: Option<&crate::secret::Keyring>,
+) -> (jobs::Model, Unset) {
+    let (mut job, unset) = run(s, id, due, now);
+    use crate::secret::{Row, headers};
+    match headers::resealed(&s.headers, keyring, Row::schedule(&s.id), Row::job(&job.id)) {
+        Ok(sealed) => job.headers = sealed,
+        // Kept as the schedule holds them: the run's attempt fails naming the
+        // header, where its owner sees it.
+        Err(error) => {
+            tracing::error!(schedule = %s.id, %error, "a run's secret headers cannot be sealed for it")
+        }
+    }
+    (job, unset)
+}
+
 /// The chain one run of a schedule that fires chains starts, with the id `id`;
 /// `due` as in [`run`]. `Err` says why a damaged row cannot start one.
 pub fn chain_run(

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use reqwest::header::{HeaderName, HeaderValue};
 
+use crate::secret::Headers;
+
 pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 // What one job's call may carry. Servers commonly refuse a request whose header
@@ -40,17 +42,21 @@ pub struct Call {
     pub method: String,
     pub url: String,
     pub headers: BTreeMap<String, String>,
+    /// Headers (of `headers`, any case) to keep secret besides those always
+    /// secret ([`crate::secret::headers::ALWAYS_SECRET`]).
+    pub secret_headers: Vec<String>,
     pub params: BTreeMap<String, String>,
     pub body_kind: Option<String>,
     pub body: Option<Vec<u8>>,
 }
 
-/// A call in the shape a job row keeps it: method, url, headers and params as
-/// JSON objects, body kind, body.
+/// A call checked, in the shape a job row keeps it but for its headers, which
+/// are sealed for the row they are stored in: method, url, headers, params as a
+/// JSON object, body kind, body.
 pub type Stored = (
     String,
     String,
-    String,
+    Headers,
     String,
     Option<String>,
     Option<Vec<u8>>,
@@ -83,6 +89,7 @@ impl Call {
         }
         check_url(&self.url, &mut add);
         check_headers(&self.headers, &mut add);
+        let marked = check_secret_headers(&self.headers, &self.secret_headers, &mut add);
         check_params(&self.url, &self.params, &mut add);
         if let Some(body) = &self.body
             && body.len() > max_body_bytes
@@ -104,7 +111,10 @@ impl Call {
         Ok((
             method,
             self.url,
-            json(&self.headers),
+            Headers {
+                values: self.headers,
+                marked,
+            },
             json(&self.params),
             self.body_kind,
             self.body,
@@ -185,6 +195,31 @@ fn check_headers(headers: &BTreeMap<String, String>, add: &mut impl FnMut(String
     }
 }
 
+/// The headers a call marks secret: each one it sets, named once. Their names in
+/// lower case.
+fn check_secret_headers(
+    headers: &BTreeMap<String, String>,
+    marked: &[String],
+    add: &mut impl FnMut(String, String),
+) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for (i, name) in marked.iter().enumerate() {
+        let lower = name.to_ascii_lowercase();
+        if !headers.keys().any(|h| h.eq_ignore_ascii_case(name)) {
+            add(
+                format!("secret_headers[{i}]"),
+                format!("names {name:?}, which headers does not set; name a header of the request"),
+            );
+        } else if !names.insert(lower) {
+            add(
+                format!("secret_headers[{i}]"),
+                format!("{name:?} is named twice (names are case-insensitive)"),
+            );
+        }
+    }
+    names
+}
+
 /// A call's query parameters: named, and with the URL within its limit.
 fn check_params(
     url: &str,
@@ -233,7 +268,8 @@ mod tests {
         let (method, url, headers, params, _, _) = call.checked(10).unwrap();
         assert_eq!(method, "POST");
         assert_eq!(url, "http://127.0.0.1/x");
-        assert_eq!(headers, r#"{"X-A":"1"}"#);
+        assert_eq!(headers.values["X-A"], "1");
+        assert!(!headers.has_secrets());
         assert_eq!(params, "{}");
     }
 
@@ -247,6 +283,7 @@ mod tests {
                 ("x-a".into(), "1".into()),
                 ("X-A".into(), "2".into()),
             ]),
+            secret_headers: vec!["X-A".into(), "x-a".into(), "X-None".into()],
             params: BTreeMap::from([(String::new(), "v".into())]),
             body_kind: Some("text".into()),
             body: Some(vec![b'x'; 11]),
@@ -264,6 +301,8 @@ mod tests {
                 "url",
                 "headers[\"Content-Length\"]",
                 "headers[\"x-a\"]",
+                "secret_headers[1]",
+                "secret_headers[2]",
                 "params[\"\"]",
                 "text"
             ]

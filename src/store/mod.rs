@@ -16,6 +16,7 @@ pub mod entities;
 pub mod fault;
 mod key_reads;
 pub mod log;
+mod secret_rows;
 pub mod session;
 mod sqlite;
 pub mod write;
@@ -42,6 +43,7 @@ pub use fault::Fault;
 pub use log::Event;
 /// The driver underneath, for tools that must talk to a database directly.
 pub use sea_orm::sqlx;
+pub use secret_rows::HeadersTable;
 pub use session::WriteSession;
 
 use crate::job::Status;

@@ -76,6 +76,13 @@ pub fn test_config(db_url: &str) -> Config {
     config
 }
 
+/// A key tests seal secret headers with (JOBQUEUE_SECRET_KEYS).
+pub const TEST_SECRET_KEYS: &str = "test=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+pub fn test_keyring() -> jobqueue::secret::Keyring {
+    jobqueue::secret::Keyring::parse(TEST_SECRET_KEYS).expect("the test key")
+}
+
 /// What tests allow calls out to reach: the loopback targets they run.
 pub const LOOPBACK_TARGETS: &str = "127.0.0.1,::1";
 

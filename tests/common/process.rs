@@ -28,7 +28,6 @@ impl Process {
     /// [`Process::start_on`] with these environment variables set.
     pub fn start_with_env(url: &str, extra: &[&str], env: &[(&str, &str)]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jobqueue"))
-            .envs(env.iter().copied())
             .args(["serve", "--listen-addr", "127.0.0.1:0"])
             .args(["--db-url", url])
             .args([
@@ -40,6 +39,8 @@ impl Process {
             .args(extra)
             .env("JOBQUEUE_LOG", "warn,jobqueue=info")
             .env("JOBQUEUE_OUTBOUND_ALLOW", super::LOOPBACK_TARGETS)
+            // The caller's settings win over the defaults above.
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -92,6 +93,12 @@ impl Process {
             .status()
             .expect("kill");
         assert!(status.success());
+    }
+
+    /// Stops it as an orchestrator would, and waits for it to exit.
+    pub fn stop(mut self) {
+        self.sigterm();
+        self.wait_exit(Duration::from_secs(30));
     }
 
     pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {

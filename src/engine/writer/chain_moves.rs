@@ -634,8 +634,22 @@ impl Writer {
                 ),
             ));
         }
+        let id = scheduler::job_id();
+        // A step's headers hold no secret unless its chain is from before they
+        // were refused in a step's call: sealed with the job then, if they can be.
+        let headers = headers
+            .stored(
+                self.settings.call_limits.keyring.as_ref(),
+                crate::secret::Row::job(&id),
+            )
+            .map_err(|e| {
+                (
+                    ErrorClass::Reference,
+                    format!("request.headers[{:?}]: {e}", e.name),
+                )
+            })?;
         let job = jobs::Model {
-            id: scheduler::job_id(),
+            id,
             namespace: chain.shape.namespace.clone(),
             queue: def.job.queue.clone(),
             status: Status::Queued.as_str().into(),

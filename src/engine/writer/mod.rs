@@ -308,6 +308,7 @@ impl Writer {
                 library: library.clone(),
                 output_max_bytes: settings.step_output_max_bytes,
                 jitter: settings.backoff_jitter,
+                keyring: settings.call_limits.keyring.clone(),
             }),
             library,
             chain_moves: chain_moves::Moves::default(),

@@ -83,7 +83,13 @@ impl Writer {
             });
             for due in fires {
                 if s.chain.is_none() {
-                    runs.push(scheduler::run(s, scheduler::job_id(), Some(due), now));
+                    runs.push(scheduler::sealed_run(
+                        s,
+                        scheduler::job_id(),
+                        Some(due),
+                        now,
+                        self.settings.call_limits.keyring.as_ref(),
+                    ));
                     continue;
                 }
                 match scheduler::chain_run(s, scheduler::chain_id(), Some(due), now) {
@@ -310,7 +316,13 @@ impl Writer {
                 )))));
             }
             (ScheduleChange::Trigger(_), Some(s)) => {
-                let (job, unset) = scheduler::run(&s, scheduler::job_id(), None, now);
+                let (job, unset) = scheduler::sealed_run(
+                    &s,
+                    scheduler::job_id(),
+                    None,
+                    now,
+                    self.settings.call_limits.keyring.as_ref(),
+                );
                 let queues = self.queues_for(txn, now, vec![job.queue.as_str()]).await?;
                 let Some(queue) = queues.get(&job.queue) else {
                     return Ok(Err(EngineError::QueueNotFound(job.queue.clone())));
