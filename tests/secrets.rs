@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::db::{database_bytes, execute, stored_column, stored_headers};
 use common::*;
 use jobqueue::proto::{self, JobStatus, template_service_client::TemplateServiceClient};
 use prost::Message;
@@ -58,72 +59,6 @@ fn assert_masked(request: &proto::HttpRequest) {
         request.headers,
         std::collections::HashMap::from([("X-Plain".to_string(), "shown".to_string())])
     );
-}
-
-/// Every byte the database keeps, as one buffer: the SQLite file and its WAL, or
-/// the text of every row of every table on PostgreSQL.
-async fn database_bytes(url: &str) -> Vec<u8> {
-    use jobqueue::store::sqlx::{self, Connection, Row};
-    if let Some(rest) = url.strip_prefix("sqlite://") {
-        let path = rest.split('?').next().unwrap();
-        let mut bytes = Vec::new();
-        for suffix in ["", "-wal", "-shm"] {
-            if let Ok(mut file) = std::fs::read(format!("{path}{suffix}")) {
-                bytes.append(&mut file);
-            }
-        }
-        assert!(bytes.len() > 4096, "the database file was read");
-        return bytes;
-    }
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    assert!(tables.iter().any(|t| t == "jobs"), "{tables:?}");
-    let mut bytes = Vec::new();
-    for table in tables {
-        // Names from the catalogue, quoted.
-        let query = sqlx::AssertSqlSafe(format!("SELECT t::text FROM \"{table}\" t"));
-        for row in sqlx::query(query).fetch_all(&mut conn).await.unwrap() {
-            let text: String = row.get(0);
-            bytes.extend_from_slice(text.as_bytes());
-        }
-    }
-    bytes
-}
-
-/// Runs one statement on the test database, SQLite or PostgreSQL.
-async fn execute(url: &str, statement: String) {
-    use jobqueue::store::sqlx::{self, Connection};
-    let statement = sqlx::AssertSqlSafe(statement);
-    if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::raw_sql(statement).execute(&mut conn).await.unwrap();
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::raw_sql(statement).execute(&mut conn).await.unwrap();
-    }
-}
-
-async fn stored_headers(url: &str, table: &str, id: &str) -> String {
-    use jobqueue::store::sqlx::{self, Connection};
-    let query = sqlx::AssertSqlSafe(format!("SELECT headers FROM {table} WHERE id = '{id}'"));
-    if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(query)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap()
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(query)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap()
-    }
 }
 
 #[tokio::test]
@@ -559,6 +494,14 @@ async fn rekeying_moves_every_secret_to_the_new_key_so_the_old_one_can_go() {
         .create_queue(proto::CreateQueueRequest {
             queue: Some(proto::Queue {
                 name: "held".into(),
+                // Its jobs signed with a secret sealed as headers are.
+                signing: Some(proto::Signing {
+                    secrets: vec![format!(
+                        "whsec_{}",
+                        "c2lnbmluZy1zZWNyZXQtb2YtMzItYnl0ZXMtbG9uZyE="
+                    )],
+                    fingerprints: Vec::new(),
+                }),
                 ..Default::default()
             }),
         })
@@ -618,11 +561,16 @@ async fn rekeying_moves_every_secret_to_the_new_key_so_the_old_one_can_go() {
     };
     let (ok, said, errors) = rekey(Some(format!("{K2},{K1}")));
     assert!(ok, "{said}{errors}");
-    assert!(said.contains("2 sealed again with key k2"), "{said}");
+    assert!(said.contains("3 sealed again with key k2"), "{said}");
     for (table, row) in [("jobs", id.as_str()), ("schedules", "s")] {
         let kept = stored_headers(&db.url, table, row).await;
         assert!(kept.contains("\"k2.") && !kept.contains("\"k1."), "{kept}");
     }
+    let signing = stored_column(&db.url, "SELECT signing FROM queues WHERE name = 'held'").await;
+    assert!(
+        signing.contains("\"k2.") && !signing.contains("\"k1."),
+        "{signing}"
+    );
     let (ok, said, _) = rekey(Some(format!("{K2},{K1}")));
     assert!(ok && said.contains("0 sealed again"), "{said}");
     // Without keys there is nothing to seal with.
@@ -652,9 +600,11 @@ async fn rekeying_moves_every_secret_to_the_new_key_so_the_old_one_can_go() {
         .await
         .unwrap();
     assert!(target.wait_for(2, Duration::from_secs(10)).await);
-    assert_eq!(
-        target.received_on("/job")[0].header("x-api-key"),
-        Some(job_token.as_str())
+    let job = &target.received_on("/job")[0];
+    assert_eq!(job.header("x-api-key"), Some(job_token.as_str()));
+    assert!(
+        job.header("webhook-signature").is_some(),
+        "signed with the rekeyed secret"
     );
     assert_eq!(
         target.received_on("/schedule")[0].header("cookie"),

@@ -20,6 +20,7 @@ mod m20261208_000013_schedule_contract;
 mod m20261208_000014_audit_log;
 mod m20261209_000015_namespaces;
 mod m20261209_000016_queue_redirects;
+mod m20261210_000017_signing;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000014_audit_log::Migration),
             Box::new(m20261209_000015_namespaces::Migration),
             Box::new(m20261209_000016_queue_redirects::Migration),
+            Box::new(m20261210_000017_signing::Migration),
         ]
     }
 }

@@ -592,6 +592,7 @@ pub(super) fn step_def(
             queue
         },
         template: None,
+        signing: None,
     };
     let job = convert::new_job(
         namespace,

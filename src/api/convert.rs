@@ -81,6 +81,7 @@ pub fn new_job(
         queue,
         // Made into the fields above before (see `super::templates::expand`).
         template: _,
+        signing,
     } = spec;
     let before = v.0.len();
     let unset = Unset {
@@ -146,7 +147,12 @@ pub fn new_job(
         return None;
     }
     let (method, url, headers, params, body_kind, body) = request?;
-    let headers = match headers.stored(limits.keyring.as_ref(), kept_by.unwrap_or(Row::job(&id))) {
+    let row = kept_by.unwrap_or(Row::job(&id));
+    let signing = super::signing::sealed(signing, &format!("{path}.signing"), limits, row, v);
+    if v.0.len() > before {
+        return None;
+    }
+    let headers = match headers.stored(limits.keyring.as_ref(), row) {
         Ok(headers) => headers,
         Err(no_key) => {
             v.add(
@@ -194,6 +200,7 @@ pub fn new_job(
         chain_id: None,
         step_id: None,
         contract: None,
+        signing,
     };
     Some(NewJob { job, unset })
 }
@@ -623,6 +630,7 @@ pub fn job(m: jobs::Model) -> proto::Job {
         chain_id,
         step_id,
         contract: _,
+        signing,
     } = m;
     let status = status(&job_status);
     let (headers, secret_headers) = crate::secret::headers::masked(&headers);
@@ -676,6 +684,7 @@ pub fn job(m: jobs::Model) -> proto::Job {
             .to_string(),
         chain_id: chain_id.unwrap_or_default(),
         step_id: step_id.unwrap_or_default(),
+        signing: super::signing::shown(signing.as_deref()),
     }
 }
 

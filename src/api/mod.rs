@@ -14,6 +14,7 @@ pub mod request;
 pub mod response;
 pub mod schedule_chains;
 pub mod schedules;
+pub mod signing;
 pub mod templates;
 pub mod versions;
 

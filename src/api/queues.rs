@@ -99,6 +99,7 @@ fn queue_row(
         create_time: _,
         update_time: _,
         follow_redirects,
+        signing,
     }) = queue
     else {
         v.add("queue", "required: the queue's name and settings");
@@ -131,8 +132,17 @@ fn queue_row(
             (Some(per_second), Some(burst.unwrap_or(1)))
         }
     };
+    let stored_name = qualify(namespace, &name);
+    let signing = super::signing::sealed(
+        signing,
+        "queue.signing",
+        limits,
+        crate::secret::Row::queue(&stored_name),
+        v,
+    );
     let mut row = queues::Model {
-        name: qualify(namespace, &name),
+        signing,
+        name: stored_name,
         namespace: namespace.to_string(),
         follow_redirects: if follow_redirects > MAX_REDIRECTS {
             v.add(
@@ -217,6 +227,7 @@ fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> QueueF
         match path.as_str() {
             "max_concurrency" => fields.max_concurrency = true,
             "follow_redirects" => fields.follow_redirects = true,
+            "signing" => fields.signing = true,
             "rate_limit" => fields.rate_limit = true,
             "job_defaults" => {
                 fields.timeout = true;
@@ -230,7 +241,7 @@ fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> QueueF
             "job_defaults.ttl" => fields.ttl = true,
             _ => v.add(
                 format!("update_mask.paths[{i}]"),
-                "must be max_concurrency, rate_limit, follow_redirects, job_defaults or \
+                "must be max_concurrency, rate_limit, follow_redirects, signing, job_defaults or \
                  job_defaults.timeout, .max_attempts, .backoff or .ttl",
             ),
         }
@@ -243,6 +254,7 @@ fn queue_proto(q: queues::Model) -> proto::Queue {
         name,
         namespace: _,
         follow_redirects,
+        signing,
         paused,
         max_concurrency,
         rate_per_second,
@@ -281,6 +293,7 @@ fn queue_proto(q: queues::Model) -> proto::Queue {
         create_time: Some(convert::timestamp(created_at)),
         update_time: Some(convert::timestamp(updated_at)),
         follow_redirects: follow_redirects.max(0) as u32,
+        signing: super::signing::shown(signing.as_deref()),
     }
 }
 

@@ -418,6 +418,12 @@ fn template_of(
                 "must be unset: each run is due at its fire time",
             );
         }
+        if spec.signing.is_some() {
+            v.add(
+                "schedule.job.signing",
+                "must be unset: a schedule's runs are signed by their queue's signing",
+            );
+        }
         if !spec.idempotency_key.is_empty() {
             v.add(
                 "schedule.job.idempotency_key",
@@ -560,6 +566,7 @@ fn job_shown(s: &schedules::Model) -> proto::JobSpec {
         idempotency_key: String::new(),
         queue: shown.queue,
         template: None,
+        signing: None,
     }
 }
 

@@ -232,6 +232,7 @@ pub async fn expand(
             spec.queue
         },
         template: None,
+        signing: spec.signing,
     };
     let contract = template
         .contract

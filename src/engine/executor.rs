@@ -127,6 +127,8 @@ pub(crate) struct Dispatch {
     pub claim: Claim,
     /// Redirects its call follows: its queue's setting.
     pub follow_redirects: u32,
+    /// The queue's signing secrets, as stored, for a job without its own.
+    pub queue_signing: Option<String>,
 }
 
 /// Runs the attempt the claim just started. `cancel` fires when a client cancels
@@ -143,6 +145,7 @@ pub(crate) async fn run(
         job,
         claim,
         follow_redirects,
+        queue_signing,
     } = dispatch;
     let started_at = claim.started_at;
     let clock = Instant::now();
@@ -158,7 +161,8 @@ pub(crate) async fn run(
             )
         });
     let mut call_span = None;
-    let result = match build_call(&job, follow_redirects, rules.keyring.as_ref()) {
+    let signing = job.signing.as_deref().or(queue_signing.as_deref());
+    let result = match build_call(&job, follow_redirects, signing, rules.keyring.as_ref()) {
         Err(message) => Err(CallError {
             class: ErrorClass::Protocol,
             message,
@@ -244,9 +248,12 @@ pub(crate) async fn run(
     let _ = outcomes.send(Op::Complete(completion)).await;
 }
 
+/// The attempt's request: the job's call, its secret headers opened, signed
+/// with `signing` (the job's secrets, or else its queue's) when set.
 fn build_call(
     job: &jobs::Model,
     follow_redirects: u32,
+    signing: Option<&str>,
     keyring: Option<&crate::secret::Keyring>,
 ) -> Result<Call, String> {
     let headers = crate::secret::headers::opened(&job.headers, keyring, Row::job(&job.id))?;
@@ -265,6 +272,18 @@ fn build_call(
         if headers.is_secret(name.as_str()) {
             value.set_sensitive(true);
         }
+    }
+    if let Some(stored) = signing {
+        use crate::secret::signing;
+        // Sealed for the row that keeps them: the job, or its queue.
+        let row = if job.signing.is_some() {
+            Row::job(&job.id)
+        } else {
+            Row::queue(&job.queue)
+        };
+        let keys = signing::opened(stored, keyring, row)?;
+        let body = job.body.as_deref().unwrap_or_default();
+        signing::sign(&mut map, &keys, &job.id, now_ms().div_euclid(1000), body)?;
     }
     Ok(Call {
         method,

@@ -211,6 +211,7 @@ pub enum QueueChange {
 pub struct QueueFields {
     pub max_concurrency: bool,
     pub follow_redirects: bool,
+    pub signing: bool,
     pub rate_limit: bool,
     pub timeout: bool,
     pub max_attempts: bool,
@@ -222,6 +223,7 @@ impl QueueFields {
     pub const ALL: QueueFields = QueueFields {
         max_concurrency: true,
         follow_redirects: true,
+        signing: true,
         rate_limit: true,
         timeout: true,
         max_attempts: true,

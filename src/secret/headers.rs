@@ -46,7 +46,12 @@ impl<'a> Row<'a> {
         }
     }
 
-    fn binding(&self, name: &str) -> Binding {
+    /// A queue, by its name as stored.
+    pub fn queue(id: &'a str) -> Self {
+        Row { kind: "queue", id }
+    }
+
+    pub(super) fn binding(&self, name: &str) -> Binding {
         Binding::new(self.kind, self.id, name)
     }
 }

@@ -5,6 +5,7 @@
 pub mod headers;
 pub mod keyring;
 pub mod rekey;
+pub mod signing;
 
 pub use headers::{Headers, Row};
 pub use keyring::Keyring;

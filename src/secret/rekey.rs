@@ -1,9 +1,10 @@
-//! `jobqueue secrets rekey`: every stored secret header sealed again with the
-//! active key (and any kept in the clear from before headers were sealed), so an
-//! older key can then be dropped. Safe beside a running service.
+//! `jobqueue secrets rekey`: every stored secret header and signing secret
+//! sealed again with the active key (and any header kept in the clear from
+//! before headers were sealed), so an older key can then be dropped. Safe beside
+//! a running service.
 
-use super::{Keyring, Row, headers};
-use crate::store::{HeadersTable, Store};
+use super::{Keyring, Row, headers, signing};
+use crate::store::{SealedColumn, Store};
 
 /// Rows read at a time.
 const PAGE: u64 = 500;
@@ -22,29 +23,35 @@ pub struct Rekeyed {
 
 pub async fn rekey(store: &Store, keyring: &Keyring) -> Result<Rekeyed, crate::store::StoreError> {
     let mut done = Rekeyed::default();
-    for table in [HeadersTable::Jobs, HeadersTable::Schedules] {
+    for column in SealedColumn::ALL {
         let mut after = String::new();
         loop {
-            let page = store.headers_page(table, &after, PAGE).await?;
+            let page = store.sealed_page(column, &after, PAGE).await?;
             let Some((last, _)) = page.last() else { break };
             after = last.clone();
             done.read += page.len() as u64;
             let mut changes = Vec::new();
             for (id, stored) in page {
-                let row = match table {
-                    HeadersTable::Jobs => Row::job(&id),
-                    HeadersTable::Schedules => Row::schedule(&id),
+                let rekeyed = match column {
+                    SealedColumn::JobHeaders => headers::rekeyed(&stored, keyring, Row::job(&id)),
+                    SealedColumn::ScheduleHeaders => {
+                        headers::rekeyed(&stored, keyring, Row::schedule(&id))
+                    }
+                    SealedColumn::JobSigning => signing::rekeyed(&stored, keyring, Row::job(&id)),
+                    SealedColumn::QueueSigning => {
+                        signing::rekeyed(&stored, keyring, Row::queue(&id))
+                    }
                 };
-                match headers::rekeyed(&stored, keyring, row) {
+                match rekeyed {
                     Ok(None) => {}
                     Ok(Some(sealed)) => changes.push((id, stored, sealed)),
                     Err(error) => {
                         done.failed += 1;
-                        tracing::warn!(?table, %id, %error, "left as it is");
+                        tracing::warn!(?column, %id, %error, "left as it is");
                     }
                 }
             }
-            done.sealed += store.replace_headers(table, &changes).await?;
+            done.sealed += store.replace_sealed(column, &changes).await?;
         }
     }
     Ok(done)

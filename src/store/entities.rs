@@ -61,6 +61,9 @@ pub mod jobs {
         /// `name/version` of the contract whose output schema its response body
         /// must fit (a chain step's).
         pub contract: Option<String>,
+        /// The secrets its requests are signed with, sealed for it (see
+        /// `crate::secret::signing`); none: its queue's, if any.
+        pub signing: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -149,6 +152,9 @@ pub mod queues {
         pub updated_at: i64,
         /// Redirects its jobs' calls follow, each hop judged; 0: none.
         pub follow_redirects: i32,
+        /// The secrets its jobs' requests are signed with, sealed for it (see
+        /// `crate::secret::signing`).
+        pub signing: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

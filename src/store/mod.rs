@@ -43,7 +43,7 @@ pub use fault::Fault;
 pub use log::Event;
 /// The driver underneath, for tools that must talk to a database directly.
 pub use sea_orm::sqlx;
-pub use secret_rows::HeadersTable;
+pub use secret_rows::SealedColumn;
 pub use session::WriteSession;
 
 use crate::job::Status;

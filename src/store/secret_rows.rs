@@ -1,41 +1,58 @@
-//! The rows that keep secret headers, read and rewritten a page at a time by
+//! The rows that keep sealed values (secret headers, signing secrets), read and rewritten a page at a time by
 //! `jobqueue secrets rekey` (beside a running service: each row is replaced only
 //! if it still reads as it was read).
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::{Store, StoreError, jobs, schedules};
+use super::{Store, StoreError, jobs, queues, schedules};
 
-/// A table whose rows keep a call's headers.
+/// A column of sealed values: a call's headers, or signing secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeadersTable {
-    Jobs,
-    Schedules,
+pub enum SealedColumn {
+    JobHeaders,
+    ScheduleHeaders,
+    JobSigning,
+    QueueSigning,
+}
+
+impl SealedColumn {
+    pub const ALL: [SealedColumn; 4] = [
+        SealedColumn::JobHeaders,
+        SealedColumn::ScheduleHeaders,
+        SealedColumn::JobSigning,
+        SealedColumn::QueueSigning,
+    ];
 }
 
 impl Store {
-    /// Up to `limit` rows of `table` after the id `after`, with headers: (id, headers).
-    pub async fn headers_page(
+    /// Up to `limit` rows after the id `after` that hold `column`: (id, value).
+    pub async fn sealed_page(
         &self,
-        table: HeadersTable,
+        column: SealedColumn,
         after: &str,
         limit: u64,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(match table {
-            HeadersTable::Jobs => {
+        Ok(match column {
+            SealedColumn::JobHeaders | SealedColumn::JobSigning => {
+                let held = if column == SealedColumn::JobHeaders {
+                    jobs::Column::Headers
+                } else {
+                    jobs::Column::Signing
+                };
                 jobs::Entity::find()
                     .select_only()
-                    .columns([jobs::Column::Id, jobs::Column::Headers])
+                    .columns([jobs::Column::Id, held])
                     .filter(jobs::Column::Id.gt(after))
-                    .filter(jobs::Column::Headers.ne("{}"))
+                    .filter(held.is_not_null())
+                    .filter(held.ne("{}"))
                     .order_by_asc(jobs::Column::Id)
                     .limit(limit)
                     .into_tuple()
                     .all(&self.reader)
                     .await?
             }
-            HeadersTable::Schedules => {
+            SealedColumn::ScheduleHeaders => {
                 schedules::Entity::find()
                     .select_only()
                     .columns([schedules::Column::Id, schedules::Column::Headers])
@@ -47,33 +64,58 @@ impl Store {
                     .all(&self.reader)
                     .await?
             }
+            SealedColumn::QueueSigning => {
+                queues::Entity::find()
+                    .select_only()
+                    .columns([queues::Column::Name, queues::Column::Signing])
+                    .filter(queues::Column::Name.gt(after))
+                    .filter(queues::Column::Signing.is_not_null())
+                    .order_by_asc(queues::Column::Name)
+                    .limit(limit)
+                    .into_tuple()
+                    .all(&self.reader)
+                    .await?
+            }
         })
     }
 
-    /// Replaces each row's headers, `(id, old, new)`, if they still read `old`:
-    /// how many did (a row changed meanwhile is left for the next pass).
-    pub async fn replace_headers(
+    /// Replaces each row's value of `column`, `(id, old, new)`, if it still reads
+    /// `old`: how many did (a row changed meanwhile is left for the next pass).
+    pub async fn replace_sealed(
         &self,
-        table: HeadersTable,
+        column: SealedColumn,
         rows: &[(String, String, String)],
     ) -> Result<u64, StoreError> {
         let writer = self.open_writer().await?;
         let mut replaced = 0;
         for (id, old, new) in rows {
-            let result = match table {
-                HeadersTable::Jobs => {
+            let result = match column {
+                SealedColumn::JobHeaders | SealedColumn::JobSigning => {
+                    let held = if column == SealedColumn::JobHeaders {
+                        jobs::Column::Headers
+                    } else {
+                        jobs::Column::Signing
+                    };
                     jobs::Entity::update_many()
-                        .col_expr(jobs::Column::Headers, Expr::value(new))
+                        .col_expr(held, Expr::value(new))
                         .filter(jobs::Column::Id.eq(id))
-                        .filter(jobs::Column::Headers.eq(old))
+                        .filter(held.eq(old))
                         .exec(&writer)
                         .await?
                 }
-                HeadersTable::Schedules => {
+                SealedColumn::ScheduleHeaders => {
                     schedules::Entity::update_many()
                         .col_expr(schedules::Column::Headers, Expr::value(new))
                         .filter(schedules::Column::Id.eq(id))
                         .filter(schedules::Column::Headers.eq(old))
+                        .exec(&writer)
+                        .await?
+                }
+                SealedColumn::QueueSigning => {
+                    queues::Entity::update_many()
+                        .col_expr(queues::Column::Signing, Expr::value(new))
+                        .filter(queues::Column::Name.eq(id))
+                        .filter(queues::Column::Signing.eq(old))
                         .exec(&writer)
                         .await?
                 }

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 pub mod chains;
+pub mod db;
 mod echo;
 pub mod keys;
 mod process;

@@ -690,6 +690,8 @@ impl Writer {
                 .contract
                 .as_ref()
                 .map(|c| library::label(&c.name, c.version)),
+            // A step is signed by its queue.
+            signing: None,
         };
         let unset = Unset {
             timeout: def.job.unset_timeout,

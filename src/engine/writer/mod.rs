@@ -753,15 +753,18 @@ impl Writer {
                 .lateness_seconds
                 .push(seconds(claim.started_at - due));
         }
-        let follow_redirects = self
-            .queues
-            .get(&job.queue)
-            .map_or(0, |q| q.follow_redirects.max(0) as u32);
+        let queue = self.queues.get(&job.queue);
+        let follow_redirects = queue.map_or(0, |q| q.follow_redirects.max(0) as u32);
+        // Only for a job that does not sign with its own.
+        let queue_signing = queue
+            .filter(|_| job.signing.is_none())
+            .and_then(|q| q.signing.clone());
         self.executors.spawn(executor::run(
             executor::Dispatch {
                 job,
                 claim,
                 follow_redirects,
+                queue_signing,
             },
             self.client.clone(),
             self.attempt_rules.clone(),

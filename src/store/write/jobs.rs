@@ -40,10 +40,11 @@ pub async fn jobs_by_idempotency_key(
     Ok(found)
 }
 
-/// The last columns of [`JOB_COLUMNS`]: a chain step's, NULL for other jobs.
-const CHAIN_COLUMNS: usize = 3;
+/// The last columns of [`JOB_COLUMNS`]: a chain step's and a signed job's, NULL
+/// for other jobs.
+const RARE_COLUMNS: usize = 4;
 
-const JOB_COLUMNS: [&str; 36] = [
+const JOB_COLUMNS: [&str; 37] = [
     "id",
     "namespace",
     "queue",
@@ -80,11 +81,12 @@ const JOB_COLUMNS: [&str; 36] = [
     "chain_id",
     "step_id",
     "contract",
+    "signing",
 ];
 
 /// A row's values in [`JOB_COLUMNS`] order; every field is named, so a new column
 /// breaks the build here until it is written.
-fn job_values(job: jobs::Model) -> [Value; 36] {
+fn job_values(job: jobs::Model) -> [Value; 37] {
     let jobs::Model {
         id,
         namespace,
@@ -122,6 +124,7 @@ fn job_values(job: jobs::Model) -> [Value; 36] {
         chain_id,
         step_id,
         contract,
+        signing,
     } = job;
     [
         id.into(),
@@ -160,6 +163,7 @@ fn job_values(job: jobs::Model) -> [Value; 36] {
         chain_id.into(),
         step_id.into(),
         contract.into(),
+        signing.into(),
     ]
 }
 
@@ -179,14 +183,14 @@ pub async fn insert_jobs(
     }
     // A plain multi-row INSERT with the values moved out of the rows: the query
     // builder's copies of every value were a measured share of the writer's time.
-    // A job of its own leaves the chain columns out (they stay NULL) rather than
-    // bind three NULLs per row.
-    let (steps, plain): (Vec<jobs::Model>, Vec<jobs::Model>) = rows
-        .into_iter()
-        .partition(|j| j.chain_id.is_some() || j.step_id.is_some() || j.contract.is_some());
+    // A plain job leaves the rare columns out (they stay NULL) rather than bind
+    // four NULLs per row.
+    let (rare, plain): (Vec<jobs::Model>, Vec<jobs::Model>) = rows.into_iter().partition(|j| {
+        j.chain_id.is_some() || j.step_id.is_some() || j.contract.is_some() || j.signing.is_some()
+    });
     for (rows, columns) in [
-        (plain, &JOB_COLUMNS[..JOB_COLUMNS.len() - CHAIN_COLUMNS]),
-        (steps, &JOB_COLUMNS[..]),
+        (plain, &JOB_COLUMNS[..JOB_COLUMNS.len() - RARE_COLUMNS]),
+        (rare, &JOB_COLUMNS[..]),
     ] {
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {

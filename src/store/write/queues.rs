@@ -110,6 +110,7 @@ pub async fn update_queue(
         name: Set(queue.name.clone()),
         namespace: NotSet,
         follow_redirects: set_if(fields.follow_redirects, queue.follow_redirects),
+        signing: set_if(fields.signing, queue.signing.clone()),
         paused: NotSet,
         max_concurrency: set_if(fields.max_concurrency, queue.max_concurrency),
         rate_per_second: set_if(fields.rate_limit, queue.rate_per_second),
