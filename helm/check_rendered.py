@@ -411,6 +411,13 @@ def cmd_check(args):
                 config.get("JOBQUEUE_INSECURE_OPEN") == "true",
                 f"{n}: no keys and not open: the pod would refuse to start",
             )
+        # Destination hosts' limits and breaker, as the settings write them.
+        for key, var in (("hostLimits", "JOBQUEUE_HOST_LIMITS"), ("hostBreaker", "JOBQUEUE_HOST_BREAKER")):
+            wanted = values["settings"].get(key) or None
+            c.expect(
+                config.get(var) == wanted,
+                f"{n}: {var} is {config.get(var)!r}, want {wanted!r}",
+            )
         # Secret headers' keys: their file from its Secret, read-only, named by
         # JOBQUEUE_SECRET_KEYS_FILE; never in the ConfigMap.
         sealing = values["secrets"]["keysSecret"]

@@ -185,6 +185,8 @@ refused "a namespace's burst without a rate" "properties 'rate' required, if 'bu
   --set settings.namespaceLimits.billing.burst=2
 refused "a namespace that no name spells" "'Billing' does not match pattern" \
   --set settings.namespaceLimits.Billing.jobs=2
+refused "a host breaker without its open time" "/settings/hostBreaker': 'failures=5' does not match pattern" \
+  --set settings.hostBreaker=failures=5
 refused "port out of range (template)" "service.port must be a port from 1 to 65535" \
   --set service.port=70000 --skip-schema-validation
 refused "postgres without a URL" "a postgres:// URL when database.mode is postgres" --set database.mode=postgres

@@ -29,6 +29,25 @@ pub enum Command {
     /// The keys secret headers are encrypted with.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Destination hosts' state: calls in flight, circuits, the time they asked for.
+    #[command(subcommand)]
+    Hosts(HostsCommand),
+}
+
+// Parsed once at the start, as `Command` is.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum HostsCommand {
+    /// Lists each host the service keeps state for, as every process sees it.
+    List(Config),
+    /// Closes a host's circuit and forgets its failures and the time it asked
+    /// for: its waiting jobs are taken at once. Safe while the service runs.
+    Reset {
+        /// The host, as `hosts list` shows it.
+        host: String,
+        #[command(flatten)]
+        config: Config,
+    },
 }
 
 // Parsed once at the start, as `Command` is.
@@ -270,6 +289,21 @@ pub struct Config {
     #[arg(long, env = "JOBQUEUE_OUTBOUND_DENY", default_value = "",
           value_parser = crate::outbound::address::RuleList::parse)]
     pub outbound_deny: crate::outbound::address::RuleList,
+
+    /// Limits per destination host, across every queue and every process:
+    /// `HOST:concurrency=N,rate=N,burst=N` separated by `;`, `*` for every host
+    /// not named. A job over its host's limit waits, queued (ERROR_CLASS_HOST_LIMITED).
+    #[arg(long, env = "JOBQUEUE_HOST_LIMITS", default_value = "",
+          value_parser = crate::job::hosts::HostLimits::parse)]
+    pub host_limits: crate::job::hosts::HostLimits,
+
+    /// A circuit breaker per destination host: `failures=N,open=DURATION`. After N
+    /// failures in a row (connection errors, timeouts, 5xx) the host's jobs wait
+    /// for DURATION (ERROR_CLASS_CIRCUIT_OPEN), then one probe call closes it or
+    /// opens it again. Unset: no breaker.
+    #[arg(long, env = "JOBQUEUE_HOST_BREAKER",
+          value_parser = crate::job::hosts::Breaker::parse)]
+    pub host_breaker: Option<crate::job::hosts::Breaker>,
 
     /// Keys secret headers are encrypted with (AES-256-GCM): `id=base64` entries
     /// separated by commas, the first the one new values are sealed with, the

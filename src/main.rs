@@ -8,7 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::io::IsTerminal;
 
 use clap::Parser;
-use jobqueue::config::{Cli, Command, KeyCommand, LogFormat, SecretsCommand};
+use jobqueue::config::{Cli, Command, HostsCommand, KeyCommand, LogFormat, SecretsCommand};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -33,6 +33,7 @@ async fn main() -> ExitCode {
             };
         }
         Command::Secrets(SecretsCommand::Rekey(config)) => return rekey(config).await,
+        Command::Hosts(command) => return hosts(command).await,
     };
     // A filter that does not parse stops the start, as any bad setting does.
     let filter = match std::env::var("JOBQUEUE_LOG") {
@@ -145,6 +146,69 @@ async fn rekey(config: jobqueue::config::Config) -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+        Err(error) => {
+            eprintln!("jobqueue: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn hosts(command: HostsCommand) -> ExitCode {
+    let (config, reset) = match command {
+        HostsCommand::List(config) => (config, None),
+        HostsCommand::Reset { host, config } => (config, Some(host.to_ascii_lowercase())),
+    };
+    let store = match jobqueue::store::Store::connect_with(&config.db_url, config.db_timeout).await
+    {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("jobqueue: JOBQUEUE_DB_URL: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = jobqueue::now_ms();
+    if let Some(host) = reset {
+        return match store.reset_host(&host, now).await {
+            Ok(true) => {
+                println!("{host}: circuit closed, failures and Retry-After forgotten");
+                ExitCode::SUCCESS
+            }
+            Ok(false) => {
+                eprintln!(
+                    "jobqueue: no state is kept for the host {host:?} (see `jobqueue hosts list`)"
+                );
+                ExitCode::FAILURE
+            }
+            Err(error) => {
+                eprintln!("jobqueue: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match store.hosts().await {
+        Ok(hosts) => {
+            println!("{:<40} {:>8} {:>8}  circuit", "host", "running", "failures");
+            for h in hosts {
+                let circuit = match (h.open_until, &h.probe) {
+                    (None, _) => "closed".to_string(),
+                    (Some(_), Some(_)) => "half open, probe out".to_string(),
+                    (Some(until), None) if until > now => {
+                        format!("open for {}s more", (until - now + 999) / 1000)
+                    }
+                    (Some(_), None) => "half open".to_string(),
+                };
+                let slowed = h
+                    .slow_until
+                    .filter(|u| *u > now)
+                    .map(|u| format!(", asked for {}s more", (u - now + 999) / 1000))
+                    .unwrap_or_default();
+                println!(
+                    "{:<40} {:>8} {:>8}  {circuit}{slowed}",
+                    h.host, h.running, h.failures
+                );
+            }
+            ExitCode::SUCCESS
         }
         Err(error) => {
             eprintln!("jobqueue: {error}");

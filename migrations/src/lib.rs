@@ -21,6 +21,7 @@ mod m20261208_000014_audit_log;
 mod m20261209_000015_namespaces;
 mod m20261209_000016_queue_redirects;
 mod m20261210_000017_signing;
+mod m20261210_000018_hosts;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261209_000015_namespaces::Migration),
             Box::new(m20261209_000016_queue_redirects::Migration),
             Box::new(m20261210_000017_signing::Migration),
+            Box::new(m20261210_000018_hosts::Migration),
         ]
     }
 }

@@ -584,6 +584,8 @@ pub fn error_class(s: Option<&str>) -> proto::ErrorClass {
         Some(ErrorClass::OutputTooLarge) => proto::ErrorClass::OutputTooLarge,
         Some(ErrorClass::Reference) => proto::ErrorClass::Reference,
         Some(ErrorClass::DestinationRefused) => proto::ErrorClass::DestinationRefused,
+        Some(ErrorClass::HostLimited) => proto::ErrorClass::HostLimited,
+        Some(ErrorClass::CircuitOpen) => proto::ErrorClass::CircuitOpen,
     }
 }
 

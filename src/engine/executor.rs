@@ -28,6 +28,8 @@ pub struct Completion {
     /// The job: its ttl for the expiry, its queue and tags for the event.
     pub job: Arc<jobs::Model>,
     pub next: Next,
+    /// The time the target asked for with `Retry-After`, if it did.
+    pub retry_after: Option<Duration>,
 }
 
 impl Completion {
@@ -48,6 +50,7 @@ impl Completion {
             record,
             job,
             next: Next::Requeue,
+            retry_after: None,
         }
     }
 }
@@ -192,6 +195,10 @@ pub(crate) async fn run(
         }
     }
     let duration_ms = clock.elapsed().as_millis() as i64;
+    let retry_after = result
+        .as_ref()
+        .ok()
+        .and_then(|captured| captured.retry_after);
     let outcome = match &result {
         Ok(captured) => CallOutcome::Response {
             status: captured.status,
@@ -242,7 +249,12 @@ pub(crate) async fn run(
         record.error_class = Some(refused.class.as_str().into());
         record.error_message = Some(refused.message);
     }
-    let completion = Completion { record, job, next };
+    let completion = Completion {
+        record,
+        job,
+        next,
+        retry_after,
+    };
     // The writer outlives every executor (they hold its channel open), so this only
     // fails if the writer itself died; the lease then brings the job back.
     let _ = outcomes.send(Op::Complete(completion)).await;

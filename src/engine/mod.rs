@@ -459,6 +459,9 @@ pub struct Settings {
     pub namespace_limits: crate::namespace::Limits,
     /// How retries' backoff delays are spread.
     pub backoff_jitter: crate::job::Jitter,
+    /// What each destination host allows, and its circuit breaker.
+    pub host_limits: crate::job::hosts::HostLimits,
+    pub host_breaker: Option<crate::job::hosts::Breaker>,
 }
 
 impl From<&Config> for Settings {
@@ -479,6 +482,8 @@ impl From<&Config> for Settings {
             step_output_max_bytes: config.step_output_max_bytes,
             namespace_limits: config.namespace_limits.clone(),
             backoff_jitter: config.backoff_jitter,
+            host_limits: config.host_limits.clone(),
+            host_breaker: config.host_breaker,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! means for it. Nothing here does I/O.
 
 pub mod call;
+pub mod hosts;
 pub mod limits;
 pub mod schedule;
 pub mod wall_clock;
@@ -66,6 +67,11 @@ pub enum ErrorClass {
     /// The call's destination is one the service does not call (see
     /// `crate::outbound::guard`); nothing was sent.
     DestinationRefused,
+    /// Not an attempt: the job waits, queued, for its host's limits (or the
+    /// time the host asked for with `Retry-After`).
+    HostLimited,
+    /// Not an attempt: the job waits, queued, while its host's circuit is open.
+    CircuitOpen,
 }
 
 impl ErrorClass {
@@ -81,6 +87,8 @@ impl ErrorClass {
             ErrorClass::OutputTooLarge => "output_too_large",
             ErrorClass::Reference => "reference",
             ErrorClass::DestinationRefused => "destination_refused",
+            ErrorClass::HostLimited => "host_limited",
+            ErrorClass::CircuitOpen => "circuit_open",
         }
     }
 
@@ -96,6 +104,8 @@ impl ErrorClass {
             "output_too_large" => ErrorClass::OutputTooLarge,
             "reference" => ErrorClass::Reference,
             "destination_refused" => ErrorClass::DestinationRefused,
+            "host_limited" => ErrorClass::HostLimited,
+            "circuit_open" => ErrorClass::CircuitOpen,
             _ => return None,
         })
     }

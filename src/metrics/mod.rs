@@ -141,6 +141,16 @@ struct StoreReason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostLabel {
+    host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HeldLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     build: &'static str,
@@ -181,6 +191,8 @@ struct Families {
     refusing: Family<StoreReason, Gauge>,
     refused_writes: Family<StoreReason, Counter>,
     held_outcomes: Gauge,
+    host_held: Family<HeldLabel, Counter>,
+    host_circuit_open: Family<HostLabel, Gauge>,
     grpc: grpc::GrpcFamilies,
 }
 
@@ -228,6 +240,8 @@ impl Metrics {
             refusing: Family::default(),
             refused_writes: Family::default(),
             held_outcomes: Gauge::default(),
+            host_held: Family::default(),
+            host_circuit_open: Family::default(),
             grpc: grpc::GrpcFamilies::default(),
         };
         let mut root = Registry::default();
@@ -344,6 +358,16 @@ impl Metrics {
             "Attempt outcomes waiting for the database to take them.",
             f.held_outcomes.clone(),
         );
+        registry.register(
+            "host_held",
+            "Claimed jobs held back for their destination host (host_limited, circuit_open): queued again, no attempt spent.",
+            f.host_held.clone(),
+        );
+        registry.register(
+            "host_circuit_open",
+            "1 while a destination host's circuit is open (or half open), as this process last saw it change.",
+            f.host_circuit_open.clone(),
+        );
         for fault in [Fault::DiskFull, Fault::Unavailable] {
             let reason = StoreReason {
                 reason: fault.label(),
@@ -385,6 +409,26 @@ impl Metrics {
             .refused_writes
             .get_or_create(&reason)
             .inc_by(n);
+    }
+
+    /// A claimed job held back for its host, and why.
+    pub fn host_held(&self, reason: &str) {
+        self.families()
+            .host_held
+            .get_or_create(&HeldLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// A host's circuit opened (or closed).
+    pub fn host_circuit(&self, host: &str, open: bool) {
+        self.families()
+            .host_circuit_open
+            .get_or_create(&HostLabel {
+                host: host.to_string(),
+            })
+            .set(i64::from(open));
     }
 
     pub fn held_outcomes(&self, n: usize) {

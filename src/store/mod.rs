@@ -14,6 +14,7 @@ mod contract_reads;
 mod depths;
 pub mod entities;
 pub mod fault;
+mod host_reads;
 mod key_reads;
 pub mod log;
 mod secret_rows;

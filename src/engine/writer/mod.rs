@@ -47,6 +47,7 @@ mod audit;
 mod chain_moves;
 mod chains;
 mod claims;
+mod host_limits;
 mod namespace_limits;
 mod outcomes;
 mod registry;
@@ -622,6 +623,7 @@ impl Writer {
                 tracing::debug!(removed, "removed expired chains");
             }
             self.stored.recount();
+            self.recount_hosts(&txn, now).await?;
             laps.mark("maintain");
         }
         if !self.draining {
@@ -638,8 +640,9 @@ impl Writer {
         if !self.draining && free > 0 && self.due_queues.any() {
             let claimed = self.claim(&txn, now, free).await?;
             laps.mark("claim");
-            after.claimed = self.definitions_of(&txn, claimed).await?;
+            let ready = self.definitions_of(&txn, claimed).await?;
             laps.mark("definitions");
+            after.claimed = self.gate_hosts(&txn, now, ready).await?;
             let mut started: BTreeMap<&str, i64> = BTreeMap::new();
             for (job, _) in &after.claimed {
                 *started.entry(job.queue.as_str()).or_default() += 1;

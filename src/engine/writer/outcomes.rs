@@ -141,7 +141,7 @@ impl Writer {
                 self.change(job, Status::Queued, attempt - 1, now, None, None, Some(now));
             }
         }
-        Ok(())
+        self.hosts_after_calls(txn, completions).await
     }
 
     /// Writes outcomes in a transaction of their own, after a group commit the

@@ -1,0 +1,226 @@
+//! Destination hosts in the writer (see `crate::job::hosts`): claimed jobs whose
+//! host does not take them now are held (queued again without an attempt spent,
+//! due when the host may take them, saying why), each ended call counts against
+//! its host and its circuit, and maintenance counts calls in flight again from
+//! the jobs themselves, so a process that died mid-call leaves nothing behind.
+
+use super::*;
+use crate::job::ErrorClass;
+use crate::job::hosts::{self, Held, HostState, host_of};
+
+/// How long a host with nothing to remember is kept after its last change.
+const HOST_KEPT_MS: i64 = 3_600_000;
+
+/// How an ended call speaks of its host's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Up,
+    Down,
+    /// Canceled, interrupted, refused before sending: says nothing of the host.
+    Unknown,
+}
+
+impl Writer {
+    fn hosts_tracked(&self) -> bool {
+        !self.settings.host_limits.is_empty() || self.settings.host_breaker.is_some()
+    }
+
+    /// The host of a job's call, when the service keeps its state.
+    fn tracked_host(&self, url: &str) -> Option<String> {
+        host_of(url).filter(|host| {
+            self.settings.host_breaker.is_some() || self.settings.host_limits.of(host).is_some()
+        })
+    }
+
+    /// The claimed jobs their hosts take now; the others are held.
+    pub(super) async fn gate_hosts(
+        &mut self,
+        txn: &DatabaseTransaction,
+        now: i64,
+        claimed: Vec<(Arc<jobs::Model>, Claim)>,
+    ) -> Result<Vec<(Arc<jobs::Model>, Claim)>, StoreError> {
+        if claimed.is_empty() || !self.hosts_tracked() {
+            return Ok(claimed);
+        }
+        let of: Vec<Option<String>> = claimed
+            .iter()
+            .map(|(job, _)| self.tracked_host(&job.url))
+            .collect();
+        let mut names: Vec<&str> = of.iter().flatten().map(String::as_str).collect();
+        names.sort_unstable();
+        names.dedup();
+        if names.is_empty() {
+            return Ok(claimed);
+        }
+        let mut states: HashMap<String, HostState> = write::lock_hosts(txn, &names, now, true)
+            .await?
+            .into_iter()
+            .map(|s| (s.host.clone(), s))
+            .collect();
+        let mut go = Vec::with_capacity(claimed.len());
+        let mut held = Vec::new();
+        for ((job, claim), host) in claimed.into_iter().zip(of) {
+            let Some(host) = host else {
+                go.push((job, claim));
+                continue;
+            };
+            let verdict = match states.get_mut(&host) {
+                // Another process holds the host's row: it is claiming for it now.
+                None => Err((Held::Limited, now + hosts::FULL_RECHECK_MS)),
+                Some(state) => state.admit(
+                    &job.id,
+                    self.settings.host_limits.of(&host),
+                    self.settings.host_breaker.as_ref(),
+                    now,
+                ),
+            };
+            match verdict {
+                Ok(()) => go.push((job, claim)),
+                Err((why, until)) => held.push((job, claim, why, until)),
+            }
+        }
+        let states: Vec<HostState> = states.into_values().collect();
+        write::save_hosts(txn, &states, now).await?;
+        if held.is_empty() {
+            return Ok(go);
+        }
+        let rows: Vec<(String, i32, i64, &str)> = held
+            .iter()
+            .map(|(job, claim, why, until)| {
+                (
+                    job.id.clone(),
+                    claim.attempt,
+                    *until,
+                    why.error_class().as_str(),
+                )
+            })
+            .collect();
+        let done: HashSet<String> = write::hold_for_hosts(txn, &rows)
+            .await?
+            .into_iter()
+            .collect();
+        for (job, claim, why, until) in &held {
+            if !done.contains(&job.id) {
+                continue;
+            }
+            self.due.push(Reverse(*until));
+            self.metrics.host_held(why.error_class().as_str());
+            self.change(
+                job,
+                Status::Queued,
+                claim.attempt - 1,
+                now,
+                None,
+                Some(why.error_class().as_str().into()),
+                Some(*until),
+            );
+        }
+        Ok(go)
+    }
+
+    /// Ended calls counted against their hosts: a slot freed, a run of failures
+    /// that opens the circuit (or a probe that closes it), and the time a host
+    /// asked for with `Retry-After` (a 429 or 503), which holds everyone's calls
+    /// to it, not only the job's own.
+    pub(super) async fn hosts_after_calls(
+        &mut self,
+        txn: &DatabaseTransaction,
+        completions: &[Completion],
+    ) -> Result<(), StoreError> {
+        if completions.is_empty() || !self.hosts_tracked() {
+            return Ok(());
+        }
+        let mut ended = Vec::new();
+        for c in completions {
+            let Some(host) = self.tracked_host(&c.job.url) else {
+                continue;
+            };
+            let class = c.record.error_class.as_deref().and_then(ErrorClass::parse);
+            let health = match (c.record.status_code, class) {
+                (Some(code), _) if code >= 500 => Health::Down,
+                (Some(_), _) => Health::Up,
+                (None, Some(ErrorClass::Connect | ErrorClass::Timeout | ErrorClass::Network)) => {
+                    Health::Down
+                }
+                _ => Health::Unknown,
+            };
+            let slowed = matches!(c.record.status_code, Some(429 | 503))
+                .then_some(c.retry_after)
+                .flatten()
+                .map(|wait| c.record.finished_at + wait.as_millis() as i64);
+            ended.push((host, c.record.job_id.as_str(), health, slowed));
+        }
+        if ended.is_empty() {
+            return Ok(());
+        }
+        let mut names: Vec<&str> = ended.iter().map(|(h, ..)| h.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let now = now_ms();
+        let mut states: HashMap<String, HostState> = write::lock_hosts(txn, &names, now, false)
+            .await?
+            .into_iter()
+            .map(|s| (s.host.clone(), s))
+            .collect();
+        let breaker = self.settings.host_breaker;
+        for (host, id, health, slowed) in ended {
+            let Some(state) = states.get_mut(&host) else {
+                continue;
+            };
+            let was_open = state.is_open();
+            let failed = match health {
+                Health::Unknown => None,
+                Health::Up => Some(false),
+                Health::Down => Some(true),
+            };
+            state.ended(id, failed, slowed, breaker.as_ref(), now);
+            if state.is_open() != was_open {
+                tracing::warn!(%host, open = state.is_open(), failures = state.failures, "a host's circuit changed");
+                self.metrics.host_circuit(&host, state.is_open());
+            }
+            if slowed.is_some() {
+                // Its held jobs are due when it said; the others see the row.
+                self.due_queues.mark_all();
+            }
+        }
+        let states: Vec<HostState> = states.into_values().collect();
+        write::save_hosts(txn, &states, now).await
+    }
+
+    /// Calls in flight counted again by host from the running jobs of every
+    /// process, and a probe whose job is no longer running let go.
+    pub(super) async fn recount_hosts(
+        &mut self,
+        txn: &DatabaseTransaction,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if !self.hosts_tracked() {
+            return Ok(());
+        }
+        write::prune_hosts(txn, now, now - HOST_KEPT_MS).await?;
+        let known = write::all_hosts(txn).await?;
+        if known.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = known.iter().map(|s| s.host.as_str()).collect();
+        let mut states = write::lock_hosts(txn, &names, now, true).await?;
+        let mut running: HashMap<String, i64> = HashMap::new();
+        for url in write::running_urls(txn).await? {
+            if let Some(host) = host_of(&url) {
+                *running.entry(host).or_default() += 1;
+            }
+        }
+        let probes: HashSet<String> = if states.iter().any(|s| s.probe.is_some()) {
+            write::running_ids(txn).await?.into_iter().collect()
+        } else {
+            HashSet::new()
+        };
+        for state in &mut states {
+            state.running = running.get(&state.host).copied().unwrap_or(0);
+            if state.probe.as_ref().is_some_and(|id| !probes.contains(id)) {
+                state.probe = None;
+            }
+        }
+        write::save_hosts(txn, &states, now).await
+    }
+}

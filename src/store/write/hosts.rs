@@ -1,0 +1,232 @@
+//! Destination hosts' state as rows (see `crate::job::hosts`): made on first
+//! use, held to the commit while a claim or an ended call changes them, so every
+//! process on one database keeps to the same limits; and jobs held back for
+//! their host, queued again without an attempt spent.
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Value};
+
+use super::{backend, value_rows};
+use crate::job::hosts::HostState;
+use crate::store::{StoreError, placeholders, sql};
+
+/// A bucket's tokens before its first refill: full, whatever its burst.
+const FULL: f64 = 1e18;
+
+/// The state of these hosts, made when missing. On PostgreSQL the rows are held
+/// to the commit; with `skip_held`, a row another process holds is left out of
+/// the answer (it is claiming for that host now) rather than waited for.
+pub async fn lock_hosts(
+    txn: &DatabaseTransaction,
+    hosts: &[&str],
+    now: i64,
+    skip_held: bool,
+) -> Result<Vec<HostState>, StoreError> {
+    if hosts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let text = format!(
+        "INSERT INTO hosts (host, running, tokens, tokens_at, failures, updated_at) VALUES {} \
+         ON CONFLICT (host) DO NOTHING",
+        value_rows(6, hosts.len())
+    );
+    let values = hosts
+        .iter()
+        .flat_map(|host| {
+            [
+                Value::from(*host),
+                0i64.into(),
+                FULL.into(),
+                now.into(),
+                0i64.into(),
+                now.into(),
+            ]
+        })
+        .collect();
+    txn.execute_raw(sql(backend(txn), &text, values)).await?;
+    let lock = match (backend(txn), skip_held) {
+        (DbBackend::Postgres, true) => " ORDER BY host FOR UPDATE SKIP LOCKED",
+        (DbBackend::Postgres, false) => " ORDER BY host FOR UPDATE",
+        _ => " ORDER BY host",
+    };
+    let text = format!(
+        "SELECT host, running, tokens, tokens_at, failures, open_until, probe, slow_until \
+         FROM hosts WHERE host IN ({}){lock}",
+        placeholders(hosts.len())
+    );
+    let values = hosts.iter().map(|h| Value::from(*h)).collect();
+    let mut states = Vec::with_capacity(hosts.len());
+    for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
+        states.push(HostState {
+            host: row.try_get("", "host")?,
+            running: row.try_get("", "running")?,
+            tokens: row.try_get("", "tokens")?,
+            tokens_at: row.try_get("", "tokens_at")?,
+            failures: row.try_get("", "failures")?,
+            open_until: row.try_get("", "open_until")?,
+            probe: row.try_get("", "probe")?,
+            slow_until: row.try_get("", "slow_until")?,
+        });
+    }
+    Ok(states)
+}
+
+/// Every host's state, for an operator.
+pub async fn all_hosts(txn: &impl ConnectionTrait) -> Result<Vec<HostState>, StoreError> {
+    let rows = txn
+        .query_all_raw(sql(
+            txn.get_database_backend(),
+            "SELECT host, running, tokens, tokens_at, failures, open_until, probe, slow_until \
+             FROM hosts ORDER BY host",
+            Vec::new(),
+        ))
+        .await?;
+    let mut states = Vec::with_capacity(rows.len());
+    for row in rows {
+        states.push(HostState {
+            host: row.try_get("", "host")?,
+            running: row.try_get("", "running")?,
+            tokens: row.try_get("", "tokens")?,
+            tokens_at: row.try_get("", "tokens_at")?,
+            failures: row.try_get("", "failures")?,
+            open_until: row.try_get("", "open_until")?,
+            probe: row.try_get("", "probe")?,
+            slow_until: row.try_get("", "slow_until")?,
+        });
+    }
+    Ok(states)
+}
+
+/// Stores hosts' state, their rows held by this transaction.
+pub async fn save_hosts(
+    txn: &DatabaseTransaction,
+    states: &[HostState],
+    now: i64,
+) -> Result<(), StoreError> {
+    for s in states {
+        txn.execute_raw(sql(
+            backend(txn),
+            "UPDATE hosts SET running = ?, tokens = ?, tokens_at = ?, failures = ?, \
+             open_until = ?, probe = ?, slow_until = ?, updated_at = ? WHERE host = ?",
+            vec![
+                s.running.into(),
+                s.tokens.min(FULL).into(),
+                s.tokens_at.into(),
+                s.failures.into(),
+                s.open_until.into(),
+                s.probe.clone().into(),
+                s.slow_until.into(),
+                now.into(),
+                s.host.as_str().into(),
+            ],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// An operator's reset: the host's circuit closed, its failures and the time it
+/// asked for forgotten, and the jobs held for a host due now (those of other
+/// hosts are held again at their claim). Whether the host was known.
+pub async fn reset_host(
+    txn: &impl ConnectionTrait,
+    host: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let backend = txn.get_database_backend();
+    let done = txn
+        .execute_raw(sql(
+            backend,
+            "UPDATE hosts SET failures = 0, open_until = NULL, probe = NULL, slow_until = NULL, \
+             updated_at = ? WHERE host = ?",
+            vec![now.into(), host.into()],
+        ))
+        .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    txn.execute_raw(sql(
+        backend,
+        "UPDATE jobs SET run_at = ? WHERE status = 'queued' AND run_at > ? \
+         AND last_error_class IN ('circuit_open', 'host_limited')",
+        vec![now.into(), now.into()],
+    ))
+    .await?;
+    Ok(true)
+}
+
+/// The URLs of every running job (every process's), to count calls in flight by
+/// host.
+pub async fn running_urls(txn: &DatabaseTransaction) -> Result<Vec<String>, StoreError> {
+    let rows = txn
+        .query_all_raw(sql(
+            backend(txn),
+            "SELECT url FROM jobs WHERE status = 'running'",
+            Vec::new(),
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| row.try_get::<String>("", "url").map_err(Into::into))
+        .collect()
+}
+
+/// Forgets hosts with nothing to remember: no call in flight, a closed circuit,
+/// no time asked for, untouched since `before`.
+pub async fn prune_hosts(
+    txn: &DatabaseTransaction,
+    now: i64,
+    before: i64,
+) -> Result<u64, StoreError> {
+    let done = txn
+        .execute_raw(sql(
+            backend(txn),
+            "DELETE FROM hosts WHERE running = 0 AND open_until IS NULL AND failures = 0 \
+             AND (slow_until IS NULL OR slow_until < ?) AND updated_at < ?",
+            vec![now.into(), before.into()],
+        ))
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// The ids of every running job (every process's).
+pub async fn running_ids(txn: &DatabaseTransaction) -> Result<Vec<String>, StoreError> {
+    let rows = txn
+        .query_all_raw(sql(
+            backend(txn),
+            "SELECT id FROM jobs WHERE status = 'running'",
+            Vec::new(),
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| row.try_get::<String>("", "id").map_err(Into::into))
+        .collect()
+}
+
+/// Claimed jobs their host does not take now, queued again as if not claimed, due
+/// at `until`, saying why: `(id, attempt, until, error class)`. The ids that were.
+pub async fn hold_for_hosts(
+    txn: &DatabaseTransaction,
+    held: &[(String, i32, i64, &str)],
+) -> Result<Vec<String>, StoreError> {
+    let mut done = Vec::with_capacity(held.len());
+    for (id, attempt, until, class) in held {
+        let changed = txn
+            .execute_raw(sql(
+                backend(txn),
+                "UPDATE jobs SET status = 'queued', attempt = attempt - 1, run_at = ?, \
+                 lease_expires_at = NULL, last_error_class = ?, \
+                 started_at = CASE WHEN attempt = 1 THEN NULL ELSE started_at END \
+                 WHERE id = ? AND status = 'running' AND attempt = ?",
+                vec![
+                    (*until).into(),
+                    (*class).into(),
+                    id.as_str().into(),
+                    (*attempt).into(),
+                ],
+            ))
+            .await?;
+        if changed.rows_affected() > 0 {
+            done.push(id.clone());
+        }
+    }
+    Ok(done)
+}
