@@ -434,6 +434,38 @@ async fn inside() {
         7,
         "ok.test, the redirect, and the following queue's five requests reached 127.0.0.1"
     );
+
+    // A job opts in itself, in a queue that follows none; or out, in one that does.
+    let mut opts_in = job(format!("http://127.0.0.1:{port}/redirect-here"));
+    opts_in.max_attempts = Some(1);
+    opts_in.follow_redirects = Some(2);
+    let opted_in = submit(client, opts_in).await;
+    let mut opts_out = job(format!("http://127.0.0.1:{port}/redirect-here"));
+    opts_out.max_attempts = Some(1);
+    opts_out.queue = "follows".into();
+    opts_out.follow_redirects = Some(0);
+    let opted_out = submit(client, opts_out).await;
+    let done = wait_job(client, &opted_in, Duration::from_secs(10), finished).await;
+    assert_eq!(
+        (status_of(&done), done.last_status_code),
+        (JobStatus::Succeeded, 200)
+    );
+    assert_eq!(done.follow_redirects, Some(2));
+    let done = wait_job(client, &opted_out, Duration::from_secs(10), finished).await;
+    assert_eq!(
+        done.last_status_code, 302,
+        "its own 0 wins over the queue's 3"
+    );
+    let too_many = client
+        .submit_job(proto::SubmitJobRequest {
+            job: Some(proto::JobSpec {
+                follow_redirects: Some(11),
+                ..job(format!("http://127.0.0.1:{port}/"))
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&too_many), ["job.follow_redirects"]);
     server.stop().await;
 
     // A deny rule wins over an allow rule.

@@ -22,6 +22,7 @@ mod m20261209_000015_namespaces;
 mod m20261209_000016_queue_redirects;
 mod m20261210_000017_signing;
 mod m20261210_000018_hosts;
+mod m20261210_000019_job_redirects;
 
 pub struct Migrator;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261209_000016_queue_redirects::Migration),
             Box::new(m20261210_000017_signing::Migration),
             Box::new(m20261210_000018_hosts::Migration),
+            Box::new(m20261210_000019_job_redirects::Migration),
         ]
     }
 }

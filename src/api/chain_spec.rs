@@ -593,6 +593,7 @@ pub(super) fn step_def(
         },
         template: None,
         signing: None,
+        follow_redirects: None,
     };
     let job = convert::new_job(
         namespace,

@@ -17,6 +17,8 @@ use crate::proto;
 use crate::secret::Row;
 use crate::store::jobs;
 
+/// Most redirects a job's calls may follow.
+pub const MAX_REDIRECTS: u32 = 10;
 /// Most attempts a job may ask for.
 pub const MAX_ATTEMPTS: i32 = 100;
 /// Attempts when a job asks for none.
@@ -82,6 +84,7 @@ pub fn new_job(
         // Made into the fields above before (see `super::templates::expand`).
         template: _,
         signing,
+        follow_redirects,
     } = spec;
     let before = v.0.len();
     let unset = Unset {
@@ -125,6 +128,12 @@ pub fn new_job(
         }
     };
     let backoff = backoff_of(backoff, &format!("{path}.backoff"), v);
+    if follow_redirects.is_some_and(|n| n > MAX_REDIRECTS) {
+        v.add(
+            format!("{path}.follow_redirects"),
+            format!("at most {MAX_REDIRECTS}, 0 to follow none, or unset for the queue's setting"),
+        );
+    }
     let scheduled_at = match scheduled_at {
         None => now,
         Some(t) => timestamp_ms(&t).unwrap_or_else(|| {
@@ -201,6 +210,7 @@ pub fn new_job(
         step_id: None,
         contract: None,
         signing,
+        follow_redirects: follow_redirects.map(|n| n as i32),
     };
     Some(NewJob { job, unset })
 }
@@ -633,6 +643,7 @@ pub fn job(m: jobs::Model) -> proto::Job {
         step_id,
         contract: _,
         signing,
+        follow_redirects,
     } = m;
     let status = status(&job_status);
     let (headers, secret_headers) = crate::secret::headers::masked(&headers);
@@ -687,6 +698,7 @@ pub fn job(m: jobs::Model) -> proto::Job {
         chain_id: chain_id.unwrap_or_default(),
         step_id: step_id.unwrap_or_default(),
         signing: super::signing::shown(signing.as_deref()),
+        follow_redirects: follow_redirects.map(|n| n.max(0) as u32),
     }
 }
 

@@ -19,8 +19,7 @@ const MAX_CONCURRENCY: i32 = 100_000;
 /// Highest rate and burst a queue may set.
 const MAX_RATE: f64 = 1_000_000.0;
 const MAX_BURST: i32 = 1_000_000;
-/// Most redirects a queue's calls may follow.
-const MAX_REDIRECTS: u32 = 10;
+use super::convert::MAX_REDIRECTS;
 
 /// What the dispatch rate is averaged over.
 const RATE_WINDOW_SECONDS: f64 = 60.0;

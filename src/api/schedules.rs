@@ -418,6 +418,12 @@ fn template_of(
                 "must be unset: each run is due at its fire time",
             );
         }
+        if spec.follow_redirects.is_some() {
+            v.add(
+                "schedule.job.follow_redirects",
+                "must be unset: a schedule's runs follow their queue's follow_redirects",
+            );
+        }
         if spec.signing.is_some() {
             v.add(
                 "schedule.job.signing",
@@ -567,6 +573,7 @@ fn job_shown(s: &schedules::Model) -> proto::JobSpec {
         queue: shown.queue,
         template: None,
         signing: None,
+        follow_redirects: None,
     }
 }
 

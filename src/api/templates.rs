@@ -233,6 +233,7 @@ pub async fn expand(
         },
         template: None,
         signing: spec.signing,
+        follow_redirects: spec.follow_redirects,
     };
     let contract = template
         .contract

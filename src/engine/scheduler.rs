@@ -182,8 +182,9 @@ pub fn run(s: &schedules::Model, id: String, due: Option<i64>, now: i64) -> (job
         chain_id: None,
         step_id: None,
         contract: s.contract.clone(),
-        // A run is signed by its queue.
+        // A run is signed by its queue, and follows its redirects.
         signing: None,
+        follow_redirects: None,
     };
     (job, Unset::from_bits(s.inherit))
 }

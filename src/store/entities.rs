@@ -64,6 +64,8 @@ pub mod jobs {
         /// The secrets its requests are signed with, sealed for it (see
         /// `crate::secret::signing`); none: its queue's, if any.
         pub signing: Option<String>,
+        /// Redirects its calls follow, each hop judged; none: its queue's setting.
+        pub follow_redirects: Option<i32>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -690,8 +690,9 @@ impl Writer {
                 .contract
                 .as_ref()
                 .map(|c| library::label(&c.name, c.version)),
-            // A step is signed by its queue.
+            // A step is signed by its queue, and follows its redirects.
             signing: None,
+            follow_redirects: None,
         };
         let unset = Unset {
             timeout: def.job.unset_timeout,

@@ -757,7 +757,11 @@ impl Writer {
                 .push(seconds(claim.started_at - due));
         }
         let queue = self.queues.get(&job.queue);
-        let follow_redirects = queue.map_or(0, |q| q.follow_redirects.max(0) as u32);
+        let follow_redirects = job
+            .follow_redirects
+            .or(queue.map(|q| q.follow_redirects))
+            .unwrap_or(0)
+            .max(0) as u32;
         // Only for a job that does not sign with its own.
         let queue_signing = queue
             .filter(|_| job.signing.is_none())

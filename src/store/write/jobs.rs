@@ -42,9 +42,9 @@ pub async fn jobs_by_idempotency_key(
 
 /// The last columns of [`JOB_COLUMNS`]: a chain step's and a signed job's, NULL
 /// for other jobs.
-const RARE_COLUMNS: usize = 4;
+const RARE_COLUMNS: usize = 5;
 
-const JOB_COLUMNS: [&str; 37] = [
+const JOB_COLUMNS: [&str; 38] = [
     "id",
     "namespace",
     "queue",
@@ -82,11 +82,12 @@ const JOB_COLUMNS: [&str; 37] = [
     "step_id",
     "contract",
     "signing",
+    "follow_redirects",
 ];
 
 /// A row's values in [`JOB_COLUMNS`] order; every field is named, so a new column
 /// breaks the build here until it is written.
-fn job_values(job: jobs::Model) -> [Value; 37] {
+fn job_values(job: jobs::Model) -> [Value; 38] {
     let jobs::Model {
         id,
         namespace,
@@ -125,6 +126,7 @@ fn job_values(job: jobs::Model) -> [Value; 37] {
         step_id,
         contract,
         signing,
+        follow_redirects,
     } = job;
     [
         id.into(),
@@ -164,6 +166,7 @@ fn job_values(job: jobs::Model) -> [Value; 37] {
         step_id.into(),
         contract.into(),
         signing.into(),
+        follow_redirects.into(),
     ]
 }
 
@@ -184,9 +187,13 @@ pub async fn insert_jobs(
     // A plain multi-row INSERT with the values moved out of the rows: the query
     // builder's copies of every value were a measured share of the writer's time.
     // A plain job leaves the rare columns out (they stay NULL) rather than bind
-    // four NULLs per row.
+    // five NULLs per row.
     let (rare, plain): (Vec<jobs::Model>, Vec<jobs::Model>) = rows.into_iter().partition(|j| {
-        j.chain_id.is_some() || j.step_id.is_some() || j.contract.is_some() || j.signing.is_some()
+        j.chain_id.is_some()
+            || j.step_id.is_some()
+            || j.contract.is_some()
+            || j.signing.is_some()
+            || j.follow_redirects.is_some()
     });
     for (rows, columns) in [
         (plain, &JOB_COLUMNS[..JOB_COLUMNS.len() - RARE_COLUMNS]),
