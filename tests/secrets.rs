@@ -408,14 +408,9 @@ async fn a_sealed_value_copied_to_another_job_does_not_open() {
         .create_queue(proto::CreateQueueRequest {
             queue: Some(proto::Queue {
                 name: "held".into(),
+                paused: true,
                 ..Default::default()
             }),
-        })
-        .await
-        .unwrap();
-    queues
-        .pause_queue(proto::PauseQueueRequest {
-            name: "held".into(),
         })
         .await
         .unwrap();
@@ -494,6 +489,7 @@ async fn rekeying_moves_every_secret_to_the_new_key_so_the_old_one_can_go() {
         .create_queue(proto::CreateQueueRequest {
             queue: Some(proto::Queue {
                 name: "held".into(),
+                paused: true,
                 // Its jobs signed with a secret sealed as headers are.
                 signing: Some(proto::Signing {
                     secrets: vec![format!(
@@ -504,12 +500,6 @@ async fn rekeying_moves_every_secret_to_the_new_key_so_the_old_one_can_go() {
                 }),
                 ..Default::default()
             }),
-        })
-        .await
-        .unwrap();
-    queues
-        .pause_queue(proto::PauseQueueRequest {
-            name: "held".into(),
         })
         .await
         .unwrap();

@@ -205,16 +205,13 @@ impl Writer {
         let names: Vec<&str> = known.iter().map(|s| s.host.as_str()).collect();
         let mut states = write::lock_hosts(txn, &names, now, true).await?;
         let mut running: HashMap<String, i64> = HashMap::new();
-        for url in write::running_urls(txn).await? {
+        let mut probes = HashSet::new();
+        for (id, url) in write::running_calls(txn).await? {
             if let Some(host) = host_of(&url) {
                 *running.entry(host).or_default() += 1;
             }
+            probes.insert(id);
         }
-        let probes: HashSet<String> = if states.iter().any(|s| s.probe.is_some()) {
-            write::running_ids(txn).await?.into_iter().collect()
-        } else {
-            HashSet::new()
-        };
         for state in &mut states {
             state.running = running.get(&state.host).copied().unwrap_or(0);
             if state.probe.as_ref().is_some_and(|id| !probes.contains(id)) {

@@ -9,6 +9,10 @@ use super::{backend, value_rows};
 use crate::job::hosts::HostState;
 use crate::store::{StoreError, placeholders, sql};
 
+/// What a host's state is read from.
+const HOST_COLUMNS: &str =
+    "host, running, tokens, tokens_at, failures, open_until, probe, slow_until";
+
 /// A bucket's tokens before its first refill: full, whatever its burst.
 const FULL: f64 = 1e18;
 
@@ -49,25 +53,26 @@ pub async fn lock_hosts(
         _ => " ORDER BY host",
     };
     let text = format!(
-        "SELECT host, running, tokens, tokens_at, failures, open_until, probe, slow_until \
-         FROM hosts WHERE host IN ({}){lock}",
+        "SELECT {HOST_COLUMNS} FROM hosts WHERE host IN ({}){lock}",
         placeholders(hosts.len())
     );
     let values = hosts.iter().map(|h| Value::from(*h)).collect();
-    let mut states = Vec::with_capacity(hosts.len());
-    for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
-        states.push(HostState {
-            host: row.try_get("", "host")?,
-            running: row.try_get("", "running")?,
-            tokens: row.try_get("", "tokens")?,
-            tokens_at: row.try_get("", "tokens_at")?,
-            failures: row.try_get("", "failures")?,
-            open_until: row.try_get("", "open_until")?,
-            probe: row.try_get("", "probe")?,
-            slow_until: row.try_get("", "slow_until")?,
-        });
-    }
-    Ok(states)
+    let rows = txn.query_all_raw(sql(backend(txn), &text, values)).await?;
+    rows.iter().map(host_state).collect()
+}
+
+/// The columns [`HOST_COLUMNS`] names, as a host's state.
+fn host_state(row: &sea_orm::QueryResult) -> Result<HostState, StoreError> {
+    Ok(HostState {
+        host: row.try_get("", "host")?,
+        running: row.try_get("", "running")?,
+        tokens: row.try_get("", "tokens")?,
+        tokens_at: row.try_get("", "tokens_at")?,
+        failures: row.try_get("", "failures")?,
+        open_until: row.try_get("", "open_until")?,
+        probe: row.try_get("", "probe")?,
+        slow_until: row.try_get("", "slow_until")?,
+    })
 }
 
 /// Every host's state, for an operator.
@@ -75,25 +80,11 @@ pub async fn all_hosts(txn: &impl ConnectionTrait) -> Result<Vec<HostState>, Sto
     let rows = txn
         .query_all_raw(sql(
             txn.get_database_backend(),
-            "SELECT host, running, tokens, tokens_at, failures, open_until, probe, slow_until \
-             FROM hosts ORDER BY host",
+            &format!("SELECT {HOST_COLUMNS} FROM hosts ORDER BY host"),
             Vec::new(),
         ))
         .await?;
-    let mut states = Vec::with_capacity(rows.len());
-    for row in rows {
-        states.push(HostState {
-            host: row.try_get("", "host")?,
-            running: row.try_get("", "running")?,
-            tokens: row.try_get("", "tokens")?,
-            tokens_at: row.try_get("", "tokens_at")?,
-            failures: row.try_get("", "failures")?,
-            open_until: row.try_get("", "open_until")?,
-            probe: row.try_get("", "probe")?,
-            slow_until: row.try_get("", "slow_until")?,
-        });
-    }
-    Ok(states)
+    rows.iter().map(host_state).collect()
 }
 
 /// Stores hosts' state, their rows held by this transaction.
@@ -154,18 +145,18 @@ pub async fn reset_host(
     Ok(true)
 }
 
-/// The URLs of every running job (every process's), to count calls in flight by
-/// host.
-pub async fn running_urls(txn: &DatabaseTransaction) -> Result<Vec<String>, StoreError> {
+/// Every running job (every process's): its id and URL, to count calls in flight
+/// by host and to find a probe that ended.
+pub async fn running_calls(txn: &DatabaseTransaction) -> Result<Vec<(String, String)>, StoreError> {
     let rows = txn
         .query_all_raw(sql(
             backend(txn),
-            "SELECT url FROM jobs WHERE status = 'running'",
+            "SELECT id, url FROM jobs WHERE status = 'running'",
             Vec::new(),
         ))
         .await?;
     rows.iter()
-        .map(|row| row.try_get::<String>("", "url").map_err(Into::into))
+        .map(|row| Ok((row.try_get("", "id")?, row.try_get("", "url")?)))
         .collect()
 }
 
@@ -185,20 +176,6 @@ pub async fn prune_hosts(
         ))
         .await?;
     Ok(done.rows_affected())
-}
-
-/// The ids of every running job (every process's).
-pub async fn running_ids(txn: &DatabaseTransaction) -> Result<Vec<String>, StoreError> {
-    let rows = txn
-        .query_all_raw(sql(
-            backend(txn),
-            "SELECT id FROM jobs WHERE status = 'running'",
-            Vec::new(),
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| row.try_get::<String>("", "id").map_err(Into::into))
-        .collect()
 }
 
 /// Claimed jobs their host does not take now, queued again as if not claimed, due
