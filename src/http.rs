@@ -23,6 +23,8 @@ pub struct Call {
     /// Redirects to follow, each hop's destination judged as the first's; 0: a
     /// 3xx is the answer.
     pub follow_redirects: u32,
+    /// Where its queue holds its calls to, every hop's (none: anywhere allowed).
+    pub destinations: Option<std::sync::Arc<crate::outbound::address::RuleList>>,
 }
 
 /// A response as kept.
@@ -98,6 +100,7 @@ impl HttpClient {
             mut headers,
             mut body,
             follow_redirects,
+            destinations,
             ..
         } = call;
         let mut hops = 0;
@@ -106,6 +109,17 @@ impl HttpClient {
                 return Err(CallError {
                     class: ErrorClass::DestinationRefused,
                     message: refused.to_string(),
+                });
+            }
+            if let Some(rules) = &destinations
+                && !rules.admits(&url)
+            {
+                return Err(CallError {
+                    class: ErrorClass::DestinationRefused,
+                    message: format!(
+                        "{} is not among the destinations of the job's queue",
+                        url.host_str().unwrap_or_default()
+                    ),
                 });
             }
             // Kept for the next hop only when there can be one: a call that follows

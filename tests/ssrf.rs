@@ -150,6 +150,12 @@ impl Listener {
         requests.iter().find(|(p, _)| p == path).map(|(_, c)| *c)
     }
 
+    /// How many requests for `path` came.
+    fn count(&self, path: &str) -> usize {
+        let requests = self.requests.lock().unwrap();
+        requests.iter().filter(|(p, _)| p == path).count()
+    }
+
     fn reached(&self, ip: &str) -> usize {
         let ip: IpAddr = ip.parse().unwrap();
         self.reached.lock().unwrap().get(&ip).copied().unwrap_or(0)
@@ -466,6 +472,85 @@ async fn inside() {
         .await
         .unwrap_err();
     assert_eq!(bad_fields(&too_many), ["job.follow_redirects"]);
+
+    // A queue holds its calls to its destinations: within what the service
+    // allows, never beyond it.
+    let bad = queues
+        .create_queue(proto::CreateQueueRequest {
+            queue: Some(proto::Queue {
+                name: "narrow".into(),
+                destinations: "10.0.0.0/33".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&bad), ["queue.destinations"]);
+    queues
+        .create_queue(proto::CreateQueueRequest {
+            queue: Some(proto::Queue {
+                name: "narrow".into(),
+                destinations: "127.0.0.1, 127.0.0.2".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let narrow = |url: String| proto::JobSpec {
+        queue: "narrow".into(),
+        max_attempts: Some(1),
+        follow_redirects: Some(3),
+        ..job(url)
+    };
+    let elsewhere = client
+        .submit_job(proto::SubmitJobRequest {
+            job: Some(narrow(format!("http://ok.test:{port}/"))),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&elsewhere), ["job.request.url"]);
+    assert!(
+        elsewhere.message().contains("destinations of queue narrow"),
+        "{elsewhere:?}"
+    );
+    let widened = client
+        .submit_job(proto::SubmitJobRequest {
+            job: Some(narrow(format!("http://127.0.0.2:{port}/"))),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        widened.message().contains("JOBQUEUE_OUTBOUND_ALLOW"),
+        "a queue's destinations do not widen what the service allows: {widened:?}"
+    );
+    let landed_away = listener.count("/landed-away");
+    let inside = submit(client, narrow(format!("http://127.0.0.1:{port}/"))).await;
+    let hop_out = submit(
+        client,
+        narrow(format!("http://127.0.0.1:{port}/redirect-away")),
+    )
+    .await;
+    let done = wait_job(client, &inside, Duration::from_secs(10), finished).await;
+    assert_eq!(status_of(&done), JobStatus::Succeeded);
+    let done = wait_job(client, &hop_out, Duration::from_secs(10), finished).await;
+    assert_eq!(
+        (status_of(&done), done.last_error_class),
+        (JobStatus::Failed, ErrorClass::DestinationRefused as i32),
+        "a redirect to a host outside the queue's destinations"
+    );
+    let attempt = &result(client, &hop_out).await.attempts[0];
+    assert!(
+        attempt
+            .error_message
+            .contains("ok.test is not among the destinations"),
+        "{}",
+        attempt.error_message
+    );
+    assert_eq!(
+        listener.count("/landed-away"),
+        landed_away,
+        "nothing sent there"
+    );
     server.stop().await;
 
     // A deny rule wins over an allow rule.

@@ -23,6 +23,7 @@ mod m20261209_000016_queue_redirects;
 mod m20261210_000017_signing;
 mod m20261210_000018_hosts;
 mod m20261210_000019_job_redirects;
+mod m20261210_000020_queue_destinations;
 
 pub struct Migrator;
 
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261210_000017_signing::Migration),
             Box::new(m20261210_000018_hosts::Migration),
             Box::new(m20261210_000019_job_redirects::Migration),
+            Box::new(m20261210_000020_queue_destinations::Migration),
         ]
     }
 }

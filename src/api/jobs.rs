@@ -263,6 +263,9 @@ impl JobService for JobApi {
         let mut v = Violations::default();
         let (id, now) = (self.new_id(), now_ms());
         let row = convert::new_job(&namespace, job, "job", &self.limits, id, None, now, &mut v);
+        if let Some(row) = &row {
+            self.check_destination(&row.job, "job", &mut v);
+        }
         let mut row = v
             .into_result(row)?
             .ok_or_else(|| Status::internal("job not built"))?;
@@ -317,6 +320,7 @@ impl JobService for JobApi {
                     now,
                     &mut v,
                 )?;
+                self.check_destination(&row.job, &format!("jobs[{i}]"), &mut v);
                 row.job.contract = contract;
                 Some(row)
             })
@@ -476,6 +480,28 @@ impl JobService for JobApi {
             next_page_token,
             total_size: total as i64,
         }))
+    }
+}
+
+impl JobApi {
+    /// A job whose queue holds its calls to some destinations, aimed elsewhere:
+    /// refused on its url, naming the queue's setting.
+    fn check_destination(&self, job: &crate::store::jobs::Model, path: &str, v: &mut Violations) {
+        let Some(rules) = self.engine.queue_destinations().of(&job.queue) else {
+            return;
+        };
+        if let Ok(url) = url::Url::parse(&job.url)
+            && !rules.admits(&url)
+        {
+            v.add(
+                format!("{path}.request.url"),
+                format!(
+                    "{} is not among the destinations of queue {} (its `destinations`)",
+                    url.host_str().unwrap_or_default(),
+                    crate::namespace::local(&job.queue)
+                ),
+            );
+        }
     }
 }
 

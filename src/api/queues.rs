@@ -62,7 +62,14 @@ impl QueueApi {
 
     async fn change(&self, change: QueueChange) -> Result<queues::Model, Status> {
         match self.engine.change_queue(change).await? {
-            QueueChanged::Queue(queue) => Ok(*queue),
+            QueueChanged::Queue(queue) => {
+                // This process's submits hold to them at once; others' at their
+                // writer's next look at the queues.
+                self.engine
+                    .queue_destinations()
+                    .set(&queue.name, queue.destinations.as_deref());
+                Ok(*queue)
+            }
             QueueChanged::Purged(_) => Err(Status::internal("a purge answered a queue change")),
         }
     }
@@ -99,6 +106,7 @@ fn queue_row(
         update_time: _,
         follow_redirects,
         signing,
+        destinations,
     }) = queue
     else {
         v.add("queue", "required: the queue's name and settings");
@@ -139,8 +147,17 @@ fn queue_row(
         crate::secret::Row::queue(&stored_name),
         v,
     );
+    let destinations = match crate::outbound::address::RuleList::parse(&destinations) {
+        Ok(rules) if rules.is_empty() => None,
+        Ok(_) => Some(destinations),
+        Err(expected) => {
+            v.add("queue.destinations", expected);
+            None
+        }
+    };
     let mut row = queues::Model {
         signing,
+        destinations,
         name: stored_name,
         namespace: namespace.to_string(),
         follow_redirects: if follow_redirects > MAX_REDIRECTS {
@@ -227,6 +244,7 @@ fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> QueueF
             "max_concurrency" => fields.max_concurrency = true,
             "follow_redirects" => fields.follow_redirects = true,
             "signing" => fields.signing = true,
+            "destinations" => fields.destinations = true,
             "rate_limit" => fields.rate_limit = true,
             "job_defaults" => {
                 fields.timeout = true;
@@ -240,7 +258,8 @@ fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> QueueF
             "job_defaults.ttl" => fields.ttl = true,
             _ => v.add(
                 format!("update_mask.paths[{i}]"),
-                "must be max_concurrency, rate_limit, follow_redirects, signing, job_defaults or \
+                "must be max_concurrency, rate_limit, follow_redirects, signing, destinations, \
+                 job_defaults or \
                  job_defaults.timeout, .max_attempts, .backoff or .ttl",
             ),
         }
@@ -254,6 +273,7 @@ fn queue_proto(q: queues::Model) -> proto::Queue {
         namespace: _,
         follow_redirects,
         signing,
+        destinations,
         paused,
         max_concurrency,
         rate_per_second,
@@ -293,6 +313,7 @@ fn queue_proto(q: queues::Model) -> proto::Queue {
         update_time: Some(convert::timestamp(updated_at)),
         follow_redirects: follow_redirects.max(0) as u32,
         signing: super::signing::shown(signing.as_deref()),
+        destinations: destinations.unwrap_or_default(),
     }
 }
 

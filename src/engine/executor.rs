@@ -132,6 +132,8 @@ pub(crate) struct Dispatch {
     pub follow_redirects: u32,
     /// The queue's signing secrets, as stored, for a job without its own.
     pub queue_signing: Option<String>,
+    /// Where its queue holds its calls to.
+    pub destinations: Option<Arc<crate::outbound::address::RuleList>>,
 }
 
 /// Runs the attempt the claim just started. `cancel` fires when a client cancels
@@ -149,6 +151,7 @@ pub(crate) async fn run(
         claim,
         follow_redirects,
         queue_signing,
+        destinations,
     } = dispatch;
     let started_at = claim.started_at;
     let clock = Instant::now();
@@ -165,7 +168,11 @@ pub(crate) async fn run(
         });
     let mut call_span = None;
     let signing = job.signing.as_deref().or(queue_signing.as_deref());
-    let result = match build_call(&job, follow_redirects, signing, rules.keyring.as_ref()) {
+    let built = build_call(&job, follow_redirects, signing, rules.keyring.as_ref());
+    let result = match built.map(|call| Call {
+        destinations,
+        ..call
+    }) {
         Err(message) => Err(CallError {
             class: ErrorClass::Protocol,
             message,
@@ -304,6 +311,7 @@ fn build_call(
         body: job.body.clone(),
         timeout: Duration::from_millis(job.timeout_ms.max(1) as u64),
         follow_redirects,
+        destinations: None,
     })
 }
 

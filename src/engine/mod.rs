@@ -212,6 +212,7 @@ pub struct QueueFields {
     pub max_concurrency: bool,
     pub follow_redirects: bool,
     pub signing: bool,
+    pub destinations: bool,
     pub rate_limit: bool,
     pub timeout: bool,
     pub max_attempts: bool,
@@ -224,6 +225,7 @@ impl QueueFields {
         max_concurrency: true,
         follow_redirects: true,
         signing: true,
+        destinations: true,
         rate_limit: true,
         timeout: true,
         max_attempts: true,
@@ -459,6 +461,8 @@ pub struct Settings {
     pub namespace_limits: crate::namespace::Limits,
     /// How retries' backoff delays are spread.
     pub backoff_jitter: crate::job::Jitter,
+    /// Each queue's destinations as last loaded, shared with the API.
+    pub queue_destinations: crate::outbound::destinations::QueueDestinations,
     /// What each destination host allows, and its circuit breaker.
     pub host_limits: crate::job::hosts::HostLimits,
     pub host_breaker: Option<crate::job::hosts::Breaker>,
@@ -482,6 +486,7 @@ impl From<&Config> for Settings {
             step_output_max_bytes: config.step_output_max_bytes,
             namespace_limits: config.namespace_limits.clone(),
             backoff_jitter: config.backoff_jitter,
+            queue_destinations: Default::default(),
             host_limits: config.host_limits.clone(),
             host_breaker: config.host_breaker,
         }
@@ -514,6 +519,8 @@ pub struct Engine {
     db_timeout: Duration,
     /// The contracts in use, compiled.
     library: Arc<Library>,
+    /// Each queue's destinations, as the writer last loaded them.
+    destinations: crate::outbound::destinations::QueueDestinations,
 }
 
 /// Ops waiting for the writer. Callers wait for room rather than pile up in memory.
@@ -544,10 +551,12 @@ impl Engine {
             canceled: Arc::new(std::sync::Mutex::new(Some(Vec::new()))),
         };
         let library = Library::new(store.clone());
+        let settings = Settings::from(config);
+        let destinations = settings.queue_destinations.clone();
         let writer = writer::Writer::new(
             store.clone(),
             library.clone(),
-            Settings::from(config),
+            settings,
             Arc::new(client),
             rx,
             tx.downgrade(),
@@ -620,6 +629,7 @@ impl Engine {
                 metrics,
                 db_timeout: config.db_timeout,
                 library,
+                destinations,
             },
             done,
         ))
@@ -632,6 +642,11 @@ impl Engine {
     /// The contracts in use, compiled.
     pub fn library(&self) -> &Arc<Library> {
         &self.library
+    }
+
+    /// Each queue's destinations, as the writer last loaded them.
+    pub fn queue_destinations(&self) -> &crate::outbound::destinations::QueueDestinations {
+        &self.destinations
     }
 
     /// This process's counters.

@@ -196,6 +196,34 @@ impl RuleList {
     }
 }
 
+impl RuleList {
+    /// Whether a queue holding its calls to this list lets `url` through: a name
+    /// when a host or suffix rule names it, an address when a network holds it
+    /// (an IPv6 address carrying an IPv4 one by either). Names are not resolved
+    /// for it: the service's guard judges their addresses as always.
+    pub fn admits(&self, url: &url::Url) -> bool {
+        match url.host() {
+            Some(url::Host::Domain(name)) => {
+                Rules::host_matches(name, &self.hosts, &self.suffixes).is_some()
+            }
+            Some(url::Host::Ipv4(ip)) => self.holds(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => {
+                self.holds(IpAddr::V6(ip))
+                    || embedded_v4(ip).is_some_and(|v4| self.holds(IpAddr::V4(v4)))
+            }
+            None => false,
+        }
+    }
+
+    fn holds(&self, ip: IpAddr) -> bool {
+        self.networks.iter().any(|n| n.contains(&ip))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.suffixes.is_empty() && self.networks.is_empty()
+    }
+}
+
 fn is_host_name(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 253
@@ -276,5 +304,31 @@ impl Rules {
         } else {
             Err(Refusal::Class(class))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_s_destinations_name_hosts_suffixes_and_networks() {
+        let list = RuleList::parse("api.example.com, .partner.example, 203.0.113.0/24").unwrap();
+        let admits = |url: &str| list.admits(&url::Url::parse(url).unwrap());
+        assert!(admits("https://API.example.com/x"));
+        assert!(admits("https://eu.partner.example/"));
+        assert!(admits("http://203.0.113.9:8080/"));
+        assert!(
+            admits("http://[::ffff:203.0.113.9]/"),
+            "an IPv4 inside IPv6"
+        );
+        assert!(
+            !admits("https://partner.example/"),
+            "a suffix is not its own host"
+        );
+        assert!(!admits("https://example.com/"));
+        assert!(!admits("http://203.0.114.1/"));
+        assert!(!admits("https://api.example.com.evil.test/"));
+        assert!(!RuleList::default().admits(&url::Url::parse("http://a/").unwrap()));
     }
 }

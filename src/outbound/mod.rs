@@ -3,4 +3,5 @@
 //! destination where it connects ([`guard`]).
 
 pub mod address;
+pub mod destinations;
 pub mod guard;

@@ -157,6 +157,9 @@ pub mod queues {
         /// The secrets its jobs' requests are signed with, sealed for it (see
         /// `crate::secret::signing`).
         pub signing: Option<String>,
+        /// Where its calls may go, as `JOBQUEUE_OUTBOUND_ALLOW` writes it (see
+        /// `crate::outbound::address::RuleList::admits`); none: anywhere allowed.
+        pub destinations: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -127,6 +127,11 @@ impl Writer {
                 .map(|q| (q.name.clone(), q))
                 .collect();
             self.queues_stale = false;
+            self.settings.queue_destinations.load(
+                self.queues
+                    .values()
+                    .map(|q| (q.name.as_str(), q.destinations.as_deref())),
+            );
         }
         let queues = std::mem::take(&mut self.queues);
         let claimed = self.claim_from(txn, now, free, &queues).await;

@@ -763,6 +763,7 @@ impl Writer {
             .unwrap_or(0)
             .max(0) as u32;
         // Only for a job that does not sign with its own.
+        let destinations = self.settings.queue_destinations.of(&job.queue);
         let queue_signing = queue
             .filter(|_| job.signing.is_none())
             .and_then(|q| q.signing.clone());
@@ -772,6 +773,7 @@ impl Writer {
                 claim,
                 follow_redirects,
                 queue_signing,
+                destinations,
             },
             self.client.clone(),
             self.attempt_rules.clone(),

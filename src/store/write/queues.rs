@@ -111,6 +111,7 @@ pub async fn update_queue(
         namespace: NotSet,
         follow_redirects: set_if(fields.follow_redirects, queue.follow_redirects),
         signing: set_if(fields.signing, queue.signing.clone()),
+        destinations: set_if(fields.destinations, queue.destinations.clone()),
         paused: NotSet,
         max_concurrency: set_if(fields.max_concurrency, queue.max_concurrency),
         rate_per_second: set_if(fields.rate_limit, queue.rate_per_second),
