@@ -97,11 +97,18 @@ async fn a_host_s_rate_spaces_its_calls() {
 
 #[tokio::test]
 async fn a_host_that_asks_for_time_gets_it_from_every_job() {
-    let target = Target::start().await.unwrap();
-    let mut server = Server::start_with(|c| {
+    // Kept in this process by default; in the store, for every process, once
+    // hosts have limits.
+    asks_for_time(|_| {}).await;
+    asks_for_time(|c| {
         c.host_limits = jobqueue::job::hosts::HostLimits::parse("*:concurrency=100").unwrap();
     })
     .await;
+}
+
+async fn asks_for_time(tweak: impl FnOnce(&mut jobqueue::config::Config)) {
+    let target = Target::start().await.unwrap();
+    let mut server = Server::start_with(tweak).await;
     let mut asks = get(target.url("/busy?status=429&retry_after=2"));
     asks.max_attempts = Some(1);
     let first = submit(&mut server.client, asks).await;

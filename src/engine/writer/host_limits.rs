@@ -39,8 +39,11 @@ impl Writer {
         now: i64,
         claimed: Vec<(Arc<jobs::Model>, Claim)>,
     ) -> Result<Vec<(Arc<jobs::Model>, Claim)>, StoreError> {
-        if claimed.is_empty() || !self.hosts_tracked() {
+        if claimed.is_empty() {
             return Ok(claimed);
+        }
+        if !self.hosts_tracked() {
+            return self.gate_slowed(txn, now, claimed).await;
         }
         let of: Vec<Option<String>> = claimed
             .iter()
@@ -81,8 +84,19 @@ impl Writer {
         }
         let states: Vec<HostState> = states.into_values().collect();
         write::save_hosts(txn, &states, now).await?;
+        self.hold(txn, now, held).await?;
+        Ok(go)
+    }
+
+    /// Claimed jobs put back, queued, each due when its host may take it.
+    async fn hold(
+        &mut self,
+        txn: &DatabaseTransaction,
+        now: i64,
+        held: Vec<(Arc<jobs::Model>, Claim, Held, i64)>,
+    ) -> Result<(), StoreError> {
         if held.is_empty() {
-            return Ok(go);
+            return Ok(());
         }
         let rows: Vec<(String, i32, i64, &str)> = held
             .iter()
@@ -115,7 +129,43 @@ impl Writer {
                 Some(*until),
             );
         }
+        Ok(())
+    }
+
+    /// Without hosts' state in the store: claimed jobs whose host asked this
+    /// process for time are held until then.
+    async fn gate_slowed(
+        &mut self,
+        txn: &DatabaseTransaction,
+        now: i64,
+        claimed: Vec<(Arc<jobs::Model>, Claim)>,
+    ) -> Result<Vec<(Arc<jobs::Model>, Claim)>, StoreError> {
+        self.slowed_hosts.retain(|_, until| *until > now);
+        if self.slowed_hosts.is_empty() {
+            return Ok(claimed);
+        }
+        let mut go = Vec::with_capacity(claimed.len());
+        let mut held = Vec::new();
+        for (job, claim) in claimed {
+            match host_of(&job.url).and_then(|host| self.slowed_hosts.get(&host).copied()) {
+                Some(until) => held.push((job, claim, Held::Limited, until)),
+                None => go.push((job, claim)),
+            }
+        }
+        self.hold(txn, now, held).await?;
         Ok(go)
+    }
+
+    /// Hosts that asked for time, noted in this process.
+    fn note_slowed(&mut self, completions: &[Completion]) {
+        for c in completions {
+            if let Some(until) = slowed_until(c)
+                && let Some(host) = host_of(&c.job.url)
+            {
+                let at = self.slowed_hosts.entry(host).or_default();
+                *at = (*at).max(until);
+            }
+        }
     }
 
     /// Ended calls counted against their hosts: a slot freed, a run of failures
@@ -127,11 +177,16 @@ impl Writer {
         txn: &DatabaseTransaction,
         completions: &[Completion],
     ) -> Result<(), StoreError> {
-        if completions.is_empty() || !self.hosts_tracked() {
+        if completions.is_empty() {
+            return Ok(());
+        }
+        if !self.hosts_tracked() {
+            self.note_slowed(completions);
             return Ok(());
         }
         let mut ended = Vec::new();
         for c in completions {
+            let slowed = slowed_until(c);
             let Some(host) = self.tracked_host(&c.job.url) else {
                 continue;
             };
@@ -144,10 +199,6 @@ impl Writer {
                 }
                 _ => Health::Unknown,
             };
-            let slowed = matches!(c.record.status_code, Some(429 | 503))
-                .then_some(c.retry_after)
-                .flatten()
-                .map(|wait| c.record.finished_at + wait.as_millis() as i64);
             ended.push((host, c.record.job_id.as_str(), health, slowed));
         }
         if ended.is_empty() {
@@ -220,4 +271,13 @@ impl Writer {
         }
         write::save_hosts(txn, &states, now).await
     }
+}
+
+/// Until when a call's target asked for no more calls: a 429 or 503 with
+/// `Retry-After`.
+fn slowed_until(c: &Completion) -> Option<i64> {
+    matches!(c.record.status_code, Some(429 | 503))
+        .then_some(c.retry_after)
+        .flatten()
+        .map(|wait| c.record.finished_at + wait.as_millis() as i64)
 }

@@ -115,6 +115,9 @@ pub(crate) struct Writer {
     /// The stored trace contexts of jobs whose last attempt failed, by job id, for
     /// the log line once their failure commits.
     failed_traces: HashMap<String, String>,
+    /// Hosts that asked for time (`Retry-After` on a 429 or 503), and until when,
+    /// while no host limits or breaker keep hosts' state in the store.
+    slowed_hosts: HashMap<String, i64>,
     settings: Settings,
     client: Arc<HttpClient>,
     ops: mpsc::Receiver<Op>,
@@ -277,6 +280,7 @@ impl Writer {
             staged: Vec::new(),
             skipped_runs: Vec::new(),
             failed_traces: HashMap::new(),
+            slowed_hosts: HashMap::new(),
             client,
             ops,
             carried: Vec::new(),
