@@ -92,7 +92,36 @@ struct TlsServer {
 }
 
 impl TlsServer {
+    /// Starts a server; one whose health port (a free port found beforehand) was
+    /// taken meanwhile by another test is started again on another.
+    async fn start_with_health(
+        tweak: impl Fn(&mut jobqueue::config::Config),
+    ) -> (TlsServer, std::net::SocketAddr) {
+        for _ in 0..3 {
+            let health = free_port();
+            match Self::try_start(|c| {
+                tweak(c);
+                c.health_addr = Some(health);
+            })
+            .await
+            {
+                Ok(server) => return (server, health),
+                Err(error) if error.contains("in use") => continue,
+                Err(error) => panic!("the server did not start: {error}"),
+            }
+        }
+        panic!("no free health port in three tries");
+    }
+
     async fn start(tweak: impl FnOnce(&mut jobqueue::config::Config)) -> TlsServer {
+        Self::try_start(tweak)
+            .await
+            .unwrap_or_else(|error| panic!("the server did not start: {error}"))
+    }
+
+    async fn try_start(
+        tweak: impl FnOnce(&mut jobqueue::config::Config),
+    ) -> Result<TlsServer, String> {
         let db = TestDb::new().await;
         let mut config = test_config(&db.url);
         config.tls_reload_interval = Duration::from_millis(100);
@@ -111,16 +140,22 @@ impl TlsServer {
                 let _ = ready_tx.send(());
             },
         ));
-        tokio::time::timeout(Duration::from_secs(20), ready_rx)
+        let ready = tokio::time::timeout(Duration::from_secs(20), ready_rx)
             .await
-            .expect("ready within 20 s")
-            .expect("the server started");
-        TlsServer {
+            .expect("ready within 20 s");
+        if ready.is_err() {
+            // It ended before it was ready: say why.
+            return Err(match task.await {
+                Ok(Err(error)) => error.to_string(),
+                other => format!("{other:?}"),
+            });
+        }
+        Ok(TlsServer {
             addr,
             stop: Some(stop),
             task,
             _db: db,
-        }
+        })
     }
 
     async fn stop(mut self) {
@@ -176,11 +211,9 @@ fn free_port() -> std::net::SocketAddr {
 async fn a_renewed_certificate_serves_new_connections_while_an_open_one_goes_on() {
     let (first_ca, second_ca) = (Ca::new("first"), Ca::new("second"));
     let files = Files::new(&first_ca);
-    let health_addr = free_port();
-    let server = TlsServer::start(|c| {
+    let (server, health_addr) = TlsServer::start_with_health(|c| {
         c.tls_cert = Some(files.cert.clone());
         c.tls_key = Some(files.key.clone());
-        c.health_addr = Some(health_addr);
     })
     .await;
 
