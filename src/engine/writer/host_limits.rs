@@ -11,13 +11,15 @@ use crate::job::hosts::{self, Held, HostState, host_of};
 /// How long a host with nothing to remember is kept after its last change.
 const HOST_KEPT_MS: i64 = 3_600_000;
 
-/// How an ended call speaks of its host's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Health {
-    Up,
-    Down,
-    /// Canceled, interrupted, refused before sending: says nothing of the host.
-    Unknown,
+/// An ended call, to count against its host.
+#[derive(Debug)]
+pub(super) struct EndedCall {
+    host: String,
+    id: String,
+    /// Whether the host failed it; `None` when it says nothing of the host.
+    failed: Option<bool>,
+    /// Until when the host asked for no calls.
+    slowed: Option<i64>,
 }
 
 impl Writer {
@@ -168,43 +170,51 @@ impl Writer {
         }
     }
 
-    /// Ended calls counted against their hosts: a slot freed, a run of failures
-    /// that opens the circuit (or a probe that closes it), and the time a host
-    /// asked for with `Retry-After` (a 429 or 503), which holds everyone's calls
-    /// to it, not only the job's own.
-    pub(super) async fn hosts_after_calls(
-        &mut self,
-        txn: &DatabaseTransaction,
-        completions: &[Completion],
-    ) -> Result<(), StoreError> {
-        if completions.is_empty() {
-            return Ok(());
-        }
+    /// Notes ended calls for their hosts, to count in the transaction once
+    /// ([`Writer::account_ended_calls`]); without hosts' state in the store, only
+    /// the time a host asked for, in this process.
+    pub(super) fn note_ended_calls(&mut self, completions: &[Completion]) {
         if !self.hosts_tracked() {
             self.note_slowed(completions);
-            return Ok(());
+            return;
         }
-        let mut ended = Vec::new();
         for c in completions {
-            let slowed = slowed_until(c);
             let Some(host) = self.tracked_host(&c.job.url) else {
                 continue;
             };
             let class = c.record.error_class.as_deref().and_then(ErrorClass::parse);
-            let health = match (c.record.status_code, class) {
-                (Some(code), _) if code >= 500 => Health::Down,
-                (Some(_), _) => Health::Up,
+            let failed = match (c.record.status_code, class) {
+                (Some(code), _) => Some(code >= 500),
                 (None, Some(ErrorClass::Connect | ErrorClass::Timeout | ErrorClass::Network)) => {
-                    Health::Down
+                    Some(true)
                 }
-                _ => Health::Unknown,
+                // Canceled, interrupted, refused before sending: nothing of the host.
+                _ => None,
             };
-            ended.push((host, c.record.job_id.as_str(), health, slowed));
+            self.ended_calls.push(EndedCall {
+                host,
+                id: c.record.job_id.clone(),
+                failed,
+                slowed: slowed_until(c),
+            });
         }
+    }
+
+    /// Ended calls counted against their hosts: a slot freed, a run of failures
+    /// that opens the circuit (or a probe that closes it), and the time a host
+    /// asked for with `Retry-After` (a 429 or 503), which holds everyone's calls
+    /// to it. Once per transaction, every host's row locked in one statement in
+    /// host order (and the claim's gate skips rows others hold), so two processes
+    /// never wait on each other in a cycle.
+    pub(super) async fn account_ended_calls(
+        &mut self,
+        txn: &DatabaseTransaction,
+    ) -> Result<(), StoreError> {
+        let ended = std::mem::take(&mut self.ended_calls);
         if ended.is_empty() {
             return Ok(());
         }
-        let mut names: Vec<&str> = ended.iter().map(|(h, ..)| h.as_str()).collect();
+        let mut names: Vec<&str> = ended.iter().map(|e| e.host.as_str()).collect();
         names.sort_unstable();
         names.dedup();
         let now = now_ms();
@@ -214,24 +224,15 @@ impl Writer {
             .map(|s| (s.host.clone(), s))
             .collect();
         let breaker = self.settings.host_breaker;
-        for (host, id, health, slowed) in ended {
-            let Some(state) = states.get_mut(&host) else {
+        for call in &ended {
+            let Some(state) = states.get_mut(&call.host) else {
                 continue;
             };
             let was_open = state.is_open();
-            let failed = match health {
-                Health::Unknown => None,
-                Health::Up => Some(false),
-                Health::Down => Some(true),
-            };
-            state.ended(id, failed, slowed, breaker.as_ref(), now);
+            state.ended(&call.id, call.failed, call.slowed, breaker.as_ref(), now);
             if state.is_open() != was_open {
-                tracing::warn!(%host, open = state.is_open(), failures = state.failures, "a host's circuit changed");
-                self.metrics.host_circuit(&host, state.is_open());
-            }
-            if slowed.is_some() {
-                // Its held jobs are due when it said; the others see the row.
-                self.due_queues.mark_all();
+                tracing::warn!(host = %call.host, open = state.is_open(), failures = state.failures, "a host's circuit changed");
+                self.metrics.host_circuit(&call.host, state.is_open());
             }
         }
         let states: Vec<HostState> = states.into_values().collect();

@@ -118,6 +118,8 @@ pub(crate) struct Writer {
     /// Hosts that asked for time (`Retry-After` on a 429 or 503), and until when,
     /// while no host limits or breaker keep hosts' state in the store.
     slowed_hosts: HashMap<String, i64>,
+    /// Calls ended in the open transaction, to count against their hosts.
+    ended_calls: Vec<host_limits::EndedCall>,
     settings: Settings,
     client: Arc<HttpClient>,
     ops: mpsc::Receiver<Op>,
@@ -281,6 +283,7 @@ impl Writer {
             skipped_runs: Vec::new(),
             failed_traces: HashMap::new(),
             slowed_hosts: HashMap::new(),
+            ended_calls: Vec::new(),
             client,
             ops,
             carried: Vec::new(),
@@ -601,6 +604,8 @@ impl Writer {
         after: &mut AfterCommit,
     ) -> Result<Vec<Answer>, StoreError> {
         let mut laps = Laps::start();
+        // What a transaction that did not commit noted is noted again.
+        self.ended_calls.clear();
         let txn = self.session.begin().await?;
         laps.mark("begin");
         let answers = self.apply_requests(&txn, now, requests, after).await?;
@@ -640,6 +645,7 @@ impl Writer {
         // Steps unblocked by what ended above start as jobs this turn can claim.
         self.move_chains(&txn, now).await?;
         laps.mark("chains");
+        self.account_ended_calls(&txn).await?;
         let free = self.free_slots();
         if !self.draining && free > 0 && self.due_queues.any() {
             let claimed = self.claim(&txn, now, free).await?;

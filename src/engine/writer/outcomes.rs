@@ -141,7 +141,8 @@ impl Writer {
                 self.change(job, Status::Queued, attempt - 1, now, None, None, Some(now));
             }
         }
-        self.hosts_after_calls(txn, completions).await
+        self.note_ended_calls(completions);
+        Ok(())
     }
 
     /// Writes outcomes in a transaction of their own, after a group commit the
@@ -163,7 +164,9 @@ impl Writer {
             let mut events = Vec::new();
             let result = tokio::time::timeout(self.turn_budget, async {
                 let txn = self.session.begin().await?;
+                self.ended_calls.clear();
                 self.apply_completions(&txn, &group).await?;
+                self.account_ended_calls(&txn).await?;
                 self.move_chains(&txn, now_ms()).await?;
                 events = self.log_changes(&txn).await?;
                 if !events.is_empty() {
