@@ -206,16 +206,14 @@ pub fn masked(stored: &str) -> (HashMap<String, String>, Vec<String>) {
 }
 
 /// A row's headers, the secret ones sealed for `from`, sealed instead for `to`
-/// (a schedule's headers for the job a run submits).
+/// (a schedule's headers for the job a run submits); a credential a schedule
+/// from before sealing keeps in the clear is sealed for the run.
 pub fn resealed(
     stored: &str,
     keyring: Option<&Keyring>,
     from: Row<'_>,
     to: Row<'_>,
 ) -> Result<String, String> {
-    if !stored.contains("\"sealed\"") {
-        return Ok(stored.to_string());
-    }
     let headers = opened(stored, keyring, from)?;
     headers
         .stored(keyring, to)
@@ -317,6 +315,14 @@ mod tests {
         assert_eq!(
             resealed(plain, None, Row::schedule("S"), Row::job("J")).unwrap(),
             plain
+        );
+        // A schedule from before sealing: its run's copy is sealed.
+        let clear = r#"{"Cookie":"c=old"}"#;
+        let run = resealed(clear, Some(&keys), Row::schedule("S"), Row::job("J")).unwrap();
+        assert!(!run.contains("c=old"), "{run}");
+        assert_eq!(
+            opened(&run, Some(&keys), Row::job("J")).unwrap().values["Cookie"],
+            "c=old"
         );
     }
 
