@@ -430,6 +430,45 @@ async fn a_queue_s_job_defaults_fill_what_a_job_leaves_unset() {
     assert_eq!(updated.max_concurrency, Some(4));
     let defaults = updated.job_defaults.expect("defaults kept");
     assert_eq!(defaults.timeout, Some(ms(200)));
+    // No mask: what the request sets changes, the rest stays (AIP-134).
+    let rated = queues
+        .update_queue(proto::UpdateQueueRequest {
+            queue: Some(proto::Queue {
+                rate_limit: Some(proto::RateLimit {
+                    per_second: 5.0,
+                    burst: Some(2),
+                }),
+                ..queue("strict")
+            }),
+            update_mask: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rated.rate_limit.as_ref().map(|r| r.per_second), Some(5.0));
+    assert_eq!(rated.max_concurrency, Some(4), "not set, so kept");
+    assert_eq!(
+        rated.job_defaults.and_then(|d| d.timeout),
+        Some(ms(200)),
+        "not set, so kept"
+    );
+    // `*`: everything as the request has it, unset settings cleared.
+    let replaced = queues
+        .update_queue(proto::UpdateQueueRequest {
+            queue: Some(proto::Queue {
+                max_concurrency: Some(1),
+                ..queue("strict")
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["*".into()],
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replaced.max_concurrency, Some(1));
+    assert_eq!(replaced.rate_limit, None);
+    assert_eq!(replaced.job_defaults, None);
     server.stop().await;
 }
 

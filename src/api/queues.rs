@@ -233,9 +233,18 @@ fn queue_row(
 }
 
 /// The settings an update mask names; an empty mask names them all.
-fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> QueueFields {
+fn fields_of(
+    mask: Option<prost_types::FieldMask>,
+    queue: Option<&proto::Queue>,
+    v: &mut Violations,
+) -> QueueFields {
     let paths = mask.map(|m| m.paths).unwrap_or_default();
     if paths.is_empty() {
+        // As AIP-134 has it: no mask changes the settings the request sets,
+        // and leaves the others as they are.
+        return queue.map_or_else(QueueFields::default, set_in);
+    }
+    if paths.len() == 1 && paths[0] == "*" {
         return QueueFields::ALL;
     }
     let mut fields = QueueFields::default();
@@ -260,11 +269,27 @@ fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> QueueF
                 format!("update_mask.paths[{i}]"),
                 "must be max_concurrency, rate_limit, follow_redirects, signing, destinations, \
                  job_defaults or \
-                 job_defaults.timeout, .max_attempts, .backoff or .ttl",
+                 job_defaults.timeout, .max_attempts, .backoff or .ttl, or * alone for all",
             ),
         }
     }
     fields
+}
+
+/// The settings a queue message sets: those not at their default.
+fn set_in(queue: &proto::Queue) -> QueueFields {
+    let defaults = queue.job_defaults.as_ref();
+    QueueFields {
+        max_concurrency: queue.max_concurrency.is_some(),
+        follow_redirects: queue.follow_redirects != 0,
+        signing: queue.signing.is_some(),
+        destinations: !queue.destinations.is_empty(),
+        rate_limit: queue.rate_limit.is_some(),
+        timeout: defaults.is_some_and(|d| d.timeout.is_some()),
+        max_attempts: defaults.is_some_and(|d| d.max_attempts.is_some()),
+        backoff: defaults.is_some_and(|d| d.backoff.is_some()),
+        ttl: defaults.is_some_and(|d| d.ttl.is_some()),
+    }
 }
 
 fn queue_proto(q: queues::Model) -> proto::Queue {
@@ -413,7 +438,7 @@ impl QueueService for QueueApi {
         let namespace = Caller::namespace_of(&request);
         let proto::UpdateQueueRequest { queue, update_mask } = request.into_inner();
         let mut v = Violations::default();
-        let fields = fields_of(update_mask, &mut v);
+        let fields = fields_of(update_mask, queue.as_ref(), &mut v);
         let row = queue_row(&namespace, queue, &self.limits, now_ms(), &mut v);
         let row = v
             .into_result(row)?
