@@ -847,6 +847,42 @@ async fn an_update_replaces_only_what_its_mask_names() {
     assert_eq!(changed.description, "export");
     assert_eq!(changed.state, ScheduleState::Active as i32);
     assert_eq!(gaps(&times(&changed.next_run_times)), [3000; 4]);
+
+    // No mask: what the request sets changes, the rest stays (AIP-134).
+    let described = update(
+        &mut schedules,
+        Some(proto::Schedule {
+            id: "changing".into(),
+            description: "nightly export".into(),
+            ..Default::default()
+        }),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(described.description, "nightly export");
+    assert_eq!(described.timetable, Some(Timetable::Interval(ms(3000))));
+    assert_eq!(
+        described.job.unwrap().request.unwrap().url,
+        target.url("/new")
+    );
+    // `*` alone: everything as the request has it.
+    let replaced = update(
+        &mut schedules,
+        Some(proto::Schedule {
+            id: "changing".into(),
+            ..every(4000, get(target.url("/all")))
+        }),
+        &["*"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(replaced.description, "");
+    assert_eq!(replaced.timetable, Some(Timetable::Interval(ms(4000))));
+    assert_eq!(
+        replaced.job.unwrap().request.unwrap().url,
+        target.url("/all")
+    );
     server.stop().await;
 }
 

@@ -449,10 +449,18 @@ fn template_of(
     )
 }
 
-/// What an update mask names; an empty mask names everything settable.
-fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> ScheduleFields {
+/// What an update mask names: no mask names what the request sets (AIP-134),
+/// `*` alone everything settable.
+fn fields_of(
+    mask: Option<prost_types::FieldMask>,
+    set: ScheduleFields,
+    v: &mut Violations,
+) -> ScheduleFields {
     let paths = mask.map(|m| m.paths).unwrap_or_default();
     if paths.is_empty() {
+        return set;
+    }
+    if paths.len() == 1 && paths[0] == "*" {
         return ScheduleFields::ALL;
     }
     let mut fields = ScheduleFields::default();
@@ -470,11 +478,25 @@ fn fields_of(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> Schedu
                 format!("update_mask.paths[{i}]"),
                 "must be description, cron, interval, once, time_zone, start_time, end_time, \
                  catchup_window, overlap_policy, job or chain (either of which replaces what \
-                 each run submits)",
+                 each run submits), or * alone for all",
             ),
         }
     }
     fields
+}
+
+/// The parts of a schedule a request sets: those not at their default.
+fn set_in(s: &proto::Schedule) -> ScheduleFields {
+    ScheduleFields {
+        description: !s.description.is_empty(),
+        timing: s.timetable.is_some(),
+        time_zone: !s.time_zone.is_empty(),
+        start: s.start_time.is_some(),
+        end: s.end_time.is_some(),
+        catchup_window: s.catchup_window.is_some(),
+        overlap: s.overlap_policy != 0,
+        job: s.job.is_some() || s.chain.is_some(),
+    }
 }
 
 fn state_of(s: &schedules::Model) -> proto::ScheduleState {
@@ -751,13 +773,15 @@ impl ScheduleService for ScheduleApi {
             schedule,
             update_mask,
         } = request.into_inner();
+        // Read before the chain is taken out of it.
+        let set = schedule.as_ref().map(set_in).unwrap_or_default();
         let Prepared {
             schedule,
             chain,
             contract,
         } = self.prepared(&namespace, schedule).await?;
         let mut v = Violations::default();
-        let fields = fields_of(update_mask, &mut v);
+        let fields = fields_of(update_mask, set, &mut v);
         let id = schedule.as_ref().map(|s| s.id.clone()).unwrap_or_default();
         if schedule.is_some()
             && let Err(status) = schedule_id(id.clone(), "schedule.id")
