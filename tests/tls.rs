@@ -200,13 +200,6 @@ async fn served_trusting(addr: std::net::SocketAddr, ca: &Ca) -> bool {
     }
 }
 
-fn free_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewed_certificate_serves_new_connections_while_an_open_one_goes_on() {
     let (first_ca, second_ca) = (Ca::new("first"), Ca::new("second"));

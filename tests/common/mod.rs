@@ -330,7 +330,21 @@ pub async fn queue_state(queues: &mut Queues, name: &str) -> proto::QueueState {
 }
 
 /// A loopback port nobody listens on right now.
+/// A loopback port free now, for a server the test starts to bind. Picked below
+/// the system's ephemeral range, which it hands out itself (to every `bind(0)` and
+/// outgoing connection of the suite running beside): a port taken from that range
+/// was sometimes handed to someone else before the server bound it.
 pub fn free_port() -> std::net::SocketAddr {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    for _ in 0..200 {
+        let port = fastrand::u16(10_000..low.max(10_001));
+        if let Ok(probe) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return probe.local_addr().unwrap();
+        }
+    }
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     probe.local_addr().unwrap()
 }
