@@ -248,7 +248,7 @@ async fn a_scripted_sequence_is_logged_exactly_and_read_back_by_filter() {
     for e in &logged {
         assert_eq!(e.namespace, "default");
         assert!(e.peer.starts_with("127.0.0.1:"), "{e:?}");
-        let at = e.time.as_ref().unwrap();
+        let at = e.commit_time.as_ref().unwrap();
         let at = std::time::UNIX_EPOCH + Duration::new(at.seconds as u64, at.nanos as u32);
         assert!(at + Duration::from_secs(1) >= started, "{e:?}");
     }

@@ -79,7 +79,7 @@ fn big_job(n: usize) -> JobSpec {
     if let Some(request) = spec.request.as_mut() {
         request.body = Some(proto::http_request::Body::Text("x".repeat(BODY)));
     }
-    spec.scheduled_at = Some(timestamp(jobqueue::now_ms() + 3_600_000));
+    spec.schedule_time = Some(timestamp(jobqueue::now_ms() + 3_600_000));
     spec
 }
 
@@ -217,7 +217,7 @@ async fn check_acknowledged(addr: std::net::SocketAddr, ledger: &Ledger) {
     let mut queues = queues(addr).await;
     for (name, concurrency) in &ledger.queues {
         let queue = queue_state(&mut queues, name).await;
-        let settings = queue.queue.expect("queue settings");
+        let settings = queue.clone();
         assert_eq!(
             settings.max_concurrency,
             Some(*concurrency),

@@ -25,7 +25,7 @@ async fn a_canceled_queued_job_never_runs() {
     let server = Server::start().await;
     let mut client = server.client.clone();
     let mut spec = get(target.url("/never"));
-    spec.scheduled_at = future(300);
+    spec.schedule_time = future(300);
     let id = submit(&mut client, spec).await;
     let job = client
         .cancel_job(proto::CancelJobRequest { id: id.clone() })
@@ -174,7 +174,7 @@ async fn retry_requeues_a_failed_job_with_a_fresh_budget_and_keeps_its_attempts(
 
     // A canceled job can be retried too.
     let mut spec = get(target.url("/later"));
-    spec.scheduled_at = future(60_000);
+    spec.schedule_time = future(60_000);
     let canceled = submit(&mut client, spec).await;
     client
         .cancel_job(proto::CancelJobRequest {
@@ -222,7 +222,7 @@ async fn delete_removes_a_finished_job_and_its_result() {
     assert_eq!(err.code(), Code::NotFound);
 
     let mut spec = get(target.url("/y"));
-    spec.scheduled_at = future(60_000);
+    spec.schedule_time = future(60_000);
     let queued = submit(&mut client, spec).await;
     let err = client
         .delete_job(proto::DeleteJobRequest { id: queued.clone() })
@@ -421,7 +421,7 @@ async fn list_filters_pages_and_counts() {
 
     let third = get_job(&mut client, &ids[3]).await.create_time.unwrap();
     let from_third = list(proto::ListJobsRequest {
-        created_after: Some(third),
+        create_start_time: Some(third),
         ..Default::default()
     })
     .await;
@@ -433,13 +433,13 @@ async fn list_filters_pages_and_counts() {
     );
     assert!(from_third.jobs.iter().any(|j| j.id == ids[6]));
     let future_only = list(proto::ListJobsRequest {
-        created_after: future(60_000),
+        create_start_time: future(60_000),
         ..Default::default()
     })
     .await;
     assert_eq!(future_only.total_size, 0);
     let before = list(proto::ListJobsRequest {
-        created_before: future(60_000),
+        create_end_time: future(60_000),
         ..Default::default()
     })
     .await;

@@ -167,7 +167,7 @@ async fn a_scraper_reads_counts_histograms_and_gauges_after_a_known_workload() {
     let slow = submit(&mut client, timing_out).await;
     // Due in an hour: scheduled, not waiting.
     let mut later = get_in("quiet", target.url("/later"));
-    later.scheduled_at = Some(timestamp(jobqueue::now_ms() + 3_600_000));
+    later.schedule_time = Some(timestamp(jobqueue::now_ms() + 3_600_000));
     submit(&mut client, later).await;
     for id in &good {
         wait_status(&mut client, id, JobStatus::Succeeded, SOON).await;
@@ -212,7 +212,7 @@ async fn a_scraper_reads_counts_histograms_and_gauges_after_a_known_workload() {
         .create_schedule(proto::CreateScheduleRequest {
             schedule_id: "once".into(),
             schedule: Some(proto::Schedule {
-                timetable: Some(Timetable::Once(timestamp(jobqueue::now_ms() + 200))),
+                timetable: Some(Timetable::OnceTime(timestamp(jobqueue::now_ms() + 200))),
                 job: Some(run),
                 ..Default::default()
             }),

@@ -126,7 +126,7 @@ async fn what_was_stored_before_namespaces_is_the_default_namespaces() {
         .await
         .expect("the old queue")
         .into_inner();
-    assert_eq!(queue.queue.unwrap().name, "emails");
+    assert_eq!(queue.name, "emails");
     assert_eq!(queue.stats.unwrap().succeeded, 1, "its job counts in it");
     let contract = contracts
         .get_contract(with_key(

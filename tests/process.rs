@@ -175,7 +175,7 @@ async fn sigterm_lets_running_calls_finish_requeues_the_rest_and_exits_0() {
     let long = submit(&mut client, long).await;
     assert!(target.wait_for(2, Duration::from_secs(10)).await);
     let mut later = get(target.url("/later"));
-    later.scheduled_at = Some(prost_types::Timestamp {
+    later.schedule_time = Some(prost_types::Timestamp {
         seconds: 4_000_000_000,
         nanos: 0,
     });

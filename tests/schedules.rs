@@ -562,7 +562,7 @@ async fn a_one_shot_fires_once_then_is_completed() {
         &mut schedules,
         "once",
         proto::Schedule {
-            timetable: Some(Timetable::Once(timestamp(at))),
+            timetable: Some(Timetable::OnceTime(timestamp(at))),
             job: Some(get(target.url("/once"))),
             ..Default::default()
         },
@@ -635,7 +635,7 @@ async fn more_schedules_due_at_once_than_a_turn_fires_each_fire_once() {
             async move {
                 let id = format!("many-{n:04}");
                 let once = proto::Schedule {
-                    timetable: Some(Timetable::Once(timestamp(at))),
+                    timetable: Some(Timetable::OnceTime(timestamp(at))),
                     job: Some(get(url)),
                     ..Default::default()
                 };
@@ -1552,8 +1552,8 @@ async fn bad_schedules_are_refused_with_the_field_and_create_nothing() {
         ),
         (
             "bad",
-            Some(job(&|s| s.scheduled_at = Some(timestamp(start)))),
-            "schedule.job.scheduled_at",
+            Some(job(&|s| s.schedule_time = Some(timestamp(start)))),
+            "schedule.job.schedule_time",
         ),
         (
             "bad",

@@ -209,7 +209,7 @@ async fn signed_requests_verify_with_the_reference_library() {
         .await
         .unwrap()
         .into_inner();
-    let shown = queue.queue.as_ref().unwrap().signing.clone().unwrap();
+    let shown = queue.signing.clone().unwrap();
     assert!(shown.secrets.is_empty());
     assert_eq!(shown.fingerprints.len(), 2);
     assert!(

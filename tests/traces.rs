@@ -353,7 +353,7 @@ async fn a_schedule_s_run_starts_its_own_trace_linked_to_the_schedule_s_creation
         proto::CreateScheduleRequest {
             schedule_id: "traced".into(),
             schedule: Some(proto::Schedule {
-                timetable: Some(Timetable::Once(timestamp(jobqueue::now_ms() + 300))),
+                timetable: Some(Timetable::OnceTime(timestamp(jobqueue::now_ms() + 300))),
                 job: Some(get(target.url("/run"))),
                 ..Default::default()
             }),
@@ -539,7 +539,7 @@ async fn a_job_accepted_by_one_process_and_run_by_another_stays_in_its_trace() {
     let mut client = connect(first.addr).await;
     // Due in a second and a half: the first process is killed before it is.
     let mut spec = get(target.url("/later"));
-    spec.scheduled_at = Some(timestamp(jobqueue::now_ms() + 1_500));
+    spec.schedule_time = Some(timestamp(jobqueue::now_ms() + 1_500));
     let request = from_caller(proto::SubmitJobRequest { job: Some(spec) }, "01");
     let id = client.submit_job(request).await.unwrap().into_inner().id;
     first.kill9();

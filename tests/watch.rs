@@ -59,7 +59,7 @@ async fn a_watcher_sees_every_change_of_a_job_in_order_and_the_stream_ends() {
     let mut client = server.client.clone();
     let mut spec = get(target.url("/retry?fail=1"));
     spec.backoff = backoff(proto::BackoffStrategy::Fixed, 100);
-    spec.scheduled_at = Some(in_ms(300));
+    spec.schedule_time = Some(in_ms(300));
     spec.tags = vec!["w".into()];
     let id = submit(&mut client, spec).await;
 
@@ -148,7 +148,7 @@ async fn cancel_and_failure_are_delivered() {
     hanging.timeout = Some(ms(10_000));
     let hanging = submit(&mut client, hanging).await;
     let mut failing = get(target.url("/bad?status=400"));
-    failing.scheduled_at = Some(in_ms(300));
+    failing.schedule_time = Some(in_ms(300));
     let failing = submit(&mut client, failing).await;
     let mut events = watch(&mut client, by_id(&[&hanging, &failing]))
         .await

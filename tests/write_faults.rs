@@ -212,7 +212,7 @@ struct Acknowledged {
 /// One job spec due in an hour (so it stays queued), its URL unique and marked.
 fn spec(marker: Marker, n: u64) -> JobSpec {
     let mut spec = get(format!("http://127.0.0.1:9/{}/{n}", marker.path()));
-    spec.scheduled_at = Some(timestamp(jobqueue::now_ms() + 3_600_000));
+    spec.schedule_time = Some(timestamp(jobqueue::now_ms() + 3_600_000));
     spec
 }
 

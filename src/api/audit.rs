@@ -27,7 +27,7 @@ impl AuditApi {
 fn entry(e: audit_entries::Model) -> proto::AuditEntry {
     proto::AuditEntry {
         id: e.id,
-        time: Some(timestamp(e.at)),
+        commit_time: Some(timestamp(e.at)),
         namespace: e.namespace,
         key_id: e.key_id.unwrap_or_default(),
         peer: e.peer.unwrap_or_default(),

@@ -582,7 +582,7 @@ pub(super) fn step_def(
         priority,
         max_attempts,
         backoff,
-        scheduled_at: None,
+        schedule_time: None,
         ttl: None,
         tags: Vec::new(),
         idempotency_key: String::new(),

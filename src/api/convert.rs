@@ -76,7 +76,7 @@ pub fn new_job(
         priority,
         max_attempts,
         backoff,
-        scheduled_at,
+        schedule_time,
         ttl,
         tags,
         idempotency_key,
@@ -134,10 +134,10 @@ pub fn new_job(
             format!("at most {MAX_REDIRECTS}, 0 to follow none, or unset for the queue's setting"),
         );
     }
-    let scheduled_at = match scheduled_at {
+    let scheduled_at = match schedule_time {
         None => now,
         Some(t) => timestamp_ms(&t).unwrap_or_else(|| {
-            v.add(format!("{path}.scheduled_at"), "must be a valid timestamp");
+            v.add(format!("{path}.schedule_time"), "must be a valid timestamp");
             now
         }),
     };
@@ -713,7 +713,7 @@ pub fn watched(item: Watched) -> proto::JobEvent {
                 cursor: cursor.to_string(),
                 status: status(&job.status) as i32,
                 attempt: job.attempt,
-                time: Some(timestamp(time)),
+                event_time: Some(timestamp(time)),
                 tags: serde_json::from_str(&job.tags).unwrap_or_default(),
                 status_code: job.last_status_code.unwrap_or(0),
                 error_class: error_class(job.last_error_class.as_deref()) as i32,
@@ -748,7 +748,7 @@ pub fn watched(item: Watched) -> proto::JobEvent {
                 job_id,
                 status: status(changed_to.as_str()) as i32,
                 attempt,
-                time: Some(timestamp(at)),
+                event_time: Some(timestamp(at)),
                 queue: local(&queue).to_string(),
                 tags,
                 status_code: status_code.unwrap_or(0),

@@ -425,8 +425,8 @@ impl JobService for JobApi {
             page_token,
             statuses,
             tags,
-            created_after,
-            created_before,
+            create_start_time,
+            create_end_time,
             queue,
             schedule_id,
         } = request.into_inner();
@@ -441,8 +441,16 @@ impl JobService for JobApi {
             ..Default::default()
         };
         for (field, t, slot) in [
-            ("created_after", created_after, &mut filter.created_after),
-            ("created_before", created_before, &mut filter.created_before),
+            (
+                "create_start_time",
+                create_start_time,
+                &mut filter.created_after,
+            ),
+            (
+                "create_end_time",
+                create_end_time,
+                &mut filter.created_before,
+            ),
         ] {
             if let Some(t) = t {
                 match convert::timestamp_ms(&t) {

@@ -34,7 +34,8 @@ impl QueueApi {
         QueueApi { engine, limits }
     }
 
-    async fn state(&self, queue: queues::Model) -> Result<proto::QueueState, Status> {
+    /// The queue as a read answers it: its settings, and its jobs now in `stats`.
+    async fn read(&self, queue: queues::Model) -> Result<proto::Queue, Status> {
         let now = now_ms();
         let (namespace, name) = (&queue.namespace, local(&queue.name));
         let stats = self
@@ -42,9 +43,9 @@ impl QueueApi {
             .store()
             .queue_stats(namespace, name, now)
             .await?;
-        Ok(proto::QueueState {
-            queue: Some(queue_proto(queue)),
+        Ok(proto::Queue {
             stats: Some(stats_proto(stats, now)),
+            ..queue_proto(queue)
         })
     }
 
@@ -104,6 +105,7 @@ fn queue_row(
         job_defaults,
         create_time: _,
         update_time: _,
+        stats: _,
         follow_redirects,
         signing,
         destinations,
@@ -339,6 +341,7 @@ fn queue_proto(q: queues::Model) -> proto::Queue {
         follow_redirects: follow_redirects.max(0) as u32,
         signing: super::signing::shown(signing.as_deref()),
         destinations: destinations.unwrap_or_default(),
+        stats: None,
     }
 }
 
@@ -388,7 +391,7 @@ impl QueueService for QueueApi {
     async fn get_queue(
         &self,
         request: Request<proto::GetQueueRequest>,
-    ) -> Result<Response<proto::QueueState>, Status> {
+    ) -> Result<Response<proto::Queue>, Status> {
         let namespace = Caller::namespace_of(&request);
         let proto::GetQueueRequest { name } = request.into_inner();
         let name = queue_name(name, "name")?;
@@ -398,7 +401,7 @@ impl QueueService for QueueApi {
             .queue(&namespace, &name)
             .await?
             .ok_or_else(|| Status::not_found(format!("queue {name} not found")))?;
-        Ok(Response::new(self.state(queue).await?))
+        Ok(Response::new(self.read(queue).await?))
     }
 
     async fn list_queues(
@@ -423,7 +426,7 @@ impl QueueService for QueueApi {
             convert::page_end(&mut page, page_size, PAGE_TOKEN_PREFIX, |q| local(&q.name));
         let mut queues = Vec::with_capacity(page.len());
         for queue in page {
-            queues.push(self.state(queue).await?);
+            queues.push(self.read(queue).await?);
         }
         Ok(Response::new(proto::ListQueuesResponse {
             queues,

@@ -3,7 +3,7 @@
 
 use prost_types::value::Kind;
 
-use super::convert::{error_class, map_of, timestamp, value_from_json};
+use super::convert::{duration, error_class, map_of, timestamp, value_from_json};
 use crate::proto;
 use crate::store::attempts;
 
@@ -40,7 +40,7 @@ pub fn attempt(a: attempts::Model) -> proto::Attempt {
         number,
         start_time: Some(timestamp(started_at)),
         finish_time: Some(timestamp(finished_at)),
-        duration_ms,
+        duration: Some(duration(duration_ms)),
         response,
         error_class: error_class(class.as_deref()) as i32,
         error_message: error_message.unwrap_or_default(),

@@ -203,7 +203,7 @@ fn schedule_row(
         match timetable {
             None => v.add(
                 "schedule.timetable",
-                "required: one of cron, interval or once",
+                "required: one of cron, interval or once_time",
             ),
             Some(T::Cron(expression)) => match schedule::parse_cron(&expression) {
                 Err(error) => v.add("schedule.cron", error),
@@ -230,9 +230,9 @@ fn schedule_row(
                 }
                 _ => v.add("schedule.interval", "must be from 1s to 366 days"),
             },
-            Some(T::Once(t)) => match convert::timestamp_ms(&t) {
+            Some(T::OnceTime(t)) => match convert::timestamp_ms(&t) {
                 Some(at) => timing = (ONCE.to_string(), None, None, Some(at)),
-                None => v.add("schedule.once", "must be a valid timestamp"),
+                None => v.add("schedule.once_time", "must be a valid timestamp"),
             },
         }
         if zone.is_some() && !timing.0.is_empty() && timing.0 != CRON && !time_zone.is_empty() {
@@ -412,9 +412,9 @@ fn template_of(
     v: &mut Violations,
 ) -> Option<crate::engine::NewJob> {
     if let Some(spec) = &job {
-        if spec.scheduled_at.is_some() {
+        if spec.schedule_time.is_some() {
             v.add(
-                "schedule.job.scheduled_at",
+                "schedule.job.schedule_time",
                 "must be unset: each run is due at its fire time",
             );
         }
@@ -467,7 +467,7 @@ fn fields_of(
     for (i, path) in paths.iter().enumerate() {
         match path.as_str() {
             "description" => fields.description = true,
-            "cron" | "interval" | "once" | "timetable" => fields.timing = true,
+            "cron" | "interval" | "once_time" | "timetable" => fields.timing = true,
             "time_zone" => fields.time_zone = true,
             "start_time" => fields.start = true,
             "end_time" => fields.end = true,
@@ -476,7 +476,7 @@ fn fields_of(
             "job" | "chain" => fields.job = true,
             _ => v.add(
                 format!("update_mask.paths[{i}]"),
-                "must be description, cron, interval, once, time_zone, start_time, end_time, \
+                "must be description, cron, interval, once_time, time_zone, start_time, end_time, \
                  catchup_window, overlap_policy, job or chain (either of which replaces what \
                  each run submits), or * alone for all",
             ),
@@ -544,7 +544,7 @@ fn schedule_proto(s: schedules::Model, recent: Vec<ScheduleRun>) -> proto::Sched
     let timetable = match kind.as_str() {
         CRON => cron.map(T::Cron),
         INTERVAL => interval_ms.map(|ms| T::Interval(convert::duration(ms))),
-        ONCE => once_at.map(|at| T::Once(convert::timestamp(at))),
+        ONCE => once_at.map(|at| T::OnceTime(convert::timestamp(at))),
         _ => None,
     };
     proto::Schedule {
@@ -588,7 +588,7 @@ fn job_shown(s: &schedules::Model) -> proto::JobSpec {
         priority: shown.priority,
         max_attempts: (!unset.max_attempts).then_some(s.max_attempts),
         backoff: shown.backoff.filter(|_| !unset.backoff),
-        scheduled_at: None,
+        schedule_time: None,
         ttl: shown.ttl.filter(|_| !unset.ttl),
         tags: shown.tags,
         idempotency_key: String::new(),

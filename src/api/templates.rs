@@ -222,7 +222,7 @@ pub async fn expand(
                 max_delay: Some(duration(job.backoff_max_ms)),
             })
         }),
-        scheduled_at: spec.scheduled_at,
+        schedule_time: spec.schedule_time,
         ttl: spec.ttl,
         tags,
         idempotency_key: spec.idempotency_key,

@@ -320,8 +320,8 @@ pub async fn submit_all(client: &mut Client, specs: Vec<JobSpec>) -> Vec<String>
     ids
 }
 
-/// A queue's state.
-pub async fn queue_state(queues: &mut Queues, name: &str) -> proto::QueueState {
+/// A queue as GetQueue reads it, its state in `stats`.
+pub async fn queue_state(queues: &mut Queues, name: &str) -> proto::Queue {
     queues
         .get_queue(proto::GetQueueRequest { name: name.into() })
         .await

@@ -186,7 +186,7 @@ pub async fn wait_chain_of(who: &Caller, id: &str) -> proto::Chain {
     }
 }
 
-pub async fn read_queue(who: &Caller, name: &str) -> proto::QueueState {
+pub async fn read_queue(who: &Caller, name: &str) -> proto::Queue {
     call!(
         who,
         queues.get_queue(proto::GetQueueRequest { name: name.into() })

@@ -125,7 +125,7 @@ pub fn in_an_hour() -> prost_types::Timestamp {
 /// A job of `emails` due in an hour: it stays queued through the test.
 pub fn later_job(target: &Target, ns: &str) -> JobSpec {
     JobSpec {
-        scheduled_at: Some(in_an_hour()),
+        schedule_time: Some(in_an_hour()),
         ..emails_job(target, &format!("/{ns}/later"))
     }
 }

@@ -73,7 +73,11 @@ impl WatchTally {
             self.foreign += 1;
             return;
         }
-        match event.time.as_ref().and_then(|t| delivery_ms(t, received)) {
+        match event
+            .event_time
+            .as_ref()
+            .and_then(|t| delivery_ms(t, received))
+        {
             Some(latency) => {
                 let latency = latency as f32;
                 self.latencies_ms.push(latency);
