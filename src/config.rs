@@ -32,6 +32,28 @@ pub enum Command {
     /// Destination hosts' state: calls in flight, circuits, the time they asked for.
     #[command(subcommand)]
     Hosts(HostsCommand),
+    /// Jobs of a running service: submit, get, result, cancel, retry, delete,
+    /// list, watch.
+    Job {
+        #[command(flatten)]
+        client: crate::cli::args::ClientArgs,
+        #[command(subcommand)]
+        command: crate::cli::args::JobCommand,
+    },
+    /// Queues of a running service.
+    Queue {
+        #[command(flatten)]
+        client: crate::cli::args::ClientArgs,
+        #[command(subcommand)]
+        command: crate::cli::args::QueueCommand,
+    },
+    /// Schedules of a running service.
+    Schedule {
+        #[command(flatten)]
+        client: crate::cli::args::ClientArgs,
+        #[command(subcommand)]
+        command: crate::cli::args::ScheduleCommand,
+    },
 }
 
 // Parsed once at the start, as `Command` is.

@@ -26,6 +26,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod chain;
+pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod engine;

@@ -8,6 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::io::IsTerminal;
 
 use clap::Parser;
+use jobqueue::cli;
 use jobqueue::config::{Cli, Command, HostsCommand, KeyCommand, LogFormat, SecretsCommand};
 use tracing_subscriber::EnvFilter;
 
@@ -34,6 +35,15 @@ async fn main() -> ExitCode {
         }
         Command::Secrets(SecretsCommand::Rekey(config)) => return rekey(config).await,
         Command::Hosts(command) => return hosts(command).await,
+        Command::Job { client, command } => {
+            return cli::run(client, cli::Target::Job(command)).await;
+        }
+        Command::Queue { client, command } => {
+            return cli::run(client, cli::Target::Queue(command)).await;
+        }
+        Command::Schedule { client, command } => {
+            return cli::run(client, cli::Target::Schedule(command)).await;
+        }
     };
     // A filter that does not parse stops the start, as any bad setting does.
     let filter = match std::env::var("JOBQUEUE_LOG") {
