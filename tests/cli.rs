@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::keys::{keys_file, new_key};
 use common::*;
-use testkit::Target;
 
 /// Runs `jobqueue ARGS` against `server`, with `stdin` as its input.
 async fn cli(server: &Server, args: &[&str], stdin: Option<&str>) -> Output {
@@ -602,4 +601,58 @@ async fn the_api_key_comes_from_a_flag_or_the_environment() {
     .await;
     expect_code(&out, 1, "a wrong key");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_goes_on_across_a_restart_of_the_service() {
+    let target = Target::start().await.unwrap();
+    let db = TestDb::new().await;
+    let addr = free_port();
+    let mut first = Process::start_at(addr, &db.url, &[]);
+    let url = target.url("/after-restart");
+    let submit = tokio::process::Command::new(env!("CARGO_BIN_EXE_jobqueue"))
+        .args(["job", "submit", "--url", &url, "--in", "3s", "-o", "json"])
+        .env("JOBQUEUE_ADDRESS", addr.to_string())
+        .output()
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&submit.stdout).unwrap();
+    let id = answer["id"].as_str().unwrap().to_string();
+    let watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_jobqueue"))
+        .args(["job", "watch", &id, "-o", "json"])
+        .env("JOBQUEUE_ADDRESS", addr.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The watch has its snapshot; then the service dies before the job is due.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    first.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = Process::start_at(addr, &db.url, &[]);
+    let out = tokio::time::timeout(Duration::from_secs(30), watch.wait_with_output())
+        .await
+        .expect("the watch ends once the job has")
+        .unwrap();
+    expect_code(&out, 0, "the watch saw the job succeed");
+    let statuses: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "JOB_STATUS_QUEUED",
+            "JOB_STATUS_RUNNING",
+            "JOB_STATUS_SUCCEEDED"
+        ],
+        "each change once, none missed across the restart"
+    );
+    assert_eq!(target.received_on("/after-restart").len(), 1);
+    second.stop();
 }

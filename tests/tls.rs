@@ -383,3 +383,99 @@ async fn tls_files_that_do_not_load_are_refused_at_start_naming_the_file() {
         );
     }
 }
+
+/// `jobqueue ARGS` (the command line as a client); its exit code and error output.
+async fn cli(args: &[&str]) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jobqueue"))
+        .args(args)
+        .env_remove("JOBQUEUE_ADDRESS")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_speaks_tls_and_presents_a_client_certificate() {
+    let ca = Ca::new("server ca");
+    let clients_ca = Ca::new("clients ca");
+    let files = Files::new(&ca);
+    put(&files.client_ca, &clients_ca.pem());
+    let server = TlsServer::start(|c| {
+        c.tls_cert = Some(files.cert.clone());
+        c.tls_key = Some(files.key.clone());
+        c.tls_client_ca = Some(files.client_ca.clone());
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let server_ca = path("ca.pem", &ca.pem());
+    let (cert, key) = clients_ca.sign(&["worker"]);
+    let (cert, key) = (path("client.pem", &cert), path("client.key", &key));
+    let address = format!("https://localhost:{}", server.addr.port());
+    let base = ["queue", "list", "--address", &address];
+
+    let with_cert = [
+        &base[..],
+        &[
+            "--tls-ca",
+            &server_ca,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    ]
+    .concat();
+    let (code, err) = cli(&with_cert).await;
+    assert_eq!(
+        code,
+        Some(0),
+        "trusting the CA, presenting a certificate: {err}"
+    );
+
+    let without_cert = [&base[..], &["--tls-ca", &server_ca]].concat();
+    let (code, _) = cli(&without_cert).await;
+    assert_eq!(code, Some(1), "mTLS refuses a client without a certificate");
+
+    let other_ca = path("other.pem", &Ca::new("another").pem());
+    let distrusting = [
+        &base[..],
+        &[
+            "--tls-ca",
+            &other_ca,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    ]
+    .concat();
+    let (code, _) = cli(&distrusting).await;
+    assert_eq!(
+        code,
+        Some(1),
+        "a server certificate the CA did not sign is refused"
+    );
+
+    let (code, err) = cli(&base).await;
+    assert_eq!(code, Some(2), "https without a CA: {err}");
+    assert!(err.contains("--tls-ca"), "{err}");
+
+    let plaintext = [
+        "queue",
+        "list",
+        "--address",
+        &format!("127.0.0.1:{}", server.addr.port()),
+    ];
+    let (code, _) = cli(&plaintext).await;
+    assert_eq!(code, Some(1), "plaintext to a TLS port fails");
+    server.stop().await;
+}

@@ -27,8 +27,18 @@ impl Process {
 
     /// [`Process::start_on`] with these environment variables set.
     pub fn start_with_env(url: &str, extra: &[&str], env: &[(&str, &str)]) -> Process {
+        Self::spawn("127.0.0.1:0", url, extra, env)
+    }
+
+    /// Starts `jobqueue serve` on `addr` (from [`super::free_port`]), so that
+    /// clients find it again when it is started anew there.
+    pub fn start_at(addr: std::net::SocketAddr, url: &str, extra: &[&str]) -> Process {
+        Self::spawn(&addr.to_string(), url, extra, &[])
+    }
+
+    fn spawn(listen: &str, url: &str, extra: &[&str], env: &[(&str, &str)]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jobqueue"))
-            .args(["serve", "--listen-addr", "127.0.0.1:0"])
+            .args(["serve", "--listen-addr", listen])
             .args(["--db-url", url])
             .args([
                 "--poll-interval",
