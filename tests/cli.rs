@@ -656,3 +656,42 @@ async fn a_watch_goes_on_across_a_restart_of_the_service() {
     assert_eq!(target.received_on("/after-restart").len(), 1);
     second.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_cli_block_submits_watches_and_reads() {
+    let target = EchoTarget::start();
+    let server = Server::start().await;
+    let script = readme::block("four-ways-cli", "sh").replace("127.0.0.1:8080", &target.addr);
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_jobqueue"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .env("PATH", path)
+            .env("JOBQUEUE_ADDRESS", server.addr.to_string())
+            .output(),
+    )
+    .await
+    .expect("the block finished")
+    .unwrap();
+    expect_code(&out, 0, "the README's command-line block");
+    let text = stdout(&out);
+    assert!(text.contains("succeeded, attempt 1/3 (200)"), "{text}");
+    assert!(
+        text.contains("\"method\": \"POST\""),
+        "the body the target sent: {text}"
+    );
+    let seen = target.wait_for(1).await;
+    assert!(
+        seen[0].starts_with("POST /hook") && seen[0].ends_with(r#"{"hello":"world"}"#),
+        "{seen:?}"
+    );
+    server.stop().await;
+}

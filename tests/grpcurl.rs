@@ -7,42 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// The shell block after the `marker` comment in README.md.
-fn readme_session(marker: &str) -> String {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let after = readme
-        .split(&format!("<!-- {marker}"))
-        .nth(1)
-        .expect("README has the grpcurl session");
-    let block = after
-        .split("```sh\n")
-        .nth(1)
-        .expect("a sh block follows the marker");
-    block.split("```").next().unwrap().to_string()
-}
-
-/// The lines of the text block after the `marker` comment in README.md.
-fn readme_expected(marker: &str) -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let after = readme
-        .split(&format!("<!-- {marker}"))
-        .nth(1)
-        .expect("README shows the session's output");
-    let block = after
-        .split("```text\n")
-        .nth(1)
-        .expect("a text block follows the marker");
-    block
-        .split("```")
-        .next()
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// Runs the README's session after `marker` against `server`, with the echo
 /// target in place of the one the README names; its stdout and stderr.
 async fn run_session(marker: &str, server: &Server, target: &EchoTarget) -> (String, String) {
@@ -56,7 +20,7 @@ async fn run_session_with(
     target: &EchoTarget,
     vars: &[(&str, &str)],
 ) -> (String, String) {
-    let script = readme_session(marker)
+    let script = readme::block(marker, "sh")
         .replace("localhost:50051", &server.addr.to_string())
         .replace("127.0.0.1:8080", &target.addr);
     let output = tokio::time::timeout(
@@ -88,7 +52,7 @@ async fn the_readme_grpcurl_session_works_against_the_target_it_names() {
     let (stdout, stderr) = run_session("grpcurl-session", &server, &target).await;
 
     // What the README shows, it prints.
-    for line in readme_expected("grpcurl-expected") {
+    for line in readme::expected("grpcurl-expected") {
         assert!(stdout.contains(line.trim()), "{line:?} in:\n{stdout}");
     }
     for service in [
@@ -135,7 +99,7 @@ async fn the_readme_chain_session_checks_runs_and_watches_a_chain() {
     let target = EchoTarget::start();
     let server = Server::start().await;
     let (stdout, _) = run_session("grpcurl-chain-session", &server, &target).await;
-    for line in readme_expected("grpcurl-chain-expected") {
+    for line in readme::expected("grpcurl-chain-expected") {
         let line = line.replace("127.0.0.1:8080", &target.addr);
         assert!(stdout.contains(line.trim()), "{line:?} in:\n{stdout}");
     }
@@ -206,5 +170,26 @@ async fn the_readme_keys_session_makes_uses_and_revokes_a_key() {
     );
     let seen = target.wait_for(1).await;
     assert_eq!(seen, vec!["POST /invoice key=- ".to_string()]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_four_ways_grpcurl_block_submits_watches_and_reads() {
+    if !tool_available(Command::new("grpcurl").arg("-version"), "grpcurl") {
+        return;
+    }
+    let target = EchoTarget::start();
+    let server = Server::start().await;
+    let (stdout, _) = run_session("four-ways-grpcurl", &server, &target).await;
+    assert!(
+        stdout.contains("\"status\": \"JOB_STATUS_SUCCEEDED\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"statusCode\": 200"), "{stdout}");
+    let seen = target.wait_for(1).await;
+    assert!(
+        seen[0].starts_with("POST /hook") && seen[0].ends_with(r#"{"hello":"world"}"#),
+        "{seen:?}"
+    );
     server.stop().await;
 }

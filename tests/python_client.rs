@@ -318,3 +318,33 @@ fn the_example_type_checks_against_the_generated_stubs() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_python_block_submits_watches_and_reads_the_json_body() {
+    let Some(installed) = installed() else { return };
+    let target = EchoTarget::start();
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("readme.py");
+    let block = readme::block("four-ways-python", "python")
+        .replace("localhost:50051", &server.addr.to_string())
+        .replace("127.0.0.1:8080", &target.addr);
+    std::fs::write(&script, block).unwrap();
+    let stdout = run(installed, script.to_str().unwrap(), &[]).await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.iter().rev().nth(1),
+        Some(&"JOB_STATUS_SUCCEEDED"),
+        "{stdout}"
+    );
+    assert!(
+        lines.last().unwrap().contains("'method': 'POST'"),
+        "the echo, as a dict: {stdout}"
+    );
+    let seen = target.wait_for(1).await;
+    assert!(
+        seen[0].starts_with("POST /hook") && seen[0].ends_with(r#"{"hello":"world"}"#),
+        "{seen:?}"
+    );
+    server.stop().await;
+}

@@ -284,3 +284,46 @@ async fn a_watch_resumes_after_a_server_restart_seeing_each_change_once() {
     assert_eq!(seen.last().map(String::as_str), Some("ended"));
     assert_eq!(target.received_on("/resumed").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_typescript_block_submits_watches_and_reads_the_json_body() {
+    let Some(package) = built_package() else {
+        return;
+    };
+    let target = EchoTarget::start();
+    let server = Server::start().await;
+    // The block as a module of its own, importing the package by its name.
+    let dir = tempfile::tempdir().unwrap();
+    let scope = dir.path().join("node_modules/@jobqueue");
+    std::fs::create_dir_all(&scope).unwrap();
+    std::os::unix::fs::symlink(package, scope.join("client")).unwrap();
+    let script = dir.path().join("readme.mjs");
+    let block = readme::block("four-ways-typescript", "ts")
+        .replace("localhost:50051", &server.addr.to_string())
+        .replace("127.0.0.1:8080", &target.addr);
+    std::fs::write(&script, block).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("node").arg(&script).output(),
+    )
+    .await
+    .expect("the block finished within a minute")
+    .expect("node ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("JOB_STATUS_SUCCEEDED"), "{stdout}");
+    assert!(
+        stdout.contains("method: 'POST'"),
+        "the echo, as an object: {stdout}"
+    );
+    let seen = target.wait_for(1).await;
+    assert!(
+        seen[0].starts_with("POST /hook") && seen[0].ends_with(r#"{"hello":"world"}"#),
+        "{seen:?}"
+    );
+    server.stop().await;
+}

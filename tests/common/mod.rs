@@ -9,6 +9,7 @@ pub mod db;
 mod echo;
 pub mod keys;
 mod process;
+pub mod readme;
 pub use echo::EchoTarget;
 pub use process::Process;
 
