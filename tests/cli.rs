@@ -695,3 +695,56 @@ async fn the_readme_cli_block_submits_watches_and_reads() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_by_tag_prints_each_change_as_it_comes() {
+    use tokio::io::AsyncBufReadExt;
+    let target = Target::start().await.unwrap();
+    let server = Server::start().await;
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_jobqueue"))
+        .args(["job", "watch", "--tag", "live", "-o", "json"])
+        .env("JOBQUEUE_ADDRESS", server.addr.to_string())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    // Once the stream is open (a job it does not name comes first: no line for it).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let other = target.url("/other");
+    cli(&server, &["job", "submit", "--url", &other, "--wait"], None).await;
+    let url = target.url("/live");
+    let out = cli(
+        &server,
+        &["job", "submit", "--url", &url, "--tag", "live"],
+        None,
+    )
+    .await;
+    let id = stdout(&out).trim().to_string();
+    let mut statuses = Vec::new();
+    while statuses.last().map(String::as_str) != Some("JOB_STATUS_SUCCEEDED") {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("a change within 20 s")
+            .unwrap()
+            .expect("the watch goes on");
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(event["jobId"], id.as_str(), "only the tagged job: {line}");
+        statuses.push(event["status"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        statuses,
+        [
+            "JOB_STATUS_QUEUED",
+            "JOB_STATUS_RUNNING",
+            "JOB_STATUS_SUCCEEDED"
+        ]
+    );
+    watch.kill().await.unwrap();
+
+    for args in [vec!["job", "watch"], vec!["job", "watch", &id, "--all"]] {
+        let out = cli(&server, &args, None).await;
+        expect_code(&out, 2, &format!("{args:?}"));
+    }
+    server.stop().await;
+}

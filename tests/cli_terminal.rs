@@ -87,6 +87,13 @@ impl Drop for Terminal {
     }
 }
 
+/// Every screen `terminal` shows until its command has exited.
+async fn screens_to_the_end(terminal: Terminal) -> Vec<String> {
+    tokio::task::spawn_blocking(move || terminal.screens_until("EXIT=", Duration::from_secs(30)))
+        .await
+        .unwrap()
+}
+
 fn shell_command(server: &Server, args: &str) -> String {
     format!(
         "JOBQUEUE_ADDRESS={} {} {args}; echo EXIT=$?; sleep 60",
@@ -118,13 +125,7 @@ async fn one_jobs_line_is_redrawn_through_its_retry_until_it_succeeds() {
             ),
         ),
     );
-    let screens = tokio::task::spawn_blocking(move || {
-        let screens = terminal.screens_until("EXIT=", Duration::from_secs(30));
-        (screens, terminal)
-    })
-    .await
-    .unwrap()
-    .0;
+    let screens = screens_to_the_end(terminal).await;
     let last = screens.last().unwrap();
     assert!(last.contains("EXIT=0"), "it exits 0:\n{last}");
     assert!(last.contains("succeeded, attempt 2/3 (200)"), "{last}");
@@ -182,13 +183,7 @@ async fn a_progress_bar_counts_many_jobs_by_status() {
             &format!("job submit --jobs {} --wait", file.display()),
         ),
     );
-    let screens = tokio::task::spawn_blocking(move || {
-        let screens = terminal.screens_until("EXIT=", Duration::from_secs(30));
-        (screens, terminal)
-    })
-    .await
-    .unwrap()
-    .0;
+    let screens = screens_to_the_end(terminal).await;
     let last = screens.last().unwrap();
     assert!(last.contains("40 jobs submitted"), "{last}");
     assert!(last.contains("40/40 finished"), "{last}");
