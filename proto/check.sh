@@ -2,8 +2,9 @@
 # Checks the API's contract: `buf lint` with the rules buf.yaml names, then
 # `buf breaking` against the proto as it was before its latest change.
 #
-# The latest change is the working tree's, when proto/ differs from HEAD; else
-# the last commit that changed proto/. A breaking change passes only when it is
+# The latest change is the working tree's, when proto/ differs from HEAD; else, on
+# a branch, its commits since the main line; else the last commit that changed
+# proto/. A breaking change passes only when it is
 # declared: the commit's message carries a `Breaking-Change: <what>` line and the
 # commit adds to CHANGELOG.md what a client must do (for a change not committed
 # yet: CHANGELOG.md changed beside it).
@@ -30,13 +31,27 @@ if ! git rev-parse --verify -q HEAD >/dev/null; then
   echo "buf breaking: no commit to compare with"
   exit 0
 fi
-if [ -n "$(git status --porcelain -- proto)" ]; then
+# A branch is compared with where it left the main line (origin/main, or the
+# commit JOBQUEUE_PROTO_BASE names), so that each of its proto changes counts.
+base="${JOBQUEUE_PROTO_BASE:-}"
+if [ -z "$base" ] && git rev-parse -q --verify origin/main >/dev/null; then
+  base="$(git merge-base HEAD origin/main)"
+  [ "$base" = "$(git rev-parse HEAD)" ] && base=""
+fi
+# The contract: the .proto files and buf's rules (not this script).
+contract=('proto/*.proto' proto/buf.yaml)
+if [ -n "$(git status --porcelain -- "${contract[@]}")" ]; then
   change="the working tree"
   against="HEAD"
   changelog_changed() { [ -n "$(git status --porcelain -- CHANGELOG.md)" ]; }
   declared() { true; }
+elif [ -n "$base" ]; then
+  change="the commits since ${base:0:12}"
+  against="$base"
+  changelog_changed() { git diff --quiet "$base" HEAD -- CHANGELOG.md && return 1 || return 0; }
+  declared() { git log --format=%B "$base..HEAD" | grep -q '^Breaking-Change: .'; }
 else
-  last="$(git log -1 --format=%H -- proto)"
+  last="$(git log -1 --format=%H -- "${contract[@]}")"
   if ! git rev-parse --verify -q "$last^" >/dev/null; then
     echo "buf breaking: proto/ has had no change since it was added"
     exit 0

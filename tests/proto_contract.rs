@@ -56,13 +56,31 @@ impl Scratch {
 
     /// Runs the check; its exit status and everything it printed.
     fn check(&self) -> (bool, String) {
-        let out = Command::new("bash")
+        self.check_from(None)
+    }
+
+    /// [`Scratch::check`] of a branch that left the main line at `base`.
+    fn check_from(&self, base: Option<&str>) -> (bool, String) {
+        let mut command = Command::new("bash");
+        command
             .arg(self.path("proto/check.sh"))
             // buf as this repository's own check installed it.
             .env("JOBQUEUE_TOOLS", Path::new(REPO).join(".tools"))
+            .env_remove("JOBQUEUE_PROTO_BASE");
+        if let Some(base) = base {
+            command.env("JOBQUEUE_PROTO_BASE", base);
+        }
+        let out = command.output().unwrap();
+        (out.status.success(), text(&out))
+    }
+
+    fn head(&self) -> String {
+        let out = Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(self.dir.path())
             .output()
             .unwrap();
-        (out.status.success(), text(&out))
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
 
@@ -151,4 +169,37 @@ fn an_added_field_passes_and_an_uncommented_one_fails_lint() {
         report.contains("\"note\" should have a non-empty comment"),
         "{report}"
     );
+}
+
+#[test]
+fn a_branch_is_checked_from_where_it_left_the_main_line() {
+    if !tool_available(Command::new("npm").arg("--version"), "npm (to install buf)") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let base = scratch.head();
+    scratch.edit(JOBS, RENAME_FROM, RENAME_TO);
+    scratch.commit("Rename priority");
+    // A later change that breaks nothing does not hide the earlier one.
+    scratch.edit(JOBS, "  // Higher runs first;", "  // Higher runs sooner;");
+    scratch.commit("Reword a comment");
+    let (ok, report) = scratch.check_from(Some(&base));
+    assert!(!ok, "the branch's undeclared rename fails: {report}");
+    assert!(
+        report.contains("changed name from \"priority\" to \"precedence\""),
+        "{report}"
+    );
+
+    scratch.edit(
+        "CHANGELOG.md",
+        "## Unreleased\n",
+        "## Unreleased\n\n- `JobSpec.priority` is `precedence` now.\n",
+    );
+    scratch.git(&[
+        "commit",
+        "-qam",
+        "Say so\n\nBreaking-Change: JobSpec.priority is precedence",
+    ]);
+    let (ok, report) = scratch.check_from(Some(&base));
+    assert!(ok, "declared on the branch: {report}");
 }
