@@ -33,6 +33,9 @@
 //! prototype of its pipeline (`--limit`, the `jqlimit` binary built from
 //! `../shared/limit`), `--rounds` times, and prints both and their ratio.
 //!
+//! `--mode target` runs only the loopback HTTP target, on `--listen`, until SIGTERM:
+//! the same target for another system to call (`bench/pg_side_by_side.sh`).
+//!
 //! The server runs in this process by default, is spawned as a child process with
 //! `--spawn-server PATH` (the mode to use for RSS and CPU figures: only the server
 //! is measured), or is an already running one with `--server ADDR`.
@@ -53,10 +56,11 @@ mod server;
 
 use modes::backlog::run_backlog;
 use modes::batch::run_batch;
-use modes::common::{Bench, QUEUES};
+use modes::common::{Bench, POST_BYTES, QUEUES};
 use modes::idle::run_idle;
 use modes::schedules::run_schedules;
 use modes::side_by_side::run_side_by_side;
+use modes::target::run_target;
 use modes::unary::run_unary;
 use modes::watch::run_watch;
 use report::{Report, print_report};
@@ -79,8 +83,9 @@ struct Args {
     /// What to run; `both` runs unary, batch and idle in turn; `watch` measures
     /// `WatchJobs` streams under a paced load, `backlog` batch and unary beside a
     /// paused backlog and then its drain, `schedules` cron schedules all due at the
-    /// same minute, `side-by-side` jobqueue alternating with the prototype (none of
-    /// these four is part of `both`).
+    /// same minute, `side-by-side` jobqueue alternating with the prototype, `target`
+    /// only the HTTP target for another system (none of these five is part of
+    /// `both`).
     #[arg(long, value_enum, default_value_t = Mode::Both)]
     mode: Mode,
 
@@ -204,6 +209,21 @@ struct Args {
     /// `--mode side-by-side`: jobs per unary run (`--jobs` is the batch run's).
     #[arg(long, default_value_t = 20_000)]
     unary_jobs: usize,
+
+    /// The database the in-process or spawned server uses instead of a scratch
+    /// SQLite file: a fresh one, e.g. `postgres://postgres@127.0.0.1:5432/bench`
+    /// (the caller creates and drops it; `bench/pg_side_by_side.sh` does).
+    #[arg(long)]
+    db_url: Option<String>,
+
+    /// Each job is a POST of a JSON body of this many bytes instead of a GET.
+    #[arg(long, default_value_t = 0)]
+    post_bytes: usize,
+
+    /// `--mode target`: the loopback address to serve on (port 0: one the system
+    /// picks; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -218,6 +238,8 @@ enum Mode {
     SideBySide,
     /// Three-step chains; per-job figures are per step.
     Chains,
+    /// Only the loopback HTTP target, until SIGTERM, for another system to call.
+    Target,
 }
 
 #[tokio::main]
@@ -235,10 +257,17 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     validate(&args)?;
     QUEUES.get_or_init(|| args.queues);
+    POST_BYTES.get_or_init(|| args.post_bytes);
+    if let Some(url) = &args.db_url {
+        server::DB_URL.get_or_init(|| url.clone());
+    }
     println!("command: {}", command_line());
     if args.mode == Mode::SideBySide {
         print!("{}", run_side_by_side(&args).await?);
         return Ok(());
+    }
+    if args.mode == Mode::Target {
+        return run_target(args.listen).await;
     }
 
     let scratch = match args.server {
@@ -341,6 +370,10 @@ fn validate(args: &Args) -> anyhow::Result<()> {
             "--trace-sample-ratio needs --spawn-server (tracing is set up by the process)"
         );
     }
+    ensure!(
+        args.listen.ip().is_loopback(),
+        "--listen must be a loopback address: the benchmark only runs on 127.0.0.1"
+    );
     if let Some(addr) = args.server {
         ensure!(
             addr.ip().is_loopback(),

@@ -67,6 +67,9 @@ fn api_key_file(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The database the server uses instead of a scratch SQLite file (`--db-url`).
+pub(crate) static DB_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// A fresh directory for the database, removed when dropped.
 pub(crate) struct ScratchDir(PathBuf);
 
@@ -83,8 +86,12 @@ impl ScratchDir {
         Ok(ScratchDir(path))
     }
 
+    /// `--db-url` when given, else a SQLite file here.
     fn db_url(&self) -> String {
-        format!("sqlite://{}/jobqueue.db?mode=rwc", self.0.display())
+        match DB_URL.get() {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}/jobqueue.db?mode=rwc", self.0.display()),
+        }
     }
 
     pub(crate) fn path(&self) -> &Path {

@@ -86,7 +86,12 @@ impl Drop for Target {
 impl Target {
     /// Starts a target on 127.0.0.1 on a port the system picks.
     pub async fn start() -> std::io::Result<Target> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Target::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts a target listening on `addr` (port 0: one the system picks).
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Target> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State::default());
         let (count_tx, count) = watch::channel(0usize);

@@ -73,18 +73,40 @@ fn queue_of(n: usize) -> String {
     }
 }
 
-/// A GET of the target's `/b/{n}`, tagged with the run's tag.
+/// Bytes of each job's JSON body (`--post-bytes`); 0: jobs are GETs.
+pub(crate) static POST_BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// A GET of the target's `/b/{n}` (a POST of a JSON body with `--post-bytes`),
+/// tagged with the run's tag.
 pub(crate) fn job_spec(url_prefix: &str, n: usize, tag: &str) -> JobSpec {
+    let bytes = POST_BYTES.get().copied().unwrap_or(0);
+    let (method, body) = match bytes {
+        0 => ("GET", None),
+        _ => (
+            "POST",
+            Some(proto::http_request::Body::Json(json_body(n, bytes))),
+        ),
+    };
     JobSpec {
         queue: queue_of(n),
         request: Some(proto::HttpRequest {
-            method: "GET".into(),
+            method: method.into(),
             url: format!("{url_prefix}{n}"),
+            body,
             ..Default::default()
         }),
         tags: vec![tag.to_string()],
         ..Default::default()
     }
+}
+
+/// `{"n":N,"pad":"xxx…"}`, padded to `bytes` bytes as sent (or just over, when
+/// `bytes` is smaller than the document without padding).
+fn json_body(n: usize, bytes: usize) -> prost_types::Value {
+    let bare = format!(r#"{{"n":{n},"pad":""}}"#).len();
+    let pad = "x".repeat(bytes.saturating_sub(bare));
+    let json = serde_json::json!({"n": n, "pad": pad});
+    jobqueue::api::convert::value_from_json(json)
 }
 
 /// One accepted job: its index within the run, when the call carrying it was sent and

@@ -7,5 +7,6 @@ pub(crate) mod common;
 pub(crate) mod idle;
 pub(crate) mod schedules;
 pub(crate) mod side_by_side;
+pub(crate) mod target;
 pub(crate) mod unary;
 pub(crate) mod watch;
