@@ -92,7 +92,8 @@ pub async fn until_finished(
     let live = output == Output::Human && std::io::stdout().is_terminal();
     let bar = live.then(|| view(total));
     let mut redraw = tokio::time::interval(REDRAW);
-    while seen.values().filter(|s| s.finished()).count() < total {
+    let mut finished = 0;
+    while finished < total {
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else {
@@ -103,10 +104,15 @@ pub async fn until_finished(
                     continue;
                 }
                 let now = Seen::of(&event);
+                let was_finished = seen.get(&event.job_id).is_some_and(Seen::finished);
+                match (now.finished(), was_finished) {
+                    (true, false) => finished += 1,
+                    (false, true) => finished -= 1,
+                    _ => {}
+                }
                 match (&bar, output) {
                     (_, Output::Json) => json::print("jobqueue.v1.JobEvent", &event),
-                    (Some(bar), _) if total > 1 && now.finished() => bar.inc(1),
-                    (Some(_), _) => {}
+                    (Some(bar), _) => bar.set_position(finished as u64),
                     (None, _) => println!(
                         "{}  {}  {}",
                         render::when(event.event_time.as_ref()),
