@@ -346,6 +346,10 @@ async fn list_filters_pages_and_counts() {
             format!("n{i}"),
             if i < 3 { "low".into() } else { "high".into() },
         ];
+        if i == 0 {
+            // A tag given twice is kept once.
+            spec.tags.push("all".into());
+        }
         spec.queue = if i == 6 { "side".into() } else { String::new() };
         ids.push(submit(&mut client, spec).await);
     }
@@ -395,6 +399,16 @@ async fn list_filters_pages_and_counts() {
             .iter()
             .all(|j| j.status == JobStatus::Failed as i32)
     );
+    assert_eq!(
+        get_job(&mut client, &ids[0]).await.tags,
+        ["all", "low", "n0"]
+    );
+    let all = list(proto::ListJobsRequest {
+        tags: vec!["all".into()],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(all.total_size, 7, "each job once");
     let tagged = list(proto::ListJobsRequest {
         tags: vec!["high".into(), "all".into()],
         ..Default::default()

@@ -2,7 +2,6 @@
 //! and the changes a caller asks for one job at a time (cancel, retry, delete), plus
 //! the removal of finished jobs whose time to live ran out.
 
-use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
     FromQueryResult, Value,
@@ -176,7 +175,11 @@ pub async fn insert_jobs(
 ) -> Result<(), StoreError> {
     let mut tags = Vec::new();
     for job in &rows {
-        let job_tags: Vec<String> = serde_json::from_str(&job.tags).unwrap_or_default();
+        let mut job_tags: Vec<String> = serde_json::from_str(&job.tags).unwrap_or_default();
+        // Each tag once: the rows are new (the job's own insert would fail first), so
+        // a plain insert cannot conflict, and costs PostgreSQL no speculative insert.
+        job_tags.sort();
+        job_tags.dedup();
         for tag in job_tags {
             tags.push(job_tags::Model {
                 tag,
@@ -222,11 +225,6 @@ pub async fn insert_jobs(
             .take(SMALL_ROWS_PER_STATEMENT)
             .map(|m| job_tags::ActiveModel::from(m).reset_all());
         job_tags::Entity::insert_many(chunk)
-            .on_conflict(
-                OnConflict::columns([job_tags::Column::Tag, job_tags::Column::JobId])
-                    .do_nothing()
-                    .to_owned(),
-            )
             .exec_without_returning(txn)
             .await?;
     }
