@@ -113,6 +113,18 @@ impl TlsServer {
         panic!("no free health port in three tries");
     }
 
+    /// A server with `files`' certificate that asks every client for one
+    /// `clients_ca` signed.
+    async fn mtls(files: &Files, clients_ca: &Ca) -> TlsServer {
+        put(&files.client_ca, &clients_ca.pem());
+        Self::start(|c| {
+            c.tls_cert = Some(files.cert.clone());
+            c.tls_key = Some(files.key.clone());
+            c.tls_client_ca = Some(files.client_ca.clone());
+        })
+        .await
+    }
+
     async fn start(tweak: impl FnOnce(&mut jobqueue::config::Config)) -> TlsServer {
         Self::try_start(tweak)
             .await
@@ -279,13 +291,7 @@ async fn mtls_serves_only_clients_with_a_certificate_its_ca_signed() {
     let server_ca = Ca::new("server");
     let (clients_ca, stranger_ca) = (Ca::new("clients"), Ca::new("stranger"));
     let files = Files::new(&server_ca);
-    put(&files.client_ca, &clients_ca.pem());
-    let server = TlsServer::start(|c| {
-        c.tls_cert = Some(files.cert.clone());
-        c.tls_key = Some(files.key.clone());
-        c.tls_client_ca = Some(files.client_ca.clone());
-    })
-    .await;
+    let server = TlsServer::mtls(&files, &clients_ca).await;
 
     let refused = |result: Result<Channel, tonic::transport::Error>| async move {
         match result {
@@ -403,13 +409,7 @@ async fn the_command_line_speaks_tls_and_presents_a_client_certificate() {
     let ca = Ca::new("server ca");
     let clients_ca = Ca::new("clients ca");
     let files = Files::new(&ca);
-    put(&files.client_ca, &clients_ca.pem());
-    let server = TlsServer::start(|c| {
-        c.tls_cert = Some(files.cert.clone());
-        c.tls_key = Some(files.key.clone());
-        c.tls_client_ca = Some(files.client_ca.clone());
-    })
-    .await;
+    let server = TlsServer::mtls(&files, &clients_ca).await;
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str, text: &str| {
         let path = dir.path().join(name);

@@ -76,7 +76,6 @@ async fn submit_jobs(
 ) -> Result<u8, Failure> {
     let Some(path) = args.jobs.clone() else {
         let spec = submit::one(&args)?;
-        let max_attempts = spec.max_attempts;
         let answer = clients
             .jobs
             .submit_job(proto::SubmitJobRequest { job: Some(spec) })
@@ -95,20 +94,7 @@ async fn submit_jobs(
         if !args.wait {
             return Ok(0);
         }
-        let max_attempts = match max_attempts {
-            Some(max) => Some(max),
-            None => Some(
-                clients
-                    .jobs
-                    .get_job(proto::GetJobRequest {
-                        id: answer.id.clone(),
-                    })
-                    .await?
-                    .into_inner()
-                    .max_attempts,
-            ),
-        };
-        return watch::until_finished(clients, vec![answer.id], output, max_attempts).await;
+        return watch::until_finished(clients, vec![answer.id], output).await;
     };
     let specs = submit::many(&args, &path)?;
     let bar = (output == Output::Human && std::io::stderr().is_terminal()).then(|| {
@@ -158,7 +144,7 @@ async fn submit_jobs(
     if !args.wait {
         return Ok(0);
     }
-    watch::until_finished(clients, ids, output, None).await
+    watch::until_finished(clients, ids, output).await
 }
 
 async fn list(clients: &mut Clients, args: ListArgs, output: Output) -> Result<u8, Failure> {
@@ -230,18 +216,7 @@ async fn watch_jobs(clients: &mut Clients, args: WatchArgs, output: Output) -> R
         ));
     }
     if !args.ids.is_empty() {
-        let max_attempts = match args.ids.as_slice() {
-            [id] => Some(
-                clients
-                    .jobs
-                    .get_job(proto::GetJobRequest { id: id.clone() })
-                    .await?
-                    .into_inner()
-                    .max_attempts,
-            ),
-            _ => None,
-        };
-        return watch::until_finished(clients, args.ids, output, max_attempts).await;
+        return watch::until_finished(clients, args.ids, output).await;
     }
     if !args.all && args.tags.is_empty() && args.queue.is_none() {
         return Err(Failure::usage("watch: job ids, or --tag, --queue or --all"));

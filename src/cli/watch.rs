@@ -79,13 +79,22 @@ impl Seen {
 }
 
 /// Follows `ids` until every one has finished; the exit code says how they
-/// ended. `max_attempts` is shown beside a single job's attempt.
+/// ended. A single job's attempt is shown out of its `max_attempts`.
 pub async fn until_finished(
     clients: &Clients,
     ids: Vec<String>,
     output: Output,
-    max_attempts: Option<i32>,
 ) -> Result<u8, Failure> {
+    let max_attempts = match ids.as_slice() {
+        [id] => {
+            let mut jobs = clients.jobs.clone();
+            let job = jobs
+                .get_job(proto::GetJobRequest { id: id.clone() })
+                .await?;
+            Some(job.into_inner().max_attempts)
+        }
+        _ => None,
+    };
     let total = ids.len();
     let mut events = open(clients, ids.clone());
     let mut seen: HashMap<String, Seen> = HashMap::new();
