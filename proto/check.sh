@@ -11,6 +11,9 @@
 #
 # Installs buf (the npm package @bufbuild/buf) into .tools/ (or $JOBQUEUE_TOOLS)
 # when missing.
+#
+# Under pipefail, `grep -q` would end a pipe early and fail its writer with
+# SIGPIPE; the greps below read all their input instead.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -49,7 +52,7 @@ elif [ -n "$base" ]; then
   change="the commits since ${base:0:12}"
   against="$base"
   changelog_changed() { git diff --quiet "$base" HEAD -- CHANGELOG.md && return 1 || return 0; }
-  declared() { git log --format=%B "$base..HEAD" | grep -q '^Breaking-Change: .'; }
+  declared() { git log --format=%B "$base..HEAD" | grep '^Breaking-Change: .' >/dev/null; }
 else
   last="$(git log -1 --format=%H -- "${contract[@]}")"
   if ! git rev-parse --verify -q "$last^" >/dev/null; then
@@ -59,7 +62,7 @@ else
   change="commit ${last:0:12}"
   against="$last^"
   changelog_changed() { git diff --quiet "$last^" "$last" -- CHANGELOG.md && return 1 || return 0; }
-  declared() { git log -1 --format=%B "$last" | grep -q '^Breaking-Change: .'; }
+  declared() { git log -1 --format=%B "$last" | grep '^Breaking-Change: .' >/dev/null; }
 fi
 
 echo "buf breaking: $change against $(git rev-parse --short=12 "$against")"
