@@ -3,6 +3,7 @@
 # the same kind of loopback HTTP target, in alternating rounds.
 #
 #   bench/pg_side_by_side.sh [--rounds 3] [--jobs 20000] [--timeout-secs 300]
+#                            [--systems jq64,jq1024,gw_defaults,gw_batched]
 #
 # Four configurations, each run on a fresh database per round:
 #   jobqueue, one replica, --concurrency 64
@@ -18,7 +19,9 @@
 # system reports its own throughput and CPU time. Prints a markdown table of medians
 # with the range, then the rows written per job by table.
 #
-# JOBQUEUE_BIN and JOBQUEUE_BENCH_BIN name the binaries (default target/release/...);
+# JOBQUEUE_BIN and JOBQUEUE_BENCH_BIN name the binaries (default target/release/...).
+# JOBQUEUE_BEFORE_BIN names a jobqueue built before a change: its runs (jq64_before,
+# jq1024_before) alternate with the others', to compare two builds side by side.
 # JOBQUEUE_BENCH_PG the server (default postgres://postgres@127.0.0.1:5432, trust auth,
 # a superuser: it creates databases, runs CHECKPOINT and shows data_directory). Run it
 # as root or as the server's OS user, on the server's machine: the postmaster's pid
@@ -29,13 +32,15 @@ cd "$(dirname "$0")/.."
 
 rounds=3
 jobs=20000
+chosen=(jq64 jq1024 gw_defaults gw_batched)
 timeout_secs=300
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
     --timeout-secs) timeout_secs=$2; shift 2 ;;
-    *) echo "usage: bench/pg_side_by_side.sh [--rounds N] [--jobs N] [--timeout-secs S]" >&2; exit 2 ;;
+    --systems) IFS=, read -r -a chosen <<<"$2"; shift 2 ;;
+    *) echo "usage: bench/pg_side_by_side.sh [--rounds N] [--jobs N] [--timeout-secs S] [--systems A,B]" >&2; exit 2 ;;
   esac
 done
 for n in "$rounds" "$jobs" "$timeout_secs"; do
@@ -43,6 +48,7 @@ for n in "$rounds" "$jobs" "$timeout_secs"; do
 done
 
 jobqueue=${JOBQUEUE_BIN:-target/release/jobqueue}
+before=${JOBQUEUE_BEFORE_BIN:-}
 bench=${JOBQUEUE_BENCH_BIN:-target/release/jobqueue-bench}
 pg=${JOBQUEUE_BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 graphile_dir=bench/graphile
@@ -54,7 +60,7 @@ concurrency=64
 post_bytes=50
 
 [[ "$pg" =~ @127\.0\.0\.1(:[0-9]+)?$ ]] || { echo "JOBQUEUE_BENCH_PG must name a server on 127.0.0.1" >&2; exit 2; }
-for binary in "$jobqueue" "$bench"; do
+for binary in "$jobqueue" "$bench" ${before:+"$before"}; do
   [ -x "$binary" ] || { echo "$binary not found: cargo build --release -p jobqueue -p jobqueue-bench" >&2; exit 1; }
 done
 if [ ! -x "$node" ] || [ ! -d "$graphile_dir/node_modules/graphile-worker" ]; then
@@ -159,13 +165,26 @@ start_target() {
 }
 
 graphile_version=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$graphile_dir/node_modules/graphile-worker/package.json" | head -1)
-systems=(jq64 jq1024 gw_defaults gw_batched)
 declare -A label=(
   [jq64]="jobqueue, one replica, \`--concurrency 64\`"
   [jq1024]="jobqueue, its own defaults (\`--concurrency 1024\`)"
   [gw_defaults]="graphile-worker $graphile_version, defaults"
   [gw_batched]="graphile-worker $graphile_version, batched, undici"
 )
+systems=("${chosen[@]}")
+if [ -n "$before" ]; then
+  label[jq64_before]="jobqueue before the change, \`--concurrency 64\`"
+  label[jq1024_before]="jobqueue before the change, its own defaults"
+  with_before=()
+  for system in "${systems[@]}"; do
+    with_before+=("$system")
+    case "$system" in jq64 | jq1024) with_before+=("${system}_before") ;; esac
+  done
+  systems=("${with_before[@]}")
+fi
+for system in "${systems[@]}"; do
+  [ -n "${label[$system]:-}" ] || { echo "unknown system $system (jq64, jq1024, gw_defaults, gw_batched)" >&2; exit 2; }
+done
 
 # One run of one system on a fresh database; appends a line to results.tsv and the
 # per-table rows to tables.tsv.
@@ -197,11 +216,12 @@ run_one() {
   local status=0
   case "$system" in
     jq*)
-      local c=$concurrency
-      [ "$system" = jq1024 ] && c=1024
+      local c=$concurrency server=$jobqueue
+      [[ "$system" == jq1024* ]] && c=1024
+      [[ "$system" == *_before ]] && server=$before
       bounded "$bench" --mode batch --jobs "$jobs" --batch-size "$batch" \
         --batch-in-flight "$batch_in_flight" --post-bytes "$post_bytes" --concurrency "$c" \
-        --spawn-server "$jobqueue" --db-url "$url" --timeout-secs "$timeout_secs" \
+        --spawn-server "$server" --db-url "$url" --timeout-secs "$timeout_secs" \
         >"$log" 2>&1 || status=$?
       ;;
     gw*)
@@ -284,7 +304,7 @@ EOF
   pids=()
 }
 
-command="bench/pg_side_by_side.sh --rounds $rounds --jobs $jobs --timeout-secs $timeout_secs"
+command="bench/pg_side_by_side.sh --rounds $rounds --jobs $jobs --timeout-secs $timeout_secs --systems $(IFS=,; echo "${chosen[*]}")"
 started=$(date -u +"%Y-%m-%d %H:%M UTC")
 for round in $(seq 1 "$rounds"); do
   echo "round $round of $rounds" >&2
