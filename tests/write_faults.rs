@@ -179,19 +179,28 @@ impl Db {
                 )
                 .await
             }
+            // There `jobs` is a view: the request is inserted into job_definitions,
+            // the status changes in job_states.
             Db::Postgres(_) => {
                 self.exec(
                     "CREATE FUNCTION fault_raise() RETURNS trigger LANGUAGE plpgsql AS
                          $$ BEGIN RAISE EXCEPTION 'injected: %', TG_NAME; END $$;
-                     CREATE TRIGGER fault_statement BEFORE INSERT ON jobs FOR EACH ROW
+                     CREATE FUNCTION fault_cancel() RETURNS trigger LANGUAGE plpgsql AS
+                         $$ BEGIN
+                             IF EXISTS (SELECT 1 FROM job_definitions WHERE id = NEW.id
+                                        AND url LIKE '%/cancel-rollback/%') THEN
+                                 RAISE EXCEPTION 'injected: %', TG_NAME;
+                             END IF;
+                             RETURN NEW;
+                         END $$;
+                     CREATE TRIGGER fault_statement BEFORE INSERT ON job_definitions FOR EACH ROW
                          WHEN (NEW.url LIKE '%/fail-statement/%' OR NEW.url LIKE '%/fail-rollback/%')
                          EXECUTE FUNCTION fault_raise();
-                     CREATE CONSTRAINT TRIGGER fault_commit AFTER INSERT ON jobs
+                     CREATE CONSTRAINT TRIGGER fault_commit AFTER INSERT ON job_definitions
                          DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
                          WHEN (NEW.url LIKE '%/fail-commit/%') EXECUTE FUNCTION fault_raise();
-                     CREATE TRIGGER fault_cancel BEFORE UPDATE OF status ON jobs FOR EACH ROW
-                         WHEN (NEW.status = 'canceled' AND NEW.url LIKE '%/cancel-rollback/%')
-                         EXECUTE FUNCTION fault_raise();
+                     CREATE TRIGGER fault_cancel BEFORE UPDATE OF status ON job_states FOR EACH ROW
+                         WHEN (NEW.status = 'canceled') EXECUTE FUNCTION fault_cancel();
                      CREATE TRIGGER fault_queue BEFORE INSERT ON queues FOR EACH ROW
                          WHEN (NEW.name LIKE 'rollback-%') EXECUTE FUNCTION fault_raise();",
                 )

@@ -24,6 +24,7 @@ mod m20261210_000017_signing;
 mod m20261210_000018_hosts;
 mod m20261210_000019_job_redirects;
 mod m20261210_000020_queue_destinations;
+mod m20261211_000021_job_states;
 
 pub struct Migrator;
 
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261210_000018_hosts::Migration),
             Box::new(m20261210_000019_job_redirects::Migration),
             Box::new(m20261210_000020_queue_destinations::Migration),
+            Box::new(m20261211_000021_job_states::Migration),
         ]
     }
 }

@@ -5,6 +5,7 @@
 
 use sea_orm::{ConnectionTrait, TransactionTrait};
 
+use super::job_tables::states;
 use super::{Store, StoreError, sql};
 
 /// One queue's unfinished jobs at one moment.
@@ -53,17 +54,23 @@ impl Store {
         let queued = txn
             .query_all_raw(sql(
                 backend,
-                "SELECT queue, COUNT(*) AS n, \
-                 SUM(CASE WHEN run_at > ? THEN 1 ELSE 0 END) AS later, \
-                 MIN(CASE WHEN run_at <= ? THEN run_at END) AS oldest \
-                 FROM jobs WHERE status = 'queued' GROUP BY queue",
+                &format!(
+                    "SELECT queue, COUNT(*) AS n, \
+                     SUM(CASE WHEN run_at > ? THEN 1 ELSE 0 END) AS later, \
+                     MIN(CASE WHEN run_at <= ? THEN run_at END) AS oldest \
+                     FROM {} WHERE status = 'queued' GROUP BY queue",
+                    states(backend)
+                ),
                 vec![now.into(), now.into()],
             ))
             .await?;
         let running = txn
             .query_all_raw(sql(
                 backend,
-                "SELECT queue, COUNT(*) AS n FROM jobs WHERE status = 'running' GROUP BY queue",
+                &format!(
+                    "SELECT queue, COUNT(*) AS n FROM {} WHERE status = 'running' GROUP BY queue",
+                    states(backend)
+                ),
                 vec![],
             ))
             .await?;

@@ -15,6 +15,7 @@ mod depths;
 pub mod entities;
 pub mod fault;
 mod host_reads;
+pub(crate) mod job_tables;
 mod key_reads;
 pub mod log;
 mod secret_rows;
@@ -613,7 +614,10 @@ impl Store {
             .reader
             .query_one_raw(sql(
                 self.backend(),
-                "SELECT MIN(run_at) AS due FROM jobs WHERE status = 'queued'",
+                &format!(
+                    "SELECT MIN(run_at) AS due FROM {} WHERE status = 'queued'",
+                    job_tables::states(self.backend())
+                ),
                 vec![],
             ))
             .await?;

@@ -3,9 +3,10 @@
 //! if it still reads as it was read).
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::{Store, StoreError, jobs, queues, schedules};
+use super::job_tables::definitions;
+use super::{Store, StoreError, jobs, queues, schedules, sql};
 
 /// A column of sealed values: a call's headers, or signing secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,17 +92,24 @@ impl Store {
         for (id, old, new) in rows {
             let result = match column {
                 SealedColumn::JobHeaders | SealedColumn::JobSigning => {
+                    // The definitions' table: `jobs` may be a view (see job_tables).
                     let held = if column == SealedColumn::JobHeaders {
-                        jobs::Column::Headers
+                        "headers"
                     } else {
-                        jobs::Column::Signing
+                        "signing"
                     };
-                    jobs::Entity::update_many()
-                        .col_expr(held, Expr::value(new))
-                        .filter(jobs::Column::Id.eq(id))
-                        .filter(held.eq(old))
-                        .exec(&writer)
+                    let text = format!(
+                        "UPDATE {} SET {held} = ? WHERE id = ? AND {held} = ?",
+                        definitions(self.backend)
+                    );
+                    writer
+                        .execute_raw(sql(
+                            self.backend,
+                            &text,
+                            vec![new.as_str().into(), id.as_str().into(), old.as_str().into()],
+                        ))
                         .await?
+                        .rows_affected()
                 }
                 SealedColumn::ScheduleHeaders => {
                     schedules::Entity::update_many()
@@ -110,6 +118,7 @@ impl Store {
                         .filter(schedules::Column::Headers.eq(old))
                         .exec(&writer)
                         .await?
+                        .rows_affected
                 }
                 SealedColumn::QueueSigning => {
                     queues::Entity::update_many()
@@ -118,9 +127,10 @@ impl Store {
                         .filter(queues::Column::Signing.eq(old))
                         .exec(&writer)
                         .await?
+                        .rows_affected
                 }
             };
-            replaced += result.rows_affected;
+            replaced += result;
         }
         writer.close().await?;
         Ok(replaced)

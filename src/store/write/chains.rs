@@ -12,6 +12,7 @@ use sea_orm::{
 
 use super::{SMALL_ROWS_PER_STATEMENT, backend, value_rows};
 use crate::chain::progress::StepJob;
+use crate::store::job_tables::{definitions, states};
 use crate::store::{StoreError, attempts, chain_steps, chains};
 use crate::store::{placeholders, sql};
 
@@ -356,13 +357,13 @@ pub async fn end_chains(txn: &DatabaseTransaction, ends: &[ChainEnd]) -> Result<
 /// their steps (they stay the chain's), its notes dropped, the chain running.
 pub async fn rerun_chain(txn: &DatabaseTransaction, id: &str, now: i64) -> Result<(), StoreError> {
     let b = backend(txn);
-    txn.execute_raw(sql(
-        b,
-        "UPDATE jobs SET step_id = NULL WHERE chain_id = ? AND step_id IS NOT NULL \
-         AND status IN ('failed', 'canceled')",
-        vec![id.into()],
-    ))
-    .await?;
+    let detach = format!(
+        "UPDATE {} SET step_id = NULL WHERE chain_id = ? AND step_id IS NOT NULL \
+         AND id IN (SELECT id FROM {} WHERE status IN ('failed', 'canceled'))",
+        definitions(b),
+        states(b)
+    );
+    txn.execute_raw(sql(b, &detach, vec![id.into()])).await?;
     txn.execute_raw(sql(
         b,
         "DELETE FROM chain_steps WHERE chain_id = ?",

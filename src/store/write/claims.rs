@@ -10,6 +10,7 @@ use super::{
     JOB_ROWS_PER_STATEMENT, SMALL_ROWS_PER_STATEMENT, backend, queues_named, tags_of, value_rows,
 };
 use crate::job::Status;
+use crate::store::job_tables::{states, update_returning};
 use crate::store::log::Event;
 use crate::store::{StoreError, attempts, placeholders, queues, sql};
 
@@ -35,6 +36,7 @@ pub async fn claim(
         DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
         _ => "",
     };
+    let jobs = states(backend(txn));
     let mut claimed = Vec::new();
     for chunk in asks.chunks(CLAIM_QUEUES_PER_STATEMENT) {
         let mut values: Vec<Value> = vec![now.into(), (now + lease_grace_ms).into()];
@@ -49,7 +51,7 @@ pub async fn claim(
             // The pause switch is checked here, not only by the caller: another
             // process may have paused the queue a moment ago.
             picks.push(format!(
-                "c{n} AS (SELECT id FROM jobs WHERE status = 'queued' AND queue = ? AND run_at <= ? \
+                "c{n} AS (SELECT id FROM {jobs} WHERE status = 'queued' AND queue = ? AND run_at <= ? \
                  AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ? AND paused) \
                  ORDER BY priority DESC, run_at, id LIMIT ?{lock})"
             ));
@@ -65,7 +67,7 @@ pub async fn claim(
         let mut ordered: Vec<Value> = values.split_off(2);
         ordered.append(&mut values);
         let text = format!(
-            "WITH {} UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = ?, \
+            "WITH {} UPDATE {jobs} SET status = 'running', attempt = attempt + 1, started_at = ?, \
              lease_expires_at = ? + timeout_ms WHERE id IN ({}) \
              RETURNING id, queue, attempt, retry_base",
             picks.join(", "),
@@ -112,17 +114,18 @@ pub async fn finish(
     txn: &DatabaseTransaction,
     finishes: &[Finish],
 ) -> Result<HashSet<String>, StoreError> {
+    let jobs = states(backend(txn));
     let mut written = HashSet::with_capacity(finishes.len());
     for chunk in finishes.chunks(SMALL_ROWS_PER_STATEMENT) {
         let rows = value_rows(8, chunk.len());
         let text = format!(
             "WITH v(vid, vattempt, vstatus, vrun_at, vfinished_at, vexpires_at, vcode, verror) AS \
              (VALUES {rows}) \
-             UPDATE jobs SET status = v.vstatus, run_at = v.vrun_at, finished_at = v.vfinished_at, \
+             UPDATE {jobs} SET status = v.vstatus, run_at = v.vrun_at, finished_at = v.vfinished_at, \
              expires_at = v.vexpires_at, lease_expires_at = NULL, last_status_code = v.vcode, \
              last_error_class = v.verror \
-             FROM v WHERE jobs.id = v.vid AND jobs.status = 'running' AND jobs.attempt = v.vattempt \
-             RETURNING id"
+             FROM v WHERE {jobs}.id = v.vid AND {jobs}.status = 'running' \
+             AND {jobs}.attempt = v.vattempt RETURNING id"
         );
         let mut values = Vec::with_capacity(chunk.len() * 8);
         for f in chunk {
@@ -202,13 +205,17 @@ pub async fn requeue(
     jobs: &[(String, i32)],
     now: i64,
 ) -> Result<HashSet<String>, StoreError> {
+    let text = format!(
+        "UPDATE {} SET status = 'queued', attempt = attempt - 1, run_at = ?, \
+         lease_expires_at = NULL WHERE id = ? AND status = 'running' AND attempt = ?",
+        states(backend(txn))
+    );
     let mut requeued = HashSet::new();
     for (id, attempt) in jobs {
         let changed = txn
             .execute_raw(sql(
                 backend(txn),
-                "UPDATE jobs SET status = 'queued', attempt = attempt - 1, run_at = ?, \
-             lease_expires_at = NULL WHERE id = ? AND status = 'running' AND attempt = ?",
+                &text,
                 vec![now.into(), id.as_str().into(), (*attempt).into()],
             ))
             .await?;
@@ -224,13 +231,26 @@ pub async fn requeue(
 /// changes, as events to log.
 pub async fn rescue(txn: &DatabaseTransaction, now: i64) -> Result<Vec<Event>, StoreError> {
     let spent = "attempt - retry_base >= max_attempts";
-    let text = format!(
-        "UPDATE jobs SET status = CASE WHEN {spent} THEN 'failed' ELSE 'queued' END, run_at = ?, \
+    let update = format!(
+        "UPDATE {} SET status = CASE WHEN {spent} THEN 'failed' ELSE 'queued' END, run_at = ?, \
          finished_at = CASE WHEN {spent} THEN ? ELSE NULL END, \
          expires_at = CASE WHEN {spent} THEN ? + ttl_ms ELSE NULL END, \
          lease_expires_at = NULL, last_status_code = NULL, last_error_class = 'interrupted' \
-         WHERE status = 'running' AND lease_expires_at < ? \
-         RETURNING id, attempt, started_at, status, queue, tags, schedule_id"
+         WHERE status = 'running' AND lease_expires_at < ?",
+        states(backend(txn))
+    );
+    let text = update_returning(
+        backend(txn),
+        &update,
+        &[
+            "id",
+            "attempt",
+            "started_at",
+            "status",
+            "queue",
+            "tags",
+            "schedule_id",
+        ],
     );
     let rows = txn
         .query_all_raw(sql(
@@ -358,8 +378,9 @@ pub async fn running_by_queue(
         _ => "queue",
     };
     let text = format!(
-        "SELECT queue, COUNT(*) AS running FROM jobs WHERE status = 'running' \
+        "SELECT queue, COUNT(*) AS running FROM {} WHERE status = 'running' \
          AND {queue} IN ({}) GROUP BY {queue}",
+        states(backend(txn)),
         placeholders(names.len())
     );
     let values = names.iter().map(|n| Value::from(*n)).collect();

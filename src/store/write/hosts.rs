@@ -7,6 +7,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Value};
 
 use super::{backend, value_rows};
 use crate::job::hosts::HostState;
+use crate::store::job_tables::states;
 use crate::store::{StoreError, placeholders, sql};
 
 /// What a host's state is read from.
@@ -135,13 +136,13 @@ pub async fn reset_host(
     if done.rows_affected() == 0 {
         return Ok(false);
     }
-    txn.execute_raw(sql(
-        backend,
-        "UPDATE jobs SET run_at = ? WHERE status = 'queued' AND run_at > ? \
+    let due_now = format!(
+        "UPDATE {} SET run_at = ? WHERE status = 'queued' AND run_at > ? \
          AND last_error_class IN ('circuit_open', 'host_limited')",
-        vec![now.into(), now.into()],
-    ))
-    .await?;
+        states(backend)
+    );
+    txn.execute_raw(sql(backend, &due_now, vec![now.into(), now.into()]))
+        .await?;
     Ok(true)
 }
 
@@ -184,15 +185,19 @@ pub async fn hold_for_hosts(
     txn: &DatabaseTransaction,
     held: &[(String, i32, i64, &str)],
 ) -> Result<Vec<String>, StoreError> {
+    let text = format!(
+        "UPDATE {} SET status = 'queued', attempt = attempt - 1, run_at = ?, \
+         lease_expires_at = NULL, last_error_class = ?, \
+         started_at = CASE WHEN attempt = 1 THEN NULL ELSE started_at END \
+         WHERE id = ? AND status = 'running' AND attempt = ?",
+        states(backend(txn))
+    );
     let mut done = Vec::with_capacity(held.len());
     for (id, attempt, until, class) in held {
         let changed = txn
             .execute_raw(sql(
                 backend(txn),
-                "UPDATE jobs SET status = 'queued', attempt = attempt - 1, run_at = ?, \
-                 lease_expires_at = NULL, last_error_class = ?, \
-                 started_at = CASE WHEN attempt = 1 THEN NULL ELSE started_at END \
-                 WHERE id = ? AND status = 'running' AND attempt = ?",
+                &text,
                 vec![
                     (*until).into(),
                     (*class).into(),

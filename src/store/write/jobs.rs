@@ -8,6 +8,9 @@ use sea_orm::{
 };
 
 use super::{JOB_ROWS_PER_STATEMENT, SMALL_ROWS_PER_STATEMENT, backend, value_rows};
+use crate::store::job_tables::{
+    definitions, delete_jobs, is_definition, is_state, states, update_returning,
+};
 use crate::store::{StoreError, job_tags, jobs, placeholders, sql};
 
 /// Existing jobs holding any of these idempotency keys (each of a namespace):
@@ -198,24 +201,58 @@ pub async fn insert_jobs(
             || j.signing.is_some()
             || j.follow_redirects.is_some()
     });
+    // On PostgreSQL a job is a row of each of two tables (see job_tables): each
+    // value goes to the table that keeps its column (the few kept by both, copied).
+    let split = backend(txn) == DbBackend::Postgres;
     for (rows, columns) in [
         (plain, &JOB_COLUMNS[..JOB_COLUMNS.len() - RARE_COLUMNS]),
         (rare, &JOB_COLUMNS[..]),
     ] {
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
-            let mut values = Vec::with_capacity(JOB_ROWS_PER_STATEMENT * columns.len());
+            let mut whole = Vec::new();
+            let mut defined = Vec::new();
+            let mut state = Vec::new();
             let mut count = 0;
             for job in rows.by_ref().take(JOB_ROWS_PER_STATEMENT) {
-                values.extend(job_values(job).into_iter().take(columns.len()));
+                let values = job_values(job).into_iter().take(columns.len());
+                if !split {
+                    whole.extend(values);
+                } else {
+                    for (column, value) in columns.iter().zip(values) {
+                        match (is_definition(column), is_state(column)) {
+                            (true, true) => {
+                                defined.push(value.clone());
+                                state.push(value);
+                            }
+                            (true, false) => defined.push(value),
+                            _ => state.push(value),
+                        }
+                    }
+                }
                 count += 1;
             }
-            let text = format!(
-                "INSERT INTO jobs ({}) VALUES {}",
-                columns.join(", "),
-                value_rows(columns.len(), count)
-            );
-            txn.execute_raw(sql(backend(txn), &text, values)).await?;
+            let inserts = if split {
+                vec![
+                    (
+                        definitions(DbBackend::Postgres),
+                        defined,
+                        is_definition as fn(&str) -> bool,
+                    ),
+                    (states(DbBackend::Postgres), state, is_state),
+                ]
+            } else {
+                vec![("jobs", whole, (|_| true) as fn(&str) -> bool)]
+            };
+            for (table, values, keeps) in inserts {
+                let kept: Vec<&str> = columns.iter().copied().filter(|c| keeps(c)).collect();
+                let text = format!(
+                    "INSERT INTO {table} ({}) VALUES {}",
+                    kept.join(", "),
+                    value_rows(kept.len(), count)
+                );
+                txn.execute_raw(sql(backend(txn), &text, values)).await?;
+            }
         }
     }
     let mut tags = tags.into_iter().peekable();
@@ -263,12 +300,15 @@ pub async fn job_in(
         .await?)
 }
 
+/// Runs `update` (of the job states' table, without RETURNING) and answers the
+/// job it changed, whole.
 async fn update_returning_job(
     txn: &DatabaseTransaction,
-    text: &str,
+    update: &str,
     values: Vec<Value>,
 ) -> Result<Option<jobs::Model>, StoreError> {
-    let row = txn.query_one_raw(sql(backend(txn), text, values)).await?;
+    let text = update_returning(backend(txn), update, &JOB_COLUMNS);
+    let row = txn.query_one_raw(sql(backend(txn), &text, values)).await?;
     Ok(match row {
         Some(row) => Some(jobs::Model::from_query_result(&row, "")?),
         None => None,
@@ -283,11 +323,15 @@ pub async fn cancel(
     id: &str,
     now: i64,
 ) -> Result<Option<jobs::Model>, StoreError> {
+    let update = format!(
+        "UPDATE {} SET status = 'canceled', finished_at = ?, expires_at = ? + ttl_ms, \
+         lease_expires_at = NULL WHERE id = ({}) AND status IN ('queued', 'running')",
+        states(backend(txn)),
+        one_of_namespace(backend(txn))
+    );
     update_returning_job(
         txn,
-        "UPDATE jobs SET status = 'canceled', finished_at = ?, expires_at = ? + ttl_ms, \
-         lease_expires_at = NULL WHERE id = ? AND namespace = ? \
-         AND status IN ('queued', 'running') RETURNING *",
+        &update,
         vec![now.into(), now.into(), id.into(), namespace.into()],
     )
     .await
@@ -301,14 +345,24 @@ pub async fn retry(
     id: &str,
     now: i64,
 ) -> Result<Option<jobs::Model>, StoreError> {
-    update_returning_job(
-        txn,
-        "UPDATE jobs SET status = 'queued', retry_base = attempt, run_at = ?, finished_at = NULL, \
-         expires_at = NULL, lease_expires_at = NULL WHERE id = ? AND namespace = ? \
-         AND status IN ('failed', 'canceled') RETURNING *",
-        vec![now.into(), id.into(), namespace.into()],
+    let update = format!(
+        "UPDATE {} SET status = 'queued', retry_base = attempt, run_at = ?, finished_at = NULL, \
+         expires_at = NULL, lease_expires_at = NULL WHERE id = ({}) \
+         AND status IN ('failed', 'canceled')",
+        states(backend(txn)),
+        one_of_namespace(backend(txn))
+    );
+    update_returning_job(txn, &update, vec![now.into(), id.into(), namespace.into()]).await
+}
+
+/// A subquery answering the id given (first placeholder) if that job is of the
+/// namespace given (second), for statements on the states' table, which does
+/// not hold the namespace.
+fn one_of_namespace(backend: DbBackend) -> String {
+    format!(
+        "SELECT id FROM {} WHERE id = ? AND namespace = ?",
+        definitions(backend)
     )
-    .await
 }
 
 /// Removes a finished job of `namespace` with its attempts and tags; false when it
@@ -330,7 +384,10 @@ pub async fn delete(
     let deleted = txn
         .execute_raw(sql(
             backend(txn),
-            &format!("DELETE FROM jobs WHERE {finished}"),
+            &delete_jobs(
+                backend(txn),
+                &format!("SELECT id FROM jobs WHERE {finished}"),
+            ),
             values(),
         ))
         .await?
@@ -412,7 +469,7 @@ async fn remove_jobs(
     let removed = txn
         .execute_raw(sql(
             backend(txn),
-            &format!("DELETE FROM jobs WHERE id IN ({picked})"),
+            &delete_jobs(backend(txn), picked),
             values(),
         ))
         .await?

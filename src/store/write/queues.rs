@@ -9,6 +9,7 @@ use sea_orm::{
 use super::{backend, tags_of, value_rows};
 use crate::engine::QueueFields;
 use crate::job::Status;
+use crate::store::job_tables::{states, update_returning};
 use crate::store::log::Event;
 use crate::store::{StoreError, queues, sql};
 
@@ -161,9 +162,22 @@ pub async fn purge(
     let rows = txn
         .query_all_raw(sql(
             backend(txn),
-            "UPDATE jobs SET status = 'canceled', finished_at = ?, expires_at = ? + ttl_ms \
-             WHERE queue = ? AND status = 'queued' \
-             RETURNING id, attempt, tags, last_status_code, last_error_class, schedule_id",
+            &update_returning(
+                backend(txn),
+                &format!(
+                    "UPDATE {} SET status = 'canceled', finished_at = ?, expires_at = ? + ttl_ms \
+                     WHERE queue = ? AND status = 'queued'",
+                    states(backend(txn))
+                ),
+                &[
+                    "id",
+                    "attempt",
+                    "tags",
+                    "last_status_code",
+                    "last_error_class",
+                    "schedule_id",
+                ],
+            ),
             vec![now.into(), now.into(), queue.into()],
         ))
         .await?;
