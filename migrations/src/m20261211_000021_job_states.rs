@@ -55,8 +55,8 @@ impl MigrationTrait for Migration {
 enum Kept {
     Definition,
     State,
-    /// `id`, `queue` and `schedule_id`, which never change; the view reads the
-    /// definition's.
+    /// `id`, `queue`, `schedule_id` and `chain_id`, which never change; the view
+    /// reads the definition's.
     Both,
 }
 
@@ -94,7 +94,7 @@ const COLUMNS: [(&str, Kept); 38] = [
     ("schedule_id", Kept::Both),
     ("fire_at", Kept::Definition),
     ("trace_context", Kept::Definition),
-    ("chain_id", Kept::Definition),
+    ("chain_id", Kept::Both),
     ("step_id", Kept::Definition),
     ("contract", Kept::Definition),
     ("namespace", Kept::Definition),
@@ -184,6 +184,7 @@ const UP: &[&str] = &[
         id VARCHAR COLLATE \"C\" NOT NULL PRIMARY KEY,
         queue VARCHAR COLLATE \"C\" NOT NULL,
         schedule_id VARCHAR COLLATE \"C\",
+        chain_id VARCHAR COLLATE \"C\",
         priority INTEGER NOT NULL,
         status VARCHAR NOT NULL,
         attempt INTEGER NOT NULL,
@@ -199,8 +200,8 @@ const UP: &[&str] = &[
         last_status_code INTEGER,
         last_error_class VARCHAR
     )",
-    "INSERT INTO job_states SELECT id, queue, schedule_id, priority, status, attempt, max_attempts,
-        retry_base, timeout_ms, ttl_ms, run_at, started_at, finished_at, lease_expires_at,
+    "INSERT INTO job_states SELECT id, queue, schedule_id, chain_id, priority, status, attempt,
+        max_attempts, retry_base, timeout_ms, ttl_ms, run_at, started_at, finished_at, lease_expires_at,
         expires_at, last_status_code, last_error_class FROM jobs",
     "ALTER TABLE jobs RENAME TO job_definitions",
     "ALTER INDEX jobs_pkey RENAME TO job_definitions_pkey",

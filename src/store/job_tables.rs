@@ -12,12 +12,13 @@
 
 use sea_orm::DbBackend;
 
-/// The columns of `job_states`. `id`, `queue` and `schedule_id` (which never
-/// change) are in `job_definitions` too.
-const STATE_COLUMNS: [&str; 17] = [
+/// The columns of `job_states`. `id`, `queue`, `schedule_id` and `chain_id`
+/// (which never change) are in `job_definitions` too.
+const STATE_COLUMNS: [&str; 18] = [
     "id",
     "queue",
     "schedule_id",
+    "chain_id",
     "priority",
     "status",
     "attempt",
@@ -58,7 +59,7 @@ pub(crate) fn is_state(column: &str) -> bool {
 
 /// Whether a job's `column` is kept in [`definitions`] (on PostgreSQL).
 pub(crate) fn is_definition(column: &str) -> bool {
-    !is_state(column) || matches!(column, "id" | "queue" | "schedule_id")
+    !is_state(column) || matches!(column, "id" | "queue" | "schedule_id" | "chain_id")
 }
 
 /// `update`, an UPDATE of [`states`] without RETURNING, answering `columns` of

@@ -426,9 +426,12 @@ pub async fn remove_expired(
     now: i64,
     limit: usize,
 ) -> Result<u64, StoreError> {
-    let expired = "SELECT id FROM jobs WHERE expires_at <= ? AND chain_id IS NULL \
-                   ORDER BY expires_at LIMIT ?";
-    remove_jobs(txn, expired, || {
+    let expired = format!(
+        "SELECT id FROM {} WHERE expires_at <= ? AND chain_id IS NULL \
+         ORDER BY expires_at LIMIT ?",
+        states(backend(txn))
+    );
+    remove_jobs(txn, &expired, || {
         vec![Value::from(now), Value::from(limit as i64)]
     })
     .await
