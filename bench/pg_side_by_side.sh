@@ -196,8 +196,10 @@ run_one() {
   databases+=("$db")
   local url="$pg/$db"
   # The schema first, in a step of its own, so the figures are the run's alone.
+  local server=$jobqueue
+  [[ "$system" == *_before ]] && server=$before
   case "$system" in
-    jq*) "$jobqueue" hosts list --db-url "$url" >/dev/null ;;
+    jq*) "$server" hosts list --db-url "$url" >/dev/null ;;
     gw*) "$node" "$graphile_dir/bench.mjs" migrate --db-url "$url" ;;
   esac
   target_pid="" target_url=""
@@ -216,9 +218,8 @@ run_one() {
   local status=0
   case "$system" in
     jq*)
-      local c=$concurrency server=$jobqueue
+      local c=$concurrency
       [[ "$system" == jq1024* ]] && c=1024
-      [[ "$system" == *_before ]] && server=$before
       bounded "$bench" --mode batch --jobs "$jobs" --batch-size "$batch" \
         --batch-in-flight "$batch_in_flight" --post-bytes "$post_bytes" --concurrency "$c" \
         --spawn-server "$server" --db-url "$url" --timeout-secs "$timeout_secs" \
