@@ -115,8 +115,7 @@ impl Writer {
             }
             records.push(c.record.clone());
         }
-        let finished = write::finish(txn, &finishes).await?;
-        write::insert_attempts(txn, records).await?;
+        let finished = write::write_outcomes(txn, &finishes, records).await?;
         let now = now_ms();
         let requeued = write::requeue(txn, &requeues, now).await?;
         // Only what landed is a change: a finish guarded out by a cancel is not.

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Value};
 
 use super::{JOB_ROWS_PER_STATEMENT, SMALL_ROWS_PER_STATEMENT, backend, value_rows};
 use crate::job::Status;
@@ -25,38 +25,52 @@ pub struct Finish {
     pub last_error_class: Option<String>,
 }
 
+/// Writes attempts' outcomes to jobs still running that attempt (as [`finish`])
+/// and records attempts (as [`insert_attempts`]); returns the ids written. On
+/// PostgreSQL, when both fit in one statement, that is one round trip.
+pub async fn write_outcomes(
+    txn: &DatabaseTransaction,
+    finishes: &[Finish],
+    records: Vec<attempts::Model>,
+) -> Result<HashSet<String>, StoreError> {
+    let one_statement = backend(txn) == DbBackend::Postgres
+        && !finishes.is_empty()
+        && !records.is_empty()
+        && finishes.len() <= JOB_ROWS_PER_STATEMENT
+        && records.len() <= JOB_ROWS_PER_STATEMENT;
+    if !one_statement {
+        let written = finish(txn, finishes).await?;
+        insert_attempts(txn, records).await?;
+        return Ok(written);
+    }
+    let jobs = states(backend(txn));
+    let (outcomes, update) = finish_parts(jobs, finishes.len());
+    let text = format!(
+        "WITH {outcomes}, written AS ({update} RETURNING {jobs}.id), \
+         recorded AS ({}) SELECT id FROM written",
+        record_attempts(records.len())
+    );
+    let mut values = finish_values(finishes);
+    values.extend(attempt_values(records));
+    let mut written = HashSet::with_capacity(finishes.len());
+    for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
+        written.insert(row.try_get::<String>("", "id")?);
+    }
+    Ok(written)
+}
+
 /// Writes attempts' outcomes to jobs still running that attempt; returns the ids
 /// written. A job canceled or rescued meanwhile is left as it is.
-pub async fn finish(
+async fn finish(
     txn: &DatabaseTransaction,
     finishes: &[Finish],
 ) -> Result<HashSet<String>, StoreError> {
     let jobs = states(backend(txn));
     let mut written = HashSet::with_capacity(finishes.len());
     for chunk in finishes.chunks(SMALL_ROWS_PER_STATEMENT) {
-        let rows = value_rows(8, chunk.len());
-        let text = format!(
-            "WITH v(vid, vattempt, vstatus, vrun_at, vfinished_at, vexpires_at, vcode, verror) AS \
-             (VALUES {rows}) \
-             UPDATE {jobs} SET status = v.vstatus, run_at = v.vrun_at, finished_at = v.vfinished_at, \
-             expires_at = v.vexpires_at, lease_expires_at = NULL, last_status_code = v.vcode, \
-             last_error_class = v.verror \
-             FROM v WHERE {jobs}.id = v.vid AND {jobs}.status = 'running' \
-             AND {jobs}.attempt = v.vattempt RETURNING id"
-        );
-        let mut values = Vec::with_capacity(chunk.len() * 8);
-        for f in chunk {
-            values.extend([
-                Value::from(f.id.as_str()),
-                f.attempt.into(),
-                f.status.as_str().into(),
-                f.run_at.into(),
-                f.finished_at.into(),
-                f.expires_at.into(),
-                f.last_status_code.into(),
-                f.last_error_class.clone().into(),
-            ]);
-        }
+        let (outcomes, update) = finish_parts(jobs, chunk.len());
+        let text = format!("WITH {outcomes} {update} RETURNING id");
+        let values = finish_values(chunk);
         for row in txn.query_all_raw(sql(backend(txn), &text, values)).await? {
             written.insert(row.try_get::<String>("", "id")?);
         }
@@ -64,53 +78,101 @@ pub async fn finish(
     Ok(written)
 }
 
+/// `rows` outcomes as the CTE `v`, and the UPDATE of `jobs` (the states' table)
+/// that writes them, guarded by the status and attempt each expects.
+fn finish_parts(jobs: &str, rows: usize) -> (String, String) {
+    (
+        format!(
+            "v(vid, vattempt, vstatus, vrun_at, vfinished_at, vexpires_at, vcode, verror) AS \
+             (VALUES {})",
+            value_rows(8, rows)
+        ),
+        format!(
+            "UPDATE {jobs} SET status = v.vstatus, run_at = v.vrun_at, \
+             finished_at = v.vfinished_at, expires_at = v.vexpires_at, lease_expires_at = NULL, \
+             last_status_code = v.vcode, last_error_class = v.verror \
+             FROM v WHERE {jobs}.id = v.vid AND {jobs}.status = 'running' \
+             AND {jobs}.attempt = v.vattempt"
+        ),
+    )
+}
+
+/// The values of [`finish_parts`]' CTE.
+fn finish_values(finishes: &[Finish]) -> Vec<Value> {
+    let mut values = Vec::with_capacity(finishes.len() * 8);
+    for f in finishes {
+        values.extend([
+            Value::from(f.id.as_str()),
+            f.attempt.into(),
+            f.status.as_str().into(),
+            f.run_at.into(),
+            f.finished_at.into(),
+            f.expires_at.into(),
+            f.last_status_code.into(),
+            f.last_error_class.clone().into(),
+        ]);
+    }
+    values
+}
+
 /// Records attempts. An attempt already recorded (same job and number) is kept.
-pub async fn insert_attempts(
+pub(super) async fn insert_attempts(
     txn: &DatabaseTransaction,
     rows: Vec<attempts::Model>,
 ) -> Result<(), StoreError> {
-    const COLUMNS: &str = "job_id, number, started_at, finished_at, duration_ms, status_code, \
-                           headers, body, body_size, truncated, error_class, error_message";
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
-        let mut values = Vec::with_capacity(JOB_ROWS_PER_STATEMENT * 12);
-        let mut count = 0;
-        for row in rows.by_ref().take(JOB_ROWS_PER_STATEMENT) {
-            let attempts::Model {
-                job_id,
-                number,
-                started_at,
-                finished_at,
-                duration_ms,
-                status_code,
-                headers,
-                body,
-                body_size,
-                truncated,
-                error_class,
-                error_message,
-            } = row;
-            values.extend([
-                Value::from(job_id),
-                number.into(),
-                started_at.into(),
-                finished_at.into(),
-                duration_ms.into(),
-                status_code.into(),
-                headers.into(),
-                body.into(),
-                body_size.into(),
-                truncated.into(),
-                error_class.into(),
-                error_message.into(),
-            ]);
-            count += 1;
-        }
-        let text = format!(
-            "INSERT INTO attempts ({COLUMNS}) VALUES {} ON CONFLICT (job_id, number) DO NOTHING",
-            value_rows(12, count)
-        );
-        txn.execute_raw(sql(backend(txn), &text, values)).await?;
+        let chunk: Vec<attempts::Model> = rows.by_ref().take(JOB_ROWS_PER_STATEMENT).collect();
+        let text = record_attempts(chunk.len());
+        txn.execute_raw(sql(backend(txn), &text, attempt_values(chunk)))
+            .await?;
     }
     Ok(())
+}
+
+/// The INSERT of `rows` attempts, keeping an attempt already recorded: one whose
+/// lease ran out is recorded by the rescue, and its process may still report it.
+fn record_attempts(rows: usize) -> String {
+    format!(
+        "INSERT INTO attempts (job_id, number, started_at, finished_at, duration_ms, \
+         status_code, headers, body, body_size, truncated, error_class, error_message) \
+         VALUES {} ON CONFLICT (job_id, number) DO NOTHING",
+        value_rows(12, rows)
+    )
+}
+
+/// The values of [`record_attempts`], moved out of the rows.
+fn attempt_values(rows: Vec<attempts::Model>) -> Vec<Value> {
+    let mut values = Vec::with_capacity(rows.len() * 12);
+    for row in rows {
+        let attempts::Model {
+            job_id,
+            number,
+            started_at,
+            finished_at,
+            duration_ms,
+            status_code,
+            headers,
+            body,
+            body_size,
+            truncated,
+            error_class,
+            error_message,
+        } = row;
+        values.extend([
+            Value::from(job_id),
+            number.into(),
+            started_at.into(),
+            finished_at.into(),
+            duration_ms.into(),
+            status_code.into(),
+            headers.into(),
+            body.into(),
+            body_size.into(),
+            truncated.into(),
+            error_class.into(),
+            error_message.into(),
+        ]);
+    }
+    values
 }
