@@ -31,9 +31,11 @@ pub async fn claim(
     asks: &[(&str, usize)],
 ) -> Result<Vec<(String, String, Claim)>, StoreError> {
     // Another replica's claim holds its rows until it commits; skip them, not wait.
-    let lock = match backend(txn) {
-        DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
-        _ => "",
+    // PostgreSQL finds the rows it picked again by their address (a TID scan), not
+    // through the primary key; SQLite by id.
+    let (lock, key) = match backend(txn) {
+        DbBackend::Postgres => (" FOR UPDATE SKIP LOCKED", "ctid"),
+        _ => ("", "id"),
     };
     let jobs = states(backend(txn));
     let mut claimed = Vec::new();
@@ -50,11 +52,11 @@ pub async fn claim(
             // The pause switch is checked here, not only by the caller: another
             // process may have paused the queue a moment ago.
             picks.push(format!(
-                "c{n} AS (SELECT id FROM {jobs} WHERE status = 'queued' AND queue = ? AND run_at <= ? \
+                "c{n} AS (SELECT {key} FROM {jobs} WHERE status = 'queued' AND queue = ? AND run_at <= ? \
                  AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ? AND paused) \
                  ORDER BY priority DESC, run_at, id LIMIT ?{lock})"
             ));
-            union.push(format!("SELECT id FROM c{n}"));
+            union.push(format!("SELECT {key} FROM c{n}"));
             values.extend([
                 Value::from(*queue),
                 now.into(),
@@ -65,12 +67,16 @@ pub async fn claim(
         // The CTEs come first in the text, their values after the SET's.
         let mut ordered: Vec<Value> = values.split_off(2);
         ordered.append(&mut values);
+        let union = union.join(" UNION ALL ");
+        let picked = match backend(txn) {
+            DbBackend::Postgres => format!("ctid = ANY(ARRAY({union}))"),
+            _ => format!("id IN ({union})"),
+        };
         let text = format!(
             "WITH {} UPDATE {jobs} SET status = 'running', attempt = attempt + 1, started_at = ?, \
-             lease_expires_at = ? + timeout_ms WHERE id IN ({}) \
+             lease_expires_at = ? + timeout_ms WHERE {picked} \
              RETURNING id, queue, attempt, retry_base",
             picks.join(", "),
-            union.join(" UNION ALL ")
         );
         let rows = txn.query_all_raw(sql(backend(txn), &text, ordered)).await?;
         for row in rows {
