@@ -224,7 +224,7 @@ async fn serve(
 
         let in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         state.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
-        let _guard = InFlight(&state.in_flight);
+        let guard = InFlight(&state.in_flight);
 
         if let Some(ms) = number("delay_ms") {
             // Watch the connection while waiting: a client that gives up closes it,
@@ -287,6 +287,12 @@ async fn serve(
             }
         }
         head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+        // The call is no longer in flight once its answer is being written: a client
+        // can only start its next call after reading it, so the count never shows a
+        // call that already has its answer. Counted after the write, a thread of this
+        // target paused by a busy machine between the write and the count showed a
+        // call still in flight while its client had started the next.
+        drop(guard);
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(&body).await?;
     }
