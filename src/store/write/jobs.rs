@@ -202,54 +202,60 @@ pub async fn insert_jobs(
             || j.follow_redirects.is_some()
     });
     // On PostgreSQL a job is a row of each of two tables (see job_tables): each
-    // value goes to the table that keeps its column (the few kept by both, copied).
+    // value goes to the table that keeps its column, the few kept by both copied.
+    // On SQLite the first table is `jobs` and keeps them all.
     let split = backend(txn) == DbBackend::Postgres;
+    let tables = if split {
+        [
+            definitions(DbBackend::Postgres),
+            states(DbBackend::Postgres),
+        ]
+    } else {
+        ["jobs", ""]
+    };
     for (rows, columns) in [
         (plain, &JOB_COLUMNS[..JOB_COLUMNS.len() - RARE_COLUMNS]),
         (rare, &JOB_COLUMNS[..]),
     ] {
+        // Where each column goes, worked out once rather than for every row.
+        let kept: Vec<[bool; 2]> = columns
+            .iter()
+            .map(|c| match split {
+                true => [is_definition(c), is_state(c)],
+                false => [true, false],
+            })
+            .collect();
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
-            let mut whole = Vec::new();
-            let mut defined = Vec::new();
-            let mut state = Vec::new();
+            let mut values: [Vec<Value>; 2] = Default::default();
             let mut count = 0;
             for job in rows.by_ref().take(JOB_ROWS_PER_STATEMENT) {
-                let values = job_values(job).into_iter().take(columns.len());
-                if !split {
-                    whole.extend(values);
-                } else {
-                    for (column, value) in columns.iter().zip(values) {
-                        match (is_definition(column), is_state(column)) {
-                            (true, true) => {
-                                defined.push(value.clone());
-                                state.push(value);
-                            }
-                            (true, false) => defined.push(value),
-                            _ => state.push(value),
+                for (value, [first, second]) in job_values(job).into_iter().zip(&kept) {
+                    match (first, second) {
+                        (true, true) => {
+                            values[0].push(value.clone());
+                            values[1].push(value);
                         }
+                        (true, false) => values[0].push(value),
+                        _ => values[1].push(value),
                     }
                 }
                 count += 1;
             }
-            let inserts = if split {
-                vec![
-                    (
-                        definitions(DbBackend::Postgres),
-                        defined,
-                        is_definition as fn(&str) -> bool,
-                    ),
-                    (states(DbBackend::Postgres), state, is_state),
-                ]
-            } else {
-                vec![("jobs", whole, (|_| true) as fn(&str) -> bool)]
-            };
-            for (table, values, keeps) in inserts {
-                let kept: Vec<&str> = columns.iter().copied().filter(|c| keeps(c)).collect();
+            for (n, (table, values)) in tables.iter().zip(values).enumerate() {
+                if values.is_empty() {
+                    continue;
+                }
+                let names: Vec<&str> = columns
+                    .iter()
+                    .zip(&kept)
+                    .filter(|(_, k)| k[n])
+                    .map(|(c, _)| *c)
+                    .collect();
                 let text = format!(
                     "INSERT INTO {table} ({}) VALUES {}",
-                    kept.join(", "),
-                    value_rows(kept.len(), count)
+                    names.join(", "),
+                    value_rows(names.len(), count)
                 );
                 txn.execute_raw(sql(backend(txn), &text, values)).await?;
             }
